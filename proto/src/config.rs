@@ -1,0 +1,317 @@
+//! Effective configuration: defaults, then the TOML config file, then `RCC_*` variables; each value remembers
+//! where it came from so `rcc config` can say so.
+//!
+//! This module does no I/O: the caller reads the file and passes the environment lookup in.
+
+use crate::vars;
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Where a setting's value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Built-in default.
+    Default,
+    /// The config file at this path.
+    File(PathBuf),
+    /// This environment variable.
+    Env(&'static str),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File(p) => write!(f, "config file {}", p.display()),
+            Source::Env(v) => write!(f, "environment {v}"),
+        }
+    }
+}
+
+/// A value with its origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting<T> {
+    /// The effective value.
+    pub value: T,
+    /// Where it came from.
+    pub source: Source,
+}
+
+impl<T> Setting<T> {
+    fn default(value: T) -> Self {
+        Setting { value, source: Source::Default }
+    }
+}
+
+/// The effective settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Path of the config file consulted (it may not exist).
+    pub config_file: PathBuf,
+    /// Cache directory.
+    pub dir: Setting<PathBuf>,
+    /// Store size limit in bytes.
+    pub cache_size: Setting<u64>,
+    /// Daemon socket path.
+    pub socket: Setting<PathBuf>,
+    /// Daemon idle timeout in seconds.
+    pub idle_timeout: Setting<u64>,
+    /// Log file, if logging is on.
+    pub log: Setting<Option<PathBuf>>,
+    /// Direct mode on.
+    pub direct: Setting<bool>,
+    /// Depend mode on.
+    pub depend: Setting<bool>,
+    /// Cache bypassed.
+    pub disable: Setting<bool>,
+    /// Default C compiler for `CC=rcc`.
+    pub cc: Setting<String>,
+    /// Default C++ compiler for `CXX=rcc`.
+    pub cxx: Setting<String>,
+}
+
+/// The config file's shape. Unknown keys are an error, so typos are caught.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    dir: Option<PathBuf>,
+    cache_size: Option<SizeValue>,
+    socket: Option<PathBuf>,
+    idle_timeout: Option<u64>,
+    log: Option<PathBuf>,
+    direct: Option<bool>,
+    depend: Option<bool>,
+    disable: Option<bool>,
+    cc: Option<String>,
+    cxx: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum SizeValue {
+    Bytes(u64),
+    Text(String),
+}
+
+/// A setting that could not be understood.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The config file is not valid TOML of the expected shape.
+    #[error("config file {path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// A value (from the file or a variable) is malformed.
+    #[error("{origin}: {message}")]
+    Value {
+        /// Where the value came from.
+        origin: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Default store size limit: 10 GiB.
+pub const DEFAULT_CACHE_SIZE: u64 = 10 << 30;
+/// Default daemon idle timeout: 10 minutes.
+pub const DEFAULT_IDLE_TIMEOUT: u64 = 600;
+
+impl Config {
+    /// Resolves the effective settings.
+    ///
+    /// `file` is the config file's path and, if it exists, its text; `env` looks a variable up;
+    /// `default_dir` is the platform cache directory for rcc.
+    pub fn resolve(
+        file: (&Path, Option<&str>),
+        env: &dyn Fn(&str) -> Option<String>,
+        default_dir: PathBuf,
+    ) -> Result<Config, ConfigError> {
+        let (file_path, file_text) = file;
+        let parsed: FileConfig = match file_text {
+            Some(text) => toml::from_str(text).map_err(|e| ConfigError::File {
+                path: file_path.to_owned(),
+                message: e.to_string(),
+            })?,
+            None => FileConfig::default(),
+        };
+        let from_file = || Source::File(file_path.to_owned());
+        let env = |name: &'static str| env(name).filter(|v| !v.is_empty()).map(|v| (name, v));
+
+        fn pick<T>(
+            default: T,
+            file: Option<T>,
+            file_src: impl Fn() -> Source,
+            env: Option<(&'static str, String)>,
+            parse: impl Fn(&str) -> Result<T, String>,
+        ) -> Result<Setting<T>, ConfigError> {
+            let mut s = Setting::default(default);
+            if let Some(v) = file {
+                s = Setting { value: v, source: file_src() };
+            }
+            if let Some((name, raw)) = env {
+                let value = parse(&raw).map_err(|message| ConfigError::Value {
+                    origin: format!("environment {name}={raw}"),
+                    message,
+                })?;
+                s = Setting { value, source: Source::Env(name) };
+            }
+            Ok(s)
+        }
+
+        let file_size = match parsed.cache_size {
+            None => None,
+            Some(SizeValue::Bytes(b)) => Some(b),
+            Some(SizeValue::Text(t)) => Some(parse_size(&t).map_err(|message| ConfigError::Value {
+                origin: format!("config file {} cache_size", file_path.display()),
+                message,
+            })?),
+        };
+
+        let dir = pick(default_dir, parsed.dir, from_file, env(vars::RCC_DIR), |s| Ok(PathBuf::from(s)))?;
+        let default_socket = dir.value.join("rccd.sock");
+        Ok(Config {
+            config_file: file_path.to_owned(),
+            cache_size: pick(DEFAULT_CACHE_SIZE, file_size, from_file, env(vars::RCC_CACHE_SIZE), parse_size)?,
+            socket: pick(default_socket, parsed.socket, from_file, env(vars::RCC_SOCKET), |s| Ok(PathBuf::from(s)))?,
+            idle_timeout: pick(
+                DEFAULT_IDLE_TIMEOUT,
+                parsed.idle_timeout,
+                from_file,
+                env(vars::RCC_IDLE_TIMEOUT),
+                |s| s.trim().parse::<u64>().map_err(|e| format!("not a number of seconds: {e}")),
+            )?,
+            log: {
+                let d = dir.value.clone();
+                pick(None, parsed.log.map(Some), from_file, env(vars::RCC_LOG), move |s| {
+                    Ok(match s {
+                        "0" | "false" | "off" => None,
+                        "1" | "true" | "on" => Some(d.join("rcc.log")),
+                        path => Some(PathBuf::from(path)),
+                    })
+                })?
+            },
+            direct: pick(true, parsed.direct, from_file, env(vars::RCC_DIRECT), parse_bool)?,
+            depend: pick(true, parsed.depend, from_file, env(vars::RCC_DEPEND), parse_bool)?,
+            disable: pick(false, parsed.disable, from_file, env(vars::RCC_DISABLE), parse_bool)?,
+            cc: pick("cc".to_owned(), parsed.cc, from_file, env(vars::RCC_CC), |s| Ok(s.to_owned()))?,
+            cxx: pick("c++".to_owned(), parsed.cxx, from_file, env(vars::RCC_CXX), |s| Ok(s.to_owned()))?,
+            dir,
+        })
+    }
+
+    /// The settings as `(name, value, source)` rows, in the order `rcc config` prints them.
+    pub fn rows(&self) -> Vec<(&'static str, String, String)> {
+        let path = |p: &Path| p.display().to_string();
+        vec![
+            ("dir", path(&self.dir.value), self.dir.source.to_string()),
+            ("cache_size", format_size(self.cache_size.value), self.cache_size.source.to_string()),
+            ("socket", path(&self.socket.value), self.socket.source.to_string()),
+            ("idle_timeout", format!("{}s", self.idle_timeout.value), self.idle_timeout.source.to_string()),
+            (
+                "log",
+                self.log.value.as_deref().map(path).unwrap_or_else(|| "off".into()),
+                self.log.source.to_string(),
+            ),
+            ("direct", self.direct.value.to_string(), self.direct.source.to_string()),
+            ("depend", self.depend.value.to_string(), self.depend.source.to_string()),
+            ("disable", self.disable.value.to_string(), self.disable.source.to_string()),
+            ("cc", self.cc.value.clone(), self.cc.source.to_string()),
+            ("cxx", self.cxx.value.clone(), self.cxx.source.to_string()),
+        ]
+    }
+}
+
+/// Parses `10G`, `512M`, `64K`, `1.5G`, `4096` (bytes); suffixes are binary (KiB, MiB, GiB, TiB).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let t = t.strip_suffix(['B', 'b']).unwrap_or(t);
+    let t = t.strip_suffix(['i', 'I']).unwrap_or(t);
+    let (num, mult) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&t[..t.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&t[..t.len() - 1], 1 << 30),
+        Some('T' | 't') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: f64 = num.trim().parse().map_err(|_| format!("`{text}` is not a size like 10G, 500M or 4096"))?;
+    if !(n.is_finite() && n >= 0.0) {
+        return Err(format!("`{text}` is not a size like 10G, 500M or 4096"));
+    }
+    Ok((n * mult as f64) as u64)
+}
+
+/// Formats a byte count for people (`1.5 GiB`).
+pub fn format_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!("`{s}` is not a boolean (use 1/0, true/false)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn resolve(file: Option<&str>, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::resolve((Path::new("/cfg/config.toml"), file), &|k| env.get(k).cloned(), "/cache/rcc".into())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = resolve(None, &[]).unwrap();
+        assert_eq!(c.dir.value, PathBuf::from("/cache/rcc"));
+        assert_eq!(c.socket.value, PathBuf::from("/cache/rcc/rccd.sock"));
+        assert_eq!(c.cache_size.value, DEFAULT_CACHE_SIZE);
+        assert_eq!(c.cache_size.source, Source::Default);
+    }
+
+    #[test]
+    fn env_overrides_file_overrides_default() {
+        let c = resolve(Some("cache_size = \"1G\"\ndir = \"/f\""), &[("RCC_DIR", "/e")]).unwrap();
+        assert_eq!(c.cache_size.value, 1 << 30);
+        assert_eq!(c.cache_size.source, Source::File("/cfg/config.toml".into()));
+        assert_eq!(c.dir.value, PathBuf::from("/e"));
+        assert_eq!(c.dir.source, Source::Env("RCC_DIR"));
+        assert_eq!(c.socket.value, PathBuf::from("/e/rccd.sock"));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = resolve(None, &[("RCC_CACHE_SIZE", "lots")]).unwrap_err();
+        assert!(e.to_string().contains("RCC_CACHE_SIZE"), "{e}");
+        let e = resolve(Some("cache_sise = 3"), &[]).unwrap_err();
+        assert!(e.to_string().contains("cache_sise"), "{e}");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("10G"), Ok(10 << 30));
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("1.5k"), Ok(1536));
+        assert!(parse_size("-1").is_err());
+        assert_eq!(format_size(1536), "1.5 KiB");
+    }
+}

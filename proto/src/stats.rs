@@ -1,0 +1,254 @@
+//! Statistics: what happened to each compile, and why a compile was not cached.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Why a compile was run without the cache. Each variant is counted separately in `rcc stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Reason {
+    /// No `-c` or `-S`: the call links.
+    Linking,
+    /// `-E`: preprocessing only.
+    PreprocessOnly,
+    /// `-M`/`-MM` without `-MD`/`-MMD`: dependency output only.
+    DependenciesOnly,
+    /// Several source files in one call.
+    MultipleSources,
+    /// No source file found among the arguments.
+    NoSource,
+    /// The source is read from standard input.
+    StdinInput,
+    /// The output goes to standard output (`-o -`).
+    StdoutOutput,
+    /// `-save-temps`.
+    SaveTemps,
+    /// `-ftime-trace`.
+    TimeTrace,
+    /// C++20 modules or clang modules.
+    Modules,
+    /// `-fprofile-generate` and other profile instrumentation that writes run-time files.
+    ProfileGenerate,
+    /// A flag that writes extra files rcc does not track (`-fdump-*`, `-fstack-usage`, `-aux-info`, …).
+    ExtraOutputs,
+    /// A flag rcc does not know whose value names an existing file.
+    UnknownFileFlag,
+    /// An argument that is neither a flag nor a source rcc recognises (e.g. an object or library).
+    UnknownInput,
+    /// A response file could not be read.
+    BadResponseFile,
+    /// A flag that names an input rcc cannot digest (missing `-specs` file, `-fprofile-use` without a path, …).
+    UnhashableInput,
+    /// A precompiled header is involved.
+    PrecompiledHeader,
+    /// `__DATE__`, `__TIME__` or `__TIMESTAMP__` used without `SOURCE_DATE_EPOCH`.
+    TimeMacros,
+    /// An input changed while the compile ran: the result was not stored.
+    InputModifiedDuringCompile,
+    /// The compile failed: failures are not stored.
+    CompileFailed,
+    /// The compiler is not gcc or clang (by its own `--version`), or could not be identified.
+    UnsupportedCompiler,
+    /// A Rust compiler invocation (not cached yet).
+    Rustc,
+    /// The depfile the compiler wrote could not be understood.
+    BadDepfile,
+    /// The user turned caching off (`RCC_DISABLE`).
+    Disabled,
+    /// The daemon could not be reached or started: the wrapper ran the compiler alone.
+    DaemonUnavailable,
+}
+
+impl Reason {
+    /// Every reason, in display order.
+    pub const ALL: &'static [Reason] = &[
+        Reason::Linking,
+        Reason::PreprocessOnly,
+        Reason::DependenciesOnly,
+        Reason::MultipleSources,
+        Reason::NoSource,
+        Reason::StdinInput,
+        Reason::StdoutOutput,
+        Reason::SaveTemps,
+        Reason::TimeTrace,
+        Reason::Modules,
+        Reason::ProfileGenerate,
+        Reason::ExtraOutputs,
+        Reason::UnknownFileFlag,
+        Reason::UnknownInput,
+        Reason::BadResponseFile,
+        Reason::UnhashableInput,
+        Reason::PrecompiledHeader,
+        Reason::TimeMacros,
+        Reason::InputModifiedDuringCompile,
+        Reason::CompileFailed,
+        Reason::UnsupportedCompiler,
+        Reason::Rustc,
+        Reason::BadDepfile,
+        Reason::Disabled,
+        Reason::DaemonUnavailable,
+    ];
+
+    /// Stable name used in `rcc stats` and in the persisted statistics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reason::Linking => "linking",
+            Reason::PreprocessOnly => "preprocess-only",
+            Reason::DependenciesOnly => "dependencies-only",
+            Reason::MultipleSources => "multiple-sources",
+            Reason::NoSource => "no-source",
+            Reason::StdinInput => "stdin-input",
+            Reason::StdoutOutput => "output-to-stdout",
+            Reason::SaveTemps => "save-temps",
+            Reason::TimeTrace => "time-trace",
+            Reason::Modules => "modules",
+            Reason::ProfileGenerate => "profile-generate",
+            Reason::ExtraOutputs => "extra-outputs",
+            Reason::UnknownFileFlag => "unknown-flag-naming-file",
+            Reason::UnknownInput => "unknown-input",
+            Reason::BadResponseFile => "bad-response-file",
+            Reason::UnhashableInput => "unhashable-input",
+            Reason::PrecompiledHeader => "precompiled-header",
+            Reason::TimeMacros => "time-macros",
+            Reason::InputModifiedDuringCompile => "input-modified-during-compile",
+            Reason::CompileFailed => "compile-failed",
+            Reason::UnsupportedCompiler => "unsupported-compiler",
+            Reason::Rustc => "rustc",
+            Reason::BadDepfile => "bad-depfile",
+            Reason::Disabled => "disabled",
+            Reason::DaemonUnavailable => "daemon-unavailable",
+        }
+    }
+}
+
+/// How a hit was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HitMode {
+    /// From the direct-mode manifest: no preprocessor run.
+    Direct,
+    /// From the preprocessed output's digest.
+    Preprocessor,
+}
+
+/// Kinds of internal error, counted; each one fell back to a plain compile or a miss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// A cache entry failed its digest check or did not decode; it was removed.
+    CorruptEntry,
+    /// Reading or writing the store failed (full disk, permissions, …).
+    StoreIo,
+    /// The compiler could not be identified or digested.
+    Identity,
+    /// Anything else inside the daemon.
+    Internal,
+}
+
+impl ErrorKind {
+    /// Stable name used in `rcc stats`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::CorruptEntry => "corrupt-entry",
+            ErrorKind::StoreIo => "store-io",
+            ErrorKind::Identity => "compiler-identity",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
+/// The persisted counters. Maps are keyed by the stable names above so that old files stay readable.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Counters {
+    /// Hits served from a direct-mode manifest.
+    pub hits_direct: u64,
+    /// Hits found through the preprocessed output.
+    pub hits_preprocessor: u64,
+    /// Cacheable compiles that missed.
+    pub misses: u64,
+    /// Misses whose result was stored.
+    pub stored: u64,
+    /// Uncacheable compiles by reason name.
+    pub uncacheable: BTreeMap<String, u64>,
+    /// Errors by kind name.
+    pub errors: BTreeMap<String, u64>,
+    /// Compile time saved by hits, in milliseconds (the recorded compile time of each hit entry).
+    pub saved_millis: u64,
+    /// Time spent compiling misses, in milliseconds.
+    pub miss_millis: u64,
+}
+
+impl Counters {
+    /// Adds every counter of `other` to `self`.
+    pub fn add(&mut self, other: &Counters) {
+        self.hits_direct += other.hits_direct;
+        self.hits_preprocessor += other.hits_preprocessor;
+        self.misses += other.misses;
+        self.stored += other.stored;
+        for (k, v) in &other.uncacheable {
+            *self.uncacheable.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.errors {
+            *self.errors.entry(k.clone()).or_default() += v;
+        }
+        self.saved_millis += other.saved_millis;
+        self.miss_millis += other.miss_millis;
+    }
+
+    /// Counts one uncacheable compile.
+    pub fn count_uncacheable(&mut self, reason: Reason) {
+        *self.uncacheable.entry(reason.name().to_owned()).or_default() += 1;
+    }
+
+    /// Counts one error.
+    pub fn count_error(&mut self, kind: ErrorKind) {
+        *self.errors.entry(kind.name().to_owned()).or_default() += 1;
+    }
+
+    /// All hits.
+    pub fn hits(&self) -> u64 {
+        self.hits_direct + self.hits_preprocessor
+    }
+
+    /// Hit rate over cacheable compiles (hits / (hits + misses)), or `None` before any.
+    pub fn hit_rate(&self) -> Option<f64> {
+        let total = self.hits() + self.misses;
+        (total > 0).then(|| self.hits() as f64 / total as f64)
+    }
+}
+
+/// What `rcc stats` shows: the counters plus the state of the store.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsSnapshot {
+    /// The counters.
+    pub counters: Counters,
+    /// Bytes the local store occupies on disk.
+    pub cache_bytes: u64,
+    /// Number of entries in the local store.
+    pub cache_entries: u64,
+    /// The configured size limit in bytes.
+    pub cache_limit: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_names_are_unique() {
+        let mut names: Vec<_> = Reason::ALL.iter().map(|r| r.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), Reason::ALL.len());
+    }
+
+    #[test]
+    fn add_merges_maps() {
+        let mut a = Counters::default();
+        a.count_uncacheable(Reason::Linking);
+        let mut b = Counters::default();
+        b.count_uncacheable(Reason::Linking);
+        b.hits_direct = 2;
+        a.add(&b);
+        assert_eq!(a.uncacheable["linking"], 2);
+        assert_eq!(a.hits(), 2);
+    }
+}

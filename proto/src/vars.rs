@@ -1,0 +1,33 @@
+//! Every `RCC_*` environment variable rcc reads, declared once with its meaning.
+
+/// Cache directory (store, socket, statistics). Default: the user's cache directory + `/rcc`.
+pub const RCC_DIR: &str = "RCC_DIR";
+/// Path of the TOML config file. Default: the user's config directory + `/rcc/config.toml`.
+pub const RCC_CONFIG: &str = "RCC_CONFIG";
+/// Size limit of the local store (`10G`, `500M`, `4096`). Default 10 GiB.
+pub const RCC_CACHE_SIZE: &str = "RCC_CACHE_SIZE";
+/// Path of the daemon's Unix socket. Default: `<dir>/rccd.sock`.
+pub const RCC_SOCKET: &str = "RCC_SOCKET";
+/// Seconds the daemon stays up with nothing to do. Default 600.
+pub const RCC_IDLE_TIMEOUT: &str = "RCC_IDLE_TIMEOUT";
+/// Diagnostic log file; `1` means `<dir>/rcc.log`. Default: no logging.
+pub const RCC_LOG: &str = "RCC_LOG";
+/// `0` turns off direct mode (every lookup runs the preprocessor).
+pub const RCC_DIRECT: &str = "RCC_DIRECT";
+/// `0` turns off depend mode (a miss learns headers from a preprocessor run instead of the compile's depfile).
+pub const RCC_DEPEND: &str = "RCC_DEPEND";
+/// `1` bypasses the cache entirely: the real compiler runs untouched.
+pub const RCC_DISABLE: &str = "RCC_DISABLE";
+/// Compiler used by `CC=rcc` (no compiler named) for C. Default `cc`.
+pub const RCC_CC: &str = "RCC_CC";
+/// Compiler used by `CXX=rcc` (no compiler named) when a C++ source is compiled. Default `c++`.
+pub const RCC_CXX: &str = "RCC_CXX";
+/// Path of the `rccd` binary to start. Default: `rccd` beside `rcc`.
+pub const RCC_DAEMON: &str = "RCC_DAEMON";
+/// Milliseconds the wrapper waits for a daemon it started to listen. Default 5000.
+pub const RCC_START_TIMEOUT: &str = "RCC_START_TIMEOUT";
+
+/// Variables that are rcc's own and never part of a compile's key.
+pub fn is_rcc_var(name: &[u8]) -> bool {
+    name.starts_with(b"RCC_")
+}
