@@ -1,0 +1,67 @@
+//! `rcc stats [--json] [--zero]`.
+
+use super::{ask, config, print};
+use anyhow::{bail, Context, Result};
+use rcc_proto::config::format_size;
+use rcc_proto::ipc::{Request, Response};
+use rcc_proto::stats::StatsSnapshot;
+
+/// Runs `rcc stats` with the words after `stats`.
+pub fn run(words: &[&str]) -> Result<()> {
+    let config = config()?;
+    let (mut json, mut zero) = (false, false);
+    for w in words {
+        match *w {
+            "--json" => json = true,
+            "--zero" | "-z" => zero = true,
+            other => bail!("unknown option `{other}` for `rcc stats` (use --json or --zero)"),
+        }
+    }
+    if zero {
+        return match ask(&config, &Request::ZeroStats)? {
+            Response::Ok => print("rcc: statistics zeroed\n"),
+            other => bail!("unexpected answer {other:?}"),
+        };
+    }
+    let snapshot = match ask(&config, &Request::Stats)? {
+        Response::Stats(s) => *s,
+        other => bail!("unexpected answer {other:?}"),
+    };
+    if json {
+        let text = serde_json::to_string_pretty(&snapshot).context("encoding JSON")?;
+        print(&format!("{text}\n"))
+    } else {
+        print(&render(&snapshot))
+    }
+}
+
+/// The human-readable table.
+pub fn render(s: &StatsSnapshot) -> String {
+    let c = &s.counters;
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<34}{v:>14}\n"));
+    line("cache hits (direct)", c.hits_direct.to_string());
+    line("cache hits (preprocessor)", c.hits_preprocessor.to_string());
+    line("cache misses", c.misses.to_string());
+    line("results stored", c.stored.to_string());
+    line(
+        "hit rate",
+        c.hit_rate().map_or_else(|| "-".to_owned(), |r| format!("{:.1} %", r * 100.0)),
+    );
+    let uncacheable: u64 = c.uncacheable.values().sum();
+    line("uncacheable calls", uncacheable.to_string());
+    for (reason, n) in &c.uncacheable {
+        line(&format!("  {reason}"), n.to_string());
+    }
+    let errors: u64 = c.errors.values().sum();
+    line("errors (fell back)", errors.to_string());
+    for (kind, n) in &c.errors {
+        line(&format!("  {kind}"), n.to_string());
+    }
+    line("compile time saved", format!("{:.1} s", c.saved_millis as f64 / 1000.0));
+    line("compile time of misses", format!("{:.1} s", c.miss_millis as f64 / 1000.0));
+    line("cache size", format_size(s.cache_bytes));
+    line("cache entries", s.cache_entries.to_string());
+    line("cache size limit", format_size(s.cache_limit));
+    out
+}

@@ -1,0 +1,161 @@
+//! The compile path: ask the daemon, then replay a hit, run a miss and report it, or run the compiler
+//! untouched. Any failure of rcc itself ends in running the real compiler, so the build gets the
+//! compiler's exact result.
+
+use crate::daemon_client;
+use crate::invocation::{self, CompileCall};
+use crate::logging::log;
+use crate::settings;
+use rcc_proto::config::Config;
+use rcc_proto::frame::{read_msg, write_msg};
+use rcc_proto::ipc::{CompileOutcome, CompileRequest, Request, Response};
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+/// Runs one compile through the cache and returns the exit code.
+pub fn run(call: CompileCall) -> i32 {
+    let config = settings::load().ok();
+    let named = match &call.named {
+        Some(n) => n.clone(),
+        None => {
+            let (cc, cxx) = config.as_ref().map_or(("cc", "c++"), |c| (c.cc.value.as_str(), c.cxx.value.as_str()));
+            invocation::implicit_compiler(&call.args, cc, cxx)
+        }
+    };
+    let Some(compiler) = invocation::resolve_compiler(&named) else {
+        let mut err = std::io::stderr();
+        let _ = writeln!(
+            err,
+            "rcc: cannot find the compiler `{}` on PATH (rcc itself and other compiler wrappers are skipped)",
+            Path::new(&named).display()
+        );
+        return 127;
+    };
+    let Some(config) = config.filter(|c| !c.disable.value) else {
+        return exec_compiler(&compiler, &call.args);
+    };
+    match through_daemon(&config, &compiler, &call.args) {
+        Ok(code) => code,
+        Err(Fallback(why)) => {
+            log(Some(&config), &format!("running the compiler without the cache: {why}"));
+            exec_compiler(&compiler, &call.args)
+        }
+    }
+}
+
+/// Something went wrong before the compiler ran: run it untouched.
+struct Fallback(String);
+
+impl<E: std::fmt::Display> From<E> for Fallback {
+    fn from(e: E) -> Self {
+        Fallback(e.to_string())
+    }
+}
+
+fn through_daemon(config: &Config, compiler: &Path, args: &[OsString]) -> Result<i32, Fallback> {
+    let mut stream = daemon_client::connect_or_start(config)?;
+    let request = CompileRequest {
+        compiler: compiler.as_os_str().as_bytes().to_vec(),
+        args: args.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        cwd: std::env::current_dir()?.into_os_string().into_vec(),
+        env: std::env::vars_os().map(|(k, v)| (k.into_vec(), v.into_vec())).collect(),
+        umask: current_umask(),
+    };
+    write_msg(&mut stream, &Request::Compile(request))?;
+    match read_msg::<_, Response>(&mut stream)? {
+        Response::Hit { stdout, stderr, exit_code } => {
+            replay(&stdout, &stderr);
+            Ok(exit_code)
+        }
+        Response::Passthrough { .. } => Err(Fallback("not cacheable".into())),
+        Response::Error { message } => Err(Fallback(format!("daemon error: {message}"))),
+        Response::Run { args } => Ok(run_miss(config, stream, compiler, args)),
+        other => Err(Fallback(format!("unexpected daemon answer {other:?}"))),
+    }
+}
+
+/// Runs the compiler for a miss, reports the outcome to the daemon (which stores it before answering) and
+/// replays the compiler's output. From here on the compile has happened: daemon trouble changes nothing
+/// for the build.
+fn run_miss(config: &Config, mut stream: UnixStream, compiler: &Path, args: Vec<Vec<u8>>) -> i32 {
+    let args: Vec<OsString> = args.into_iter().map(OsString::from_vec).collect();
+    let outcome = match capture(compiler, &args) {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            // The compiler could not even be started: report it the way a shell would.
+            let mut err = std::io::stderr();
+            let _ = writeln!(err, "rcc: cannot run {}: {e}", compiler.display());
+            return 127;
+        }
+    };
+    let exit_code = outcome.exit_code;
+    let report = write_msg(&mut stream, &Request::Finished(outcome.clone()))
+        .and_then(|()| read_msg::<_, Response>(&mut stream));
+    if let Err(e) = report {
+        log(Some(config), &format!("daemon did not take the compile's result: {e}"));
+    }
+    replay(&outcome.stdout, &outcome.stderr);
+    exit_code
+}
+
+fn capture(compiler: &Path, args: &[OsString]) -> std::io::Result<CompileOutcome> {
+    let start = Instant::now();
+    let mut child = Command::new(compiler)
+        .args(args)
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stdout_pipe = child.stdout.take();
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(p) = stdout_pipe.as_mut() {
+            let _ = p.read_to_end(&mut buf);
+        }
+        buf
+    });
+    let mut stderr = Vec::new();
+    if let Some(mut p) = child.stderr.take() {
+        let _ = p.read_to_end(&mut stderr);
+    }
+    let stdout = reader.join().unwrap_or_default();
+    let status = child.wait()?;
+    let exit_code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    Ok(CompileOutcome { exit_code, stdout, stderr, millis: start.elapsed().as_millis() as u64 })
+}
+
+/// Writes recorded output to this process's stdout and stderr; the one place the wrapper prints a compile's
+/// output.
+fn replay(stdout: &[u8], stderr: &[u8]) {
+    if !stdout.is_empty() {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(stdout);
+        let _ = out.flush();
+    }
+    if !stderr.is_empty() {
+        let _ = std::io::stderr().lock().write_all(stderr);
+    }
+}
+
+/// Replaces this process with the real compiler; returns only if that fails.
+fn exec_compiler(compiler: &Path, args: &[OsString]) -> i32 {
+    let err = Command::new(compiler).args(args).exec();
+    let mut stderr = std::io::stderr();
+    let _ = writeln!(stderr, "rcc: cannot run {}: {err}", PathBuf::from(compiler).display());
+    127
+}
+
+fn current_umask() -> u32 {
+    // SAFETY: umask(2) cannot fail; it is set back at once (the wrapper is single-threaded here).
+    unsafe {
+        let old = libc::umask(0o022);
+        libc::umask(old);
+        old
+    }
+}
