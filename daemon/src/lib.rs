@@ -1,8 +1,21 @@
-//! `rccd`: rcc's daemon.
+//! `rccd`: rcc's daemon, started on demand by the wrapper.
 //!
+//! It keeps warm state (file and compiler digests, directory listings), the local store and the
+//! statistics, and answers the wrapper's compile requests. Modules:
+//! - [`server`]: the Unix-socket listener, idle exit, shutdown.
+//! - [`compile`]: one compile request from lookup to stored result.
+//! - [`key`]: what makes a compile's key (arguments, compiler identity, files, manifests).
+//! - [`outputs`]: stored results and their restoration.
 //! - [`store`]: the local store (zstd, atomic writes, digest-checked reads, LRU eviction).
-//! - [`key`]: what makes a compile's key: argument understanding, compiler identity, file digests,
-//!   direct-mode manifests.
-//! - [`server`]: the Unix-socket listener and the per-compile protocol with the wrapper.
-//! - [`stats`]: counters persisted across daemon restarts.
+//! - [`stats`]: counters persisted across restarts.
+//! - [`context`]: the state handlers share.
+//!
+//! See `../shared/DESIGN.md` for the whole system.
+
+pub mod compile;
+pub mod context;
+pub mod key;
+pub mod outputs;
+pub mod server;
+pub mod stats;
 pub mod store;

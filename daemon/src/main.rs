@@ -1,1 +1,75 @@
-fn main() {}
+//! `rccd`: started by the wrapper; serves until idle. Exactly one daemon serves a socket: the first to take
+//! the socket's lock file; later ones exit at once.
+
+use anyhow::{Context as _, Result};
+use rccd::context::Context;
+use rccd::key::files::FileCache;
+use rccd::key::identity::IdentityCache;
+use rccd::stats::StatsBook;
+use rccd::store::Store;
+use std::fs::{self, File};
+use std::os::unix::net::UnixListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("rccd: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("--version") {
+        println!("rccd {}", env!("CARGO_PKG_VERSION"));
+        return Ok(());
+    }
+    let config = rcc_proto::config::load().context("reading the configuration")?;
+    let dir = config.dir.value.clone();
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    if let Some(log) = &config.log.value {
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("opening {}", log.display()))?;
+        tracing_subscriber::fmt()
+            .with_writer(Arc::new(file))
+            .with_ansi(false)
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("RCC_LOG_LEVEL").unwrap_or_else(|_| "debug".into()),
+            )
+            .init();
+    }
+    let socket = config.socket.value.clone();
+    let lock_path = socket.with_extension("lock");
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("opening {}", lock_path.display()))?;
+    if lock.try_lock().is_err() {
+        // Another daemon serves this socket.
+        return Ok(());
+    }
+    let _ = fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket).with_context(|| format!("listening on {}", socket.display()))?;
+    tracing::info!(socket = %socket.display(), "rccd listening");
+    let tmp_dir = dir.join("tmp");
+    let _ = fs::remove_dir_all(&tmp_dir);
+    fs::create_dir_all(&tmp_dir).with_context(|| format!("creating {}", tmp_dir.display()))?;
+    let store = Store::open(&dir.join("store"), config.cache_size.value).context("opening the store")?;
+    let idle = Duration::from_secs(config.idle_timeout.value);
+    let ctx = Arc::new(Context {
+        stats: StatsBook::new(dir.join("stats.json")),
+        store,
+        files: FileCache::new(),
+        identities: IdentityCache::new(),
+        tmp_dir,
+        config,
+    });
+    rccd::server::run(ctx, listener, socket, idle);
+    drop(lock);
+    Ok(())
+}

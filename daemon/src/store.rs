@@ -179,10 +179,7 @@ impl Store {
 
     /// Current usage as tracked since opening (re-measured by every eviction).
     pub fn usage(&self) -> Usage {
-        Usage {
-            bytes: self.inner.bytes.load(Ordering::Relaxed),
-            entries: self.inner.entries.load(Ordering::Relaxed),
-        }
+        Usage { bytes: self.inner.bytes.load(Ordering::Relaxed), entries: self.inner.entries.load(Ordering::Relaxed) }
     }
 
     /// The size limit in bytes.

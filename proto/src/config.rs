@@ -1,7 +1,8 @@
 //! Effective configuration: defaults, then the TOML config file, then `RCC_*` variables; each value remembers
 //! where it came from so `rcc config` can say so.
 //!
-//! This module does no I/O: the caller reads the file and passes the environment lookup in.
+//! [`Config::resolve`] does no I/O: the caller reads the file and passes the environment lookup in.
+//! [`load`] is the one function that does, for the binaries.
 
 use crate::vars;
 use serde::Deserialize;
@@ -132,10 +133,8 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let (file_path, file_text) = file;
         let parsed: FileConfig = match file_text {
-            Some(text) => toml::from_str(text).map_err(|e| ConfigError::File {
-                path: file_path.to_owned(),
-                message: e.to_string(),
-            })?,
+            Some(text) => toml::from_str(text)
+                .map_err(|e| ConfigError::File { path: file_path.to_owned(), message: e.to_string() })?,
             None => FileConfig::default(),
         };
         let from_file = || Source::File(file_path.to_owned());
@@ -153,10 +152,8 @@ impl Config {
                 s = Setting { value: v, source: file_src() };
             }
             if let Some((name, raw)) = env {
-                let value = parse(&raw).map_err(|message| ConfigError::Value {
-                    origin: format!("environment {name}={raw}"),
-                    message,
-                })?;
+                let value = parse(&raw)
+                    .map_err(|message| ConfigError::Value { origin: format!("environment {name}={raw}"), message })?;
                 s = Setting { value, source: Source::Env(name) };
             }
             Ok(s)
@@ -211,11 +208,7 @@ impl Config {
             ("cache_size", format_size(self.cache_size.value), self.cache_size.source.to_string()),
             ("socket", path(&self.socket.value), self.socket.source.to_string()),
             ("idle_timeout", format!("{}s", self.idle_timeout.value), self.idle_timeout.source.to_string()),
-            (
-                "log",
-                self.log.value.as_deref().map(path).unwrap_or_else(|| "off".into()),
-                self.log.source.to_string(),
-            ),
+            ("log", self.log.value.as_deref().map(path).unwrap_or_else(|| "off".into()), self.log.source.to_string()),
             ("direct", self.direct.value.to_string(), self.direct.source.to_string()),
             ("depend", self.depend.value.to_string(), self.depend.source.to_string()),
             ("disable", self.disable.value.to_string(), self.disable.source.to_string()),
@@ -223,6 +216,22 @@ impl Config {
             ("cxx", self.cxx.value.clone(), self.cxx.source.to_string()),
         ]
     }
+}
+
+/// Path of the config file: `RCC_CONFIG`, else `<user config dir>/rcc/config.toml`.
+pub fn config_path() -> PathBuf {
+    match std::env::var_os(vars::RCC_CONFIG) {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => dirs::config_dir().unwrap_or_else(std::env::temp_dir).join("rcc").join("config.toml"),
+    }
+}
+
+/// Resolves this process's settings: reads the config file (if present) and the environment.
+pub fn load() -> Result<Config, ConfigError> {
+    let path = config_path();
+    let text = std::fs::read_to_string(&path).ok();
+    let default_dir = dirs::cache_dir().unwrap_or_else(std::env::temp_dir).join("rcc");
+    Config::resolve((&path, text.as_deref()), &|name| std::env::var(name).ok(), default_dir)
 }
 
 /// Parses `10G`, `512M`, `64K`, `1.5G`, `4096` (bytes); suffixes are binary (KiB, MiB, GiB, TiB).

@@ -120,10 +120,7 @@ mod tests {
 
     #[test]
     fn digest_of_empty_is_sha256_of_empty() {
-        assert_eq!(
-            Digest::of(b"").to_hex(),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        assert_eq!(Digest::of(b"").to_hex(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     }
 
     #[test]

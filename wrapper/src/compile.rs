@@ -5,7 +5,6 @@
 use crate::daemon_client;
 use crate::invocation::{self, CompileCall};
 use crate::logging::log;
-use crate::settings;
 use rcc_proto::config::Config;
 use rcc_proto::frame::{read_msg, write_msg};
 use rcc_proto::ipc::{CompileOutcome, CompileRequest, Request, Response};
@@ -20,7 +19,7 @@ use std::time::Instant;
 
 /// Runs one compile through the cache and returns the exit code.
 pub fn run(call: CompileCall) -> i32 {
-    let config = settings::load().ok();
+    let config = rcc_proto::config::load().ok();
     let named = match &call.named {
         Some(n) => n.clone(),
         None => {
@@ -95,8 +94,8 @@ fn run_miss(config: &Config, mut stream: UnixStream, compiler: &Path, args: Vec<
         }
     };
     let exit_code = outcome.exit_code;
-    let report = write_msg(&mut stream, &Request::Finished(outcome.clone()))
-        .and_then(|()| read_msg::<_, Response>(&mut stream));
+    let report =
+        write_msg(&mut stream, &Request::Finished(outcome.clone())).and_then(|()| read_msg::<_, Response>(&mut stream));
     if let Err(e) = report {
         log(Some(config), &format!("daemon did not take the compile's result: {e}"));
     }

@@ -9,7 +9,6 @@ mod compile;
 mod daemon_client;
 mod invocation;
 mod logging;
-mod settings;
 
 use std::ffi::OsString;
 

@@ -5,7 +5,6 @@
 mod stats;
 
 use crate::daemon_client;
-use crate::settings;
 use anyhow::{anyhow, bail, Context, Result};
 use rcc_proto::config::Config;
 use rcc_proto::frame::{read_msg, write_msg};
@@ -66,7 +65,7 @@ fn print(text: &str) -> Result<()> {
 }
 
 fn config() -> Result<Config> {
-    settings::load().context("reading the configuration")
+    rcc_proto::config::load().context("reading the configuration")
 }
 
 /// Sends one request to the daemon, starting it if needed.

@@ -44,10 +44,7 @@ pub fn render(s: &StatsSnapshot) -> String {
     line("cache hits (preprocessor)", c.hits_preprocessor.to_string());
     line("cache misses", c.misses.to_string());
     line("results stored", c.stored.to_string());
-    line(
-        "hit rate",
-        c.hit_rate().map_or_else(|| "-".to_owned(), |r| format!("{:.1} %", r * 100.0)),
-    );
+    line("hit rate", c.hit_rate().map_or_else(|| "-".to_owned(), |r| format!("{:.1} %", r * 100.0)));
     let uncacheable: u64 = c.uncacheable.values().sum();
     line("uncacheable calls", uncacheable.to_string());
     for (reason, n) in &c.uncacheable {

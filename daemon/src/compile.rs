@@ -1,0 +1,433 @@
+//! One compile, from the wrapper's request to its answer: understand the call, compute the direct key,
+//! look it up, and on a miss have the wrapper compile (with a depfile request added when the user made
+//! none), then store the result and the manifest entry before answering — so a rebuild right after a
+//! cold build hits.
+//!
+//! Modes, fastest first: *direct* (manifest of inputs, no preprocessor run), *depend* (a miss learns the
+//! inputs from the compile's own depfile), and *preprocessor* (key from `-E` output; used for `-MMD`, whose
+//! depfile omits system headers, and when direct or depend mode is turned off).
+
+use crate::context::Context;
+use crate::key::args::{self, DepKind, ParsedArgs};
+use crate::key::files::coarse_now_ns;
+use crate::key::identity::{Compiler, IdentityError};
+use crate::key::manifest::{Entry, Manifest};
+use crate::key::{depfile, direct_key, search_dirs};
+use crate::outputs::{self, CachedResult};
+use crate::store::{Kind, StoreError};
+use rcc_proto::frame::{read_msg, write_msg, FrameError};
+use rcc_proto::ipc::{CompileRequest, Request, Response};
+use rcc_proto::stats::{ErrorKind, HitMode, Reason};
+use rcc_proto::{Digest, KeyHasher};
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// The invocation, decoded from the request.
+pub struct Invocation {
+    /// Compiler path as found on PATH.
+    pub compiler: PathBuf,
+    /// Original arguments.
+    pub args: Vec<OsString>,
+    /// Working directory.
+    pub cwd: PathBuf,
+    /// Environment.
+    pub env: HashMap<OsString, OsString>,
+    /// umask.
+    pub umask: u32,
+}
+
+impl Invocation {
+    fn from_request(req: CompileRequest) -> Invocation {
+        Invocation {
+            compiler: PathBuf::from(OsString::from_vec(req.compiler)),
+            args: req.args.into_iter().map(OsString::from_vec).collect(),
+            cwd: PathBuf::from(OsString::from_vec(req.cwd)),
+            env: req.env.into_iter().map(|(k, v)| (OsString::from_vec(k), OsString::from_vec(v))).collect(),
+            umask: req.umask,
+        }
+    }
+
+    /// A variable of the invocation's environment.
+    pub fn var(&self, name: &str) -> Option<&OsStr> {
+        self.env.get(OsStr::new(name)).map(OsString::as_os_str)
+    }
+}
+
+/// A cacheable call, understood.
+struct Plan {
+    inv: Invocation,
+    parsed: ParsedArgs,
+    compiler: Arc<Compiler>,
+    /// Everything but the source and the headers.
+    common_key: Digest,
+    /// `common_key` plus the source.
+    direct_key: Digest,
+    /// `SOURCE_DATE_EPOCH` is set: time macros are cacheable.
+    source_date_epoch: bool,
+}
+
+/// Why a call is not served from the cache.
+enum Decline {
+    Uncacheable(Reason),
+    Error(ErrorKind, String),
+}
+
+impl From<IdentityError> for Decline {
+    fn from(e: IdentityError) -> Self {
+        match e {
+            IdentityError::Unsupported(_) => Decline::Uncacheable(Reason::UnsupportedCompiler),
+            other => Decline::Error(ErrorKind::Identity, other.to_string()),
+        }
+    }
+}
+
+/// Serves one `Compile` request on `conn`.
+pub fn serve(ctx: &Context, req: CompileRequest, conn: &mut UnixStream) -> Result<(), FrameError> {
+    let start_ns = coarse_now_ns();
+    let inv = Invocation::from_request(req);
+    let plan = match understand(ctx, inv) {
+        Ok(plan) => plan,
+        Err(Decline::Uncacheable(reason)) => {
+            tracing::debug!(reason = reason.name(), "uncacheable");
+            ctx.stats.record(|c| c.count_uncacheable(reason));
+            return write_msg(conn, &Response::Passthrough { reason });
+        }
+        Err(Decline::Error(kind, message)) => {
+            tracing::warn!(error = %message, "falling back to the compiler");
+            ctx.stats.record(|c| c.count_error(kind));
+            return write_msg(conn, &Response::Error { message });
+        }
+    };
+    let span = tracing::debug_span!("compile", key = %plan.direct_key.to_hex()[..16].to_owned());
+    let _guard = span.enter();
+    if ctx.config.direct.value {
+        if let Some(result) = lookup_direct(ctx, &plan) {
+            return answer_hit(ctx, &plan, &result, HitMode::Direct, conn);
+        }
+    }
+    let depend = ctx.config.direct.value
+        && ctx.config.depend.value
+        && plan.parsed.depfile.as_ref().is_none_or(|d| d.kind == DepKind::Md);
+    if depend {
+        miss_depend(ctx, &plan, start_ns, conn)
+    } else {
+        miss_preprocessor(ctx, &plan, start_ns, conn)
+    }
+}
+
+fn understand(ctx: &Context, inv: Invocation) -> Result<Plan, Decline> {
+    let name = inv.compiler.file_name().map(|n| n.as_bytes()).unwrap_or_default();
+    if name.starts_with(b"rustc") || name.starts_with(b"clippy-driver") {
+        return Err(Decline::Uncacheable(Reason::Rustc));
+    }
+    let env_path = inv.var("PATH").unwrap_or_default().to_owned();
+    let driver = ctx.identities.identify(&inv.compiler, &[], &env_path)?;
+    let parsed = args::parse(&inv.args, &inv.cwd, driver.family).map_err(Decline::Uncacheable)?;
+    let compiler = if parsed.b_prefixes.is_empty() {
+        driver
+    } else {
+        ctx.identities.identify(&inv.compiler, &parsed.b_prefixes, &env_path)?
+    };
+    let source = ctx.files.info(&inv.cwd.join(&parsed.source)).map_err(|_| Decline::Uncacheable(Reason::NoSource))?;
+    let source_date_epoch = inv.var("SOURCE_DATE_EPOCH").is_some();
+    if source.time_macros && !source_date_epoch {
+        return Err(Decline::Uncacheable(Reason::TimeMacros));
+    }
+    let common_key = direct_key::common(ctx, &inv, &parsed, &compiler).map_err(Decline::Uncacheable)?;
+    let mut h = KeyHasher::new("c-direct", 1);
+    h.digest(b'c', &common_key).digest(b's', &source.digest);
+    Ok(Plan { direct_key: h.finish(), inv, parsed, compiler, common_key, source_date_epoch })
+}
+
+/// Reads an entry, counting and dropping a corrupt one.
+fn fetch(ctx: &Context, kind: Kind, key: &Digest) -> Option<Vec<u8>> {
+    match ctx.store.get(kind, key) {
+        Ok(found) => found,
+        Err(e @ StoreError::Corrupt { .. }) => {
+            tracing::warn!(error = %e, "dropped a corrupt entry");
+            ctx.stats.record(|c| c.count_error(ErrorKind::CorruptEntry));
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "store read failed");
+            ctx.stats.record(|c| c.count_error(ErrorKind::StoreIo));
+            None
+        }
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(ctx: &Context, kind: Kind, key: &Digest, bytes: &[u8]) -> Option<T> {
+    match postcard::from_bytes(bytes) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::warn!(error = %e, "undecodable entry dropped");
+            ctx.store.remove(kind, key);
+            ctx.stats.record(|c| c.count_error(ErrorKind::CorruptEntry));
+            None
+        }
+    }
+}
+
+fn load_manifest(ctx: &Context, key: &Digest) -> Manifest {
+    fetch(ctx, Kind::Manifest, key).and_then(|b| decode(ctx, Kind::Manifest, key, &b)).unwrap_or_default()
+}
+
+fn load_result(ctx: &Context, key: &Digest) -> Option<CachedResult> {
+    fetch(ctx, Kind::Result, key).and_then(|b| decode(ctx, Kind::Result, key, &b))
+}
+
+fn lookup_direct(ctx: &Context, plan: &Plan) -> Option<CachedResult> {
+    let manifest = load_manifest(ctx, &plan.direct_key);
+    let entry = manifest.find(&ctx.files, &plan.inv.cwd)?;
+    load_result(ctx, &entry.result)
+}
+
+fn answer_hit(
+    ctx: &Context,
+    plan: &Plan,
+    result: &CachedResult,
+    mode: HitMode,
+    conn: &mut UnixStream,
+) -> Result<(), FrameError> {
+    if let Err(e) = outputs::restore(result, &plan.parsed, &plan.inv.cwd, plan.inv.umask) {
+        tracing::warn!(error = %e, "restoring outputs failed");
+        ctx.stats.record(|c| c.count_error(ErrorKind::StoreIo));
+        return write_msg(conn, &Response::Error { message: format!("restoring outputs: {e}") });
+    }
+    ctx.stats.record(|c| {
+        match mode {
+            HitMode::Direct => c.hits_direct += 1,
+            HitMode::Preprocessor => c.hits_preprocessor += 1,
+        }
+        c.saved_millis += result.compile_millis;
+    });
+    write_msg(
+        conn,
+        &Response::Hit { stdout: result.stdout.clone(), stderr: result.stderr.clone(), exit_code: result.exit_code },
+    )
+}
+
+/// A temporary file under the daemon's directory, removed on drop.
+struct TempPath(PathBuf);
+
+impl TempPath {
+    fn new(ctx: &Context, ext: &str) -> TempPath {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        TempPath(ctx.tmp_dir.join(format!("{}-{n}.{ext}", std::process::id())))
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Asks the wrapper to run the compiler with `args` and waits for its report.
+fn run_in_wrapper(conn: &mut UnixStream, args: &[OsString]) -> Result<rcc_proto::ipc::CompileOutcome, FrameError> {
+    let args = args.iter().map(|a| a.as_bytes().to_vec()).collect();
+    write_msg(conn, &Response::Run { args })?;
+    match read_msg(conn)? {
+        Request::Finished(outcome) => Ok(outcome),
+        _ => Err(FrameError::Io(std::io::Error::other("expected the compile's report"))),
+    }
+}
+
+/// A miss in depend mode: the compile itself writes the depfile that lists the inputs.
+fn miss_depend(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream) -> Result<(), FrameError> {
+    let tmp_dep = TempPath::new(ctx, "d");
+    let mut run_args = plan.inv.args.clone();
+    let depfile_path = match plan.parsed.depfile_path() {
+        Some(user) => plan.inv.cwd.join(user),
+        None => {
+            run_args.extend(["-MD".into(), "-MF".into(), tmp_dep.0.clone().into_os_string()]);
+            tmp_dep.0.clone()
+        }
+    };
+    let outcome = run_in_wrapper(conn, &run_args)?;
+    if outcome.exit_code != 0 {
+        ctx.stats.record(|c| c.count_uncacheable(Reason::CompileFailed));
+        return write_msg(conn, &Response::Done { exit_code: outcome.exit_code });
+    }
+    let stored = std::fs::read(&depfile_path)
+        .ok()
+        .and_then(|text| depfile::dependencies(&text))
+        .ok_or(Reason::BadDepfile)
+        .and_then(|deps| inputs_of(ctx, plan, &deps, start_ns))
+        .and_then(|inputs| {
+            let mut h = KeyHasher::new("c-result", 1);
+            h.digest(b'k', &plan.direct_key);
+            for (path, digest) in &inputs {
+                h.bytes(b'p', path).digest(b'd', digest);
+            }
+            let result_key = h.finish();
+            store_result(ctx, plan, &outcome, result_key, inputs)
+        });
+    finish_miss(ctx, &outcome, stored, conn)
+}
+
+fn finish_miss(
+    ctx: &Context,
+    outcome: &rcc_proto::ipc::CompileOutcome,
+    stored: Result<(), Reason>,
+    conn: &mut UnixStream,
+) -> Result<(), FrameError> {
+    ctx.stats.record(|c| {
+        c.misses += 1;
+        c.miss_millis += outcome.millis;
+        match stored {
+            Ok(()) => c.stored += 1,
+            Err(reason) => c.count_uncacheable(reason),
+        }
+    });
+    write_msg(conn, &Response::Done { exit_code: outcome.exit_code })
+}
+
+/// Digests every input a compile read; refuses inputs changed since the compile started and time macros.
+fn inputs_of(ctx: &Context, plan: &Plan, deps: &[OsString], start_ns: i64) -> Result<Vec<(Vec<u8>, Digest)>, Reason> {
+    let mut inputs = Vec::with_capacity(deps.len());
+    for dep in deps {
+        let info = ctx.files.info(&plan.inv.cwd.join(dep)).map_err(|_| Reason::BadDepfile)?;
+        if info.stamp.changed_ns() >= start_ns {
+            return Err(Reason::InputModifiedDuringCompile);
+        }
+        if info.time_macros && !plan.source_date_epoch {
+            return Err(Reason::TimeMacros);
+        }
+        inputs.push((dep.as_bytes().to_vec(), info.digest));
+    }
+    Ok(inputs)
+}
+
+fn store_result(
+    ctx: &Context,
+    plan: &Plan,
+    outcome: &rcc_proto::ipc::CompileOutcome,
+    result_key: Digest,
+    inputs: Vec<(Vec<u8>, Digest)>,
+) -> Result<(), Reason> {
+    let result =
+        outputs::collect(&plan.parsed, &plan.inv.cwd, outcome.stdout.clone(), outcome.stderr.clone(), outcome.millis)
+            .map_err(|e| {
+            tracing::warn!(error = %e, "outputs missing after a successful compile");
+            Reason::BadDepfile
+        })?;
+    let put = |kind, key: &Digest, bytes: Vec<u8>| {
+        ctx.store.put(kind, key, &bytes).map_err(|e| {
+            tracing::warn!(error = %e, "store write failed");
+            ctx.stats.record(|c| c.count_error(ErrorKind::StoreIo));
+        })
+    };
+    let Ok(bytes) = postcard::to_allocvec(&result) else { return Ok(()) };
+    if put(Kind::Result, &result_key, bytes).is_err() {
+        return Ok(());
+    }
+    let dirs = search_dirs::of(ctx, plan.inv.var("PATH").unwrap_or_default(), &plan.inv, &plan.parsed, &plan.compiler);
+    let entry = Entry::new(&ctx.files, &plan.inv.cwd, inputs, &dirs, result_key);
+    let mut manifest = load_manifest(ctx, &plan.direct_key);
+    manifest.add(entry);
+    if let Ok(bytes) = postcard::to_allocvec(&manifest) {
+        let _ = put(Kind::Manifest, &plan.direct_key, bytes);
+    }
+    Ok(())
+}
+
+/// A miss (or a lookup) in preprocessor mode: the key is the preprocessed text's digest; the inputs for a
+/// direct-mode manifest come from a depfile the preprocessor run writes.
+fn miss_preprocessor(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream) -> Result<(), FrameError> {
+    let tmp_i = TempPath::new(ctx, "i");
+    let tmp_d = TempPath::new(ctx, "d");
+    let mut pp_args = preprocess_args(&plan.parsed.expanded);
+    pp_args.extend(["-E".into(), "-MD".into(), "-MF".into(), tmp_d.0.clone().into_os_string()]);
+    pp_args.extend(["-o".into(), tmp_i.0.clone().into_os_string()]);
+    let ran = Command::new(&plan.inv.compiler)
+        .args(&pp_args)
+        .env_clear()
+        .envs(&plan.inv.env)
+        .current_dir(&plan.inv.cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let preprocessed = match ran {
+        Ok(s) if s.success() => std::fs::read(&tmp_i.0).ok(),
+        _ => None,
+    };
+    let Some(preprocessed) = preprocessed else {
+        // The compile would fail the same way: let the compiler say so itself.
+        ctx.stats.record(|c| c.count_uncacheable(Reason::CompileFailed));
+        return write_msg(conn, &Response::Passthrough { reason: Reason::CompileFailed });
+    };
+    if crate::key::files::has_time_macros(&preprocessed) && !plan.source_date_epoch {
+        ctx.stats.record(|c| c.count_uncacheable(Reason::TimeMacros));
+        return write_msg(conn, &Response::Passthrough { reason: Reason::TimeMacros });
+    }
+    let mut h = KeyHasher::new("c-preprocessed", 1);
+    h.digest(b'c', &plan.common_key).digest(b'i', &Digest::of(&preprocessed));
+    let result_key = h.finish();
+    let inputs = std::fs::read(&tmp_d.0)
+        .ok()
+        .and_then(|text| depfile::dependencies(&text))
+        .ok_or(Reason::BadDepfile)
+        .and_then(|deps| inputs_of(ctx, plan, &deps, start_ns));
+    if let Some(result) = load_result(ctx, &result_key) {
+        if let (Ok(inputs), true) = (&inputs, ctx.config.direct.value) {
+            let dirs =
+                search_dirs::of(ctx, plan.inv.var("PATH").unwrap_or_default(), &plan.inv, &plan.parsed, &plan.compiler);
+            let mut manifest = load_manifest(ctx, &plan.direct_key);
+            manifest.add(Entry::new(&ctx.files, &plan.inv.cwd, inputs.clone(), &dirs, result_key));
+            if let Ok(bytes) = postcard::to_allocvec(&manifest) {
+                let _ = ctx.store.put(Kind::Manifest, &plan.direct_key, &bytes);
+            }
+        }
+        return answer_hit(ctx, plan, &result, HitMode::Preprocessor, conn);
+    }
+    let outcome = run_in_wrapper(conn, &plan.inv.args)?;
+    if outcome.exit_code != 0 {
+        ctx.stats.record(|c| c.count_uncacheable(Reason::CompileFailed));
+        return write_msg(conn, &Response::Done { exit_code: outcome.exit_code });
+    }
+    let stored = inputs.and_then(|inputs| store_result(ctx, plan, &outcome, result_key, inputs));
+    finish_miss(ctx, &outcome, stored, conn)
+}
+
+/// The arguments of a call with its output and dependency options taken out, for a preprocessor run.
+fn preprocess_args(expanded: &[OsString]) -> Vec<OsString> {
+    let mut out = Vec::with_capacity(expanded.len());
+    let mut skip_next = false;
+    for arg in expanded {
+        if std::mem::take(&mut skip_next) {
+            continue;
+        }
+        let a = arg.as_bytes();
+        match a {
+            b"-c" | b"-S" | b"-MD" | b"-MMD" | b"-MP" => {}
+            b"-o" | b"-MF" | b"-MT" | b"-MQ" => skip_next = true,
+            _ if a.starts_with(b"-o") || a.starts_with(b"-MF") || a.starts_with(b"-MT") || a.starts_with(b"-MQ") => {}
+            _ if a.starts_with(b"-Wp,-MD,") || a.starts_with(b"-Wp,-MMD,") => {}
+            _ => out.push(arg.clone()),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preprocess_args_drop_outputs_and_depfiles() {
+        let args: Vec<OsString> = ["-c", "a.c", "-o", "a.o", "-MMD", "-MF", "a.d", "-MTx", "-O2", "-Wp,-MD,k.d"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        assert_eq!(preprocess_args(&args), vec![OsString::from("a.c"), OsString::from("-O2")]);
+    }
+}

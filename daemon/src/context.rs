@@ -1,0 +1,24 @@
+//! What every connection handler shares, passed explicitly.
+
+use crate::key::files::FileCache;
+use crate::key::identity::IdentityCache;
+use crate::stats::StatsBook;
+use crate::store::Store;
+use rcc_proto::config::Config;
+use std::path::PathBuf;
+
+/// Shared state of the daemon's handlers.
+pub struct Context {
+    /// Effective settings at start.
+    pub config: Config,
+    /// The local store.
+    pub store: Store,
+    /// Memoized file digests and listings.
+    pub files: FileCache,
+    /// Memoized compiler identities.
+    pub identities: IdentityCache,
+    /// Statistics.
+    pub stats: StatsBook,
+    /// Scratch directory for depfiles and preprocessed output.
+    pub tmp_dir: PathBuf,
+}

@@ -1,0 +1,202 @@
+//! Warm file knowledge: content digests memoized by file metadata, and whether a path exists, answered from
+//! memoized directory listings.
+//!
+//! A memo is trusted only while the file's (or directory's) device, inode, size, modification and change
+//! times are unchanged, and is not kept at all for anything changed in the last [`RACY_WINDOW`]: file
+//! timestamps come from a coarse clock, so a change within the same tick would otherwise go unseen.
+
+use memchr::memmem;
+use rcc_proto::digest::ContentHasher;
+use rcc_proto::Digest;
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Changes younger than this are not memoized (nanoseconds).
+pub const RACY_WINDOW: i64 = 2_000_000_000;
+
+/// Identity of a file's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+}
+
+impl Stamp {
+    /// The stamp of a file's metadata.
+    pub fn of(m: &fs::Metadata) -> Stamp {
+        Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+            ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+        }
+    }
+
+    /// The later of the modification and change times, in nanoseconds since the epoch.
+    pub fn changed_ns(&self) -> i64 {
+        self.mtime_ns.max(self.ctime_ns)
+    }
+
+    fn racy(&self) -> bool {
+        coarse_now_ns() - self.changed_ns() < RACY_WINDOW
+    }
+}
+
+/// The current time from the clock file timestamps are taken from (`CLOCK_REALTIME_COARSE`), in ns.
+pub fn coarse_now_ns() -> i64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec we own; CLOCK_REALTIME_COARSE exists on every Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+}
+
+/// What rcc knows of one file's content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileInfo {
+    /// SHA-256 of the content.
+    pub digest: Digest,
+    /// The content mentions `__DATE__`, `__TIME__` or `__TIMESTAMP__`.
+    pub time_macros: bool,
+    /// The state the digest belongs to.
+    pub stamp: Stamp,
+}
+
+struct DirListing {
+    stamp: Stamp,
+    names: HashSet<OsString>,
+}
+
+/// Memoized digests and directory listings, shared by every connection of the daemon.
+#[derive(Default)]
+pub struct FileCache {
+    files: Mutex<HashMap<PathBuf, FileInfo>>,
+    dirs: Mutex<HashMap<PathBuf, DirListing>>,
+}
+
+/// Largest file rcc digests (larger ones make the compile uncacheable through the error path).
+const MAX_FILE: u64 = 1 << 30;
+
+impl FileCache {
+    /// A new, empty cache.
+    pub fn new() -> FileCache {
+        FileCache::default()
+    }
+
+    /// The digest of a file's content, from the memo when its metadata is unchanged.
+    pub fn info(&self, path: &Path) -> io::Result<FileInfo> {
+        let meta = fs::metadata(path)?;
+        let stamp = Stamp::of(&meta);
+        if let Some(known) = self.files.lock().unwrap_or_else(|e| e.into_inner()).get(path) {
+            if known.stamp == stamp {
+                return Ok(*known);
+            }
+        }
+        if !meta.is_file() {
+            return Err(io::Error::other(format!("{} is not a regular file", path.display())));
+        }
+        if meta.len() > MAX_FILE {
+            return Err(io::Error::other(format!("{} is larger than 1 GiB", path.display())));
+        }
+        let mut content = Vec::with_capacity(meta.len() as usize);
+        fs::File::open(path)?.read_to_end(&mut content)?;
+        let info = FileInfo { digest: Digest::of(&content), time_macros: has_time_macros(&content), stamp };
+        // Re-check: a file that changed while it was read must not be memoized under the old stamp.
+        let after = Stamp::of(&fs::metadata(path)?);
+        if after == stamp && !stamp.racy() {
+            self.files.lock().unwrap_or_else(|e| e.into_inner()).insert(path.to_owned(), info);
+        }
+        Ok(FileInfo { stamp: after, ..info })
+    }
+
+    /// Whether something exists at `path`, answered from the parent directory's memoized listing.
+    pub fn exists(&self, path: &Path) -> bool {
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return path.exists();
+        };
+        let Ok(meta) = fs::metadata(parent) else { return false };
+        if !meta.is_dir() {
+            return false;
+        }
+        let stamp = Stamp::of(&meta);
+        {
+            let dirs = self.dirs.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(listing) = dirs.get(parent) {
+                if listing.stamp == stamp {
+                    return listing.names.contains(name);
+                }
+            }
+        }
+        let Ok(entries) = fs::read_dir(parent) else { return path.exists() };
+        let names: HashSet<OsString> = entries.flatten().map(|e| e.file_name()).collect();
+        let found = names.contains(name);
+        let after = fs::metadata(parent).map(|m| Stamp::of(&m)).ok();
+        if after == Some(stamp) && !stamp.racy() {
+            self.dirs.lock().unwrap_or_else(|e| e.into_inner()).insert(parent.to_owned(), DirListing { stamp, names });
+        }
+        found
+    }
+}
+
+/// Whether the content uses a macro whose value depends on the time of compilation.
+pub fn has_time_macros(content: &[u8]) -> bool {
+    [&b"__DATE__"[..], b"__TIME__", b"__TIMESTAMP__"].iter().any(|m| memmem::find(content, m).is_some())
+}
+
+/// Streaming digest of a whole file, without memo (for large, rarely repeated inputs such as compilers).
+pub fn digest_file(path: &Path) -> io::Result<Digest> {
+    let mut file = fs::File::open(path)?;
+    let mut hasher = ContentHasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_follows_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.h");
+        let cache = FileCache::new();
+        fs::write(&p, "int a;").unwrap();
+        let d1 = cache.info(&p).unwrap().digest;
+        assert_eq!(d1, Digest::of(b"int a;"));
+        fs::write(&p, "int b;").unwrap();
+        assert_eq!(cache.info(&p).unwrap().digest, Digest::of(b"int b;"));
+    }
+
+    #[test]
+    fn time_macros_are_seen() {
+        assert!(has_time_macros(b"const char *d = __DATE__;"));
+        assert!(has_time_macros(b"__TIMESTAMP__"));
+        assert!(!has_time_macros(b"__TIME"));
+    }
+
+    #[test]
+    fn existence_follows_creation() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = FileCache::new();
+        let p = dir.path().join("new.h");
+        assert!(!cache.exists(&p));
+        fs::write(&p, "").unwrap();
+        assert!(cache.exists(&p));
+        assert!(!cache.exists(&dir.path().join("missing/x.h")));
+    }
+}

@@ -1,0 +1,271 @@
+//! Compiler identity: what actually produces the output, digested, memoized by file metadata.
+//!
+//! For gcc that is the driver and the programs it runs (`cc1`, `cc1plus`, `as`, as the driver itself
+//! reports them with `-print-prog-name`, honouring `-B`), for clang the binary; each with the shared libraries
+//! it loads (`ldd`). The memo is checked on every use by re-reading those files' metadata, so a compiler
+//! swapped behind the same path is noticed.
+//!
+//! Also memoized per identity: the expansion of `-march=native` and the default include directories.
+
+use super::args::Family;
+use super::files::{digest_file, Stamp};
+use rcc_proto::{Digest, KeyHasher};
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+/// Why a compiler could not be identified.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// Running or reading the compiler failed.
+    #[error("identifying compiler {path}: {what}")]
+    Failed {
+        /// The compiler.
+        path: PathBuf,
+        /// What went wrong.
+        what: String,
+    },
+    /// Not gcc or clang.
+    #[error("{0} is neither gcc nor clang")]
+    Unsupported(PathBuf),
+}
+
+/// An identified compiler.
+#[derive(Debug)]
+pub struct Compiler {
+    /// gcc or clang rules.
+    pub family: Family,
+    /// Digest over every file that produces output, and the version text.
+    pub digest: Digest,
+    files: Vec<(PathBuf, Stamp)>,
+    native: Mutex<Option<Vec<u8>>>,
+    system_dirs: Mutex<HashMap<Vec<OsString>, Vec<PathBuf>>>,
+}
+
+/// Memo of identified compilers, keyed by the path as invoked, the `-B` prefixes and `PATH`.
+#[derive(Default)]
+pub struct IdentityCache {
+    map: Mutex<HashMap<(PathBuf, Vec<PathBuf>, OsString), Arc<Compiler>>>,
+}
+
+impl IdentityCache {
+    /// A new, empty memo.
+    pub fn new() -> IdentityCache {
+        IdentityCache::default()
+    }
+
+    /// Identifies the compiler at `path`, from the memo when none of its files changed.
+    pub fn identify(
+        &self,
+        path: &Path,
+        b_prefixes: &[PathBuf],
+        env_path: &OsStr,
+    ) -> Result<Arc<Compiler>, IdentityError> {
+        let key = (path.to_owned(), b_prefixes.to_vec(), env_path.to_owned());
+        if let Some(known) = self.map.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            if known.files.iter().all(|(p, s)| fs::metadata(p).map(|m| Stamp::of(&m)).ok() == Some(*s)) {
+                return Ok(known.clone());
+            }
+        }
+        let compiler = Arc::new(identify_uncached(path, b_prefixes, env_path)?);
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).insert(key, compiler.clone());
+        Ok(compiler)
+    }
+}
+
+fn failed(path: &Path, what: impl Into<String>) -> IdentityError {
+    IdentityError::Failed { path: path.to_owned(), what: what.into() }
+}
+
+fn run(path: &Path, args: &[&OsStr], env_path: &OsStr) -> Result<std::process::Output, IdentityError> {
+    Command::new(path)
+        .args(args)
+        .env("PATH", env_path)
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| failed(path, format!("running it: {e}")))
+}
+
+fn identify_uncached(path: &Path, b_prefixes: &[PathBuf], env_path: &OsStr) -> Result<Compiler, IdentityError> {
+    let version = run(path, &[OsStr::new("--version")], env_path)?;
+    let text = String::from_utf8_lossy(&version.stdout).into_owned();
+    let family = if text.contains("clang version") {
+        Family::Clang
+    } else if text.contains("Free Software Foundation") || text.starts_with("gcc") || text.starts_with("g++") {
+        Family::Gcc
+    } else {
+        return Err(IdentityError::Unsupported(path.to_owned()));
+    };
+    let driver = path.canonicalize().map_err(|e| failed(path, format!("resolving it: {e}")))?;
+    let mut programs = vec![driver];
+    if family == Family::Gcc {
+        let mut b_args: Vec<OsString> = Vec::new();
+        for b in b_prefixes {
+            b_args.push("-B".into());
+            b_args.push(b.clone().into_os_string());
+        }
+        for prog in ["cc1", "cc1plus", "as"] {
+            let mut args: Vec<&OsStr> = b_args.iter().map(OsString::as_os_str).collect();
+            let flag = OsString::from(format!("-print-prog-name={prog}"));
+            args.push(&flag);
+            let out = run(path, &args, env_path)?;
+            let name = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            let found = if name.contains('/') {
+                Some(PathBuf::from(&name))
+            } else {
+                std::env::split_paths(env_path).map(|d| d.join(&name)).find(|c| c.is_file())
+            };
+            if let Some(found) = found.and_then(|f| f.canonicalize().ok()) {
+                programs.push(found);
+            }
+        }
+    }
+    let mut files: Vec<PathBuf> = Vec::new();
+    for prog in &programs {
+        files.push(prog.clone());
+        files.extend(shared_libraries(prog));
+    }
+    files.sort();
+    files.dedup();
+    let mut hasher = KeyHasher::new("compiler-identity", 1);
+    hasher.bytes(b'v', text.as_bytes());
+    let mut stamped = Vec::with_capacity(files.len());
+    for f in files {
+        let meta = fs::metadata(&f).map_err(|e| failed(&f, format!("reading metadata: {e}")))?;
+        let digest = digest_file(&f).map_err(|e| failed(&f, format!("digesting: {e}")))?;
+        hasher.bytes(b'p', f.as_os_str().as_bytes());
+        hasher.digest(b'd', &digest);
+        stamped.push((f, Stamp::of(&meta)));
+    }
+    // The path the compiler is invoked by stays part of the stamps so that relinking a shim is seen.
+    if let Ok(meta) = fs::symlink_metadata(path) {
+        stamped.push((path.to_owned(), Stamp::of(&meta)));
+    }
+    Ok(Compiler {
+        family,
+        digest: hasher.finish(),
+        files: stamped,
+        native: Mutex::new(None),
+        system_dirs: Mutex::new(HashMap::new()),
+    })
+}
+
+/// Shared libraries a program loads, as `ldd` reports them (empty when ldd is unavailable).
+fn shared_libraries(program: &Path) -> Vec<PathBuf> {
+    let Ok(out) = Command::new("ldd").arg(program).env("LC_ALL", "C").stdin(Stdio::null()).output() else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let target = line.split("=>").nth(1)?.trim();
+            let path = target.split(" (").next()?.trim();
+            path.starts_with('/').then(|| PathBuf::from(path)).and_then(|p| p.canonicalize().ok())
+        })
+        .collect()
+}
+
+impl Compiler {
+    /// What `-march=native`/`-mtune=native` expand to on this host: the compiler's own `-###` output.
+    pub fn native_cpu(&self, path: &Path, env_path: &OsStr) -> Result<Vec<u8>, IdentityError> {
+        let mut memo = self.native.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(known) = memo.as_ref() {
+            return Ok(known.clone());
+        }
+        let args: Vec<&OsStr> =
+            ["-march=native", "-mtune=native", "-###", "-E", "-x", "c", "/dev/null"].iter().map(OsStr::new).collect();
+        let out = run(path, &args, env_path)?;
+        *memo = Some(out.stderr.clone());
+        Ok(out.stderr)
+    }
+
+    /// The default `#include` search directories for a language under the given target/sysroot flags.
+    pub fn system_include_dirs(
+        &self,
+        path: &Path,
+        env_path: &OsStr,
+        language: &str,
+        probe_args: &[OsString],
+    ) -> Vec<PathBuf> {
+        let mut memo_key = probe_args.to_vec();
+        memo_key.push(OsString::from(language));
+        if let Some(known) = self.system_dirs.lock().unwrap_or_else(|e| e.into_inner()).get(&memo_key) {
+            return known.clone();
+        }
+        let mut args: Vec<&OsStr> = probe_args.iter().map(OsString::as_os_str).collect();
+        let lang = preprocessable_language(language);
+        let tail = ["-E", "-v", "-x", lang, "/dev/null"];
+        args.extend(tail.iter().map(OsStr::new));
+        let dirs = run(path, &args, env_path).map(|out| parse_search_list(&out.stderr)).unwrap_or_default();
+        self.system_dirs.lock().unwrap_or_else(|e| e.into_inner()).insert(memo_key, dirs.clone());
+        dirs
+    }
+}
+
+fn preprocessable_language(language: &str) -> &str {
+    match language {
+        "c++" | "c++-cpp-output" | "objective-c++" => "c++",
+        "objective-c" => "objective-c",
+        _ => "c",
+    }
+}
+
+/// Parses the include search list printed by `-E -v`.
+fn parse_search_list(stderr: &[u8]) -> Vec<PathBuf> {
+    let text = String::from_utf8_lossy(stderr);
+    let mut dirs = Vec::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if line.starts_with("#include") && line.contains("search starts here") {
+            inside = true;
+        } else if line.starts_with("End of search list") {
+            break;
+        } else if inside && line.starts_with(' ') {
+            let dir = line.trim().trim_end_matches(" (framework directory)");
+            dirs.push(PathBuf::from(dir));
+        }
+    }
+    dirs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_list_is_parsed() {
+        let text = b"ignoring nonexistent directory \"/x\"\n#include \"...\" search starts here:\n\
+#include <...> search starts here:\n /usr/lib/gcc/x86_64-linux-gnu/12/include\n /usr/local/include\n \
+/usr/include\nEnd of search list.\n";
+        assert_eq!(
+            parse_search_list(text),
+            vec![
+                PathBuf::from("/usr/lib/gcc/x86_64-linux-gnu/12/include"),
+                PathBuf::from("/usr/local/include"),
+                PathBuf::from("/usr/include")
+            ]
+        );
+    }
+
+    #[test]
+    fn gcc_is_identified_with_its_programs() {
+        let Ok(gcc) = which("gcc") else { return };
+        let cache = IdentityCache::new();
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let c = cache.identify(&gcc, &[], &path).unwrap();
+        assert_eq!(c.family, Family::Gcc);
+        assert!(c.files.iter().any(|(p, _)| p.ends_with("cc1")), "{:?}", c.files);
+        let again = cache.identify(&gcc, &[], &path).unwrap();
+        assert_eq!(c.digest, again.digest);
+    }
+
+    fn which(name: &str) -> Result<PathBuf, ()> {
+        let path = std::env::var_os("PATH").ok_or(())?;
+        std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file()).ok_or(())
+    }
+}

@@ -1,0 +1,175 @@
+//! Direct mode's manifests: for one direct key (compiler, arguments, source, environment), the input sets
+//! seen by earlier compiles, each leading to a result.
+//!
+//! An entry matches when every recorded input still has its recorded digest **and** no file has appeared
+//! that the preprocessor would now find first. For the second part an entry records the include search
+//! directories (the command line's, the compiler's defaults, and the directory of every file read, which
+//! `#include "…"` searches first) and the names under which each header could have been included (its path
+//! relative to each search directory it lies in). Every (directory, name) pair that did not exist when the
+//! entry was made must still not exist. Peers record only the directories, so a new header in an existing
+//! directory goes unseen; this does not.
+
+use super::files::FileCache;
+use rcc_proto::Digest;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+/// Most entries kept per manifest (the newest first).
+pub const MAX_ENTRIES: usize = 16;
+
+/// A manifest: the entries for one direct key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Newest first.
+    pub entries: Vec<Entry>,
+}
+
+/// One set of inputs and the result it led to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Every file read (paths as the compiler reported them, relative to the working directory or absolute).
+    pub inputs: Vec<(Vec<u8>, Digest)>,
+    /// Include search directories, absolute.
+    pub dirs: Vec<Vec<u8>>,
+    /// Names headers could have been included under.
+    pub names: Vec<Vec<u8>>,
+    /// Bit `d * names.len() + n` set when `dirs[d]/names[n]` existed when the entry was made.
+    pub present: Vec<u8>,
+    /// The result key.
+    pub result: Digest,
+}
+
+impl Manifest {
+    /// Adds an entry in front, replacing one with the same inputs, and keeps at most [`MAX_ENTRIES`].
+    pub fn add(&mut self, entry: Entry) {
+        self.entries.retain(|e| e.inputs != entry.inputs);
+        self.entries.insert(0, entry);
+        self.entries.truncate(MAX_ENTRIES);
+    }
+
+    /// The first entry whose inputs and search directories are as recorded.
+    pub fn find(&self, files: &FileCache, cwd: &Path) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.matches(files, cwd))
+    }
+}
+
+impl Entry {
+    /// Builds an entry from the inputs a compile read, checking which (directory, name) pairs exist now.
+    pub fn new(
+        files: &FileCache,
+        cwd: &Path,
+        inputs: Vec<(Vec<u8>, Digest)>,
+        search_dirs: &[PathBuf],
+        result: Digest,
+    ) -> Entry {
+        let absolute: Vec<PathBuf> = inputs.iter().map(|(p, _)| normalize(&cwd.join(OsStr::from_bytes(p)))).collect();
+        let mut dirs: Vec<PathBuf> = search_dirs.iter().map(|d| normalize(&cwd.join(d))).collect();
+        dirs.extend(absolute.iter().filter_map(|p| p.parent().map(Path::to_owned)));
+        let mut seen = BTreeSet::new();
+        dirs.retain(|d| seen.insert(d.clone()));
+        let mut names = BTreeSet::new();
+        for input in &absolute {
+            for dir in &dirs {
+                if let Ok(rel) = input.strip_prefix(dir) {
+                    if !rel.as_os_str().is_empty() {
+                        names.insert(rel.to_owned());
+                    }
+                }
+            }
+        }
+        let names: Vec<PathBuf> = names.into_iter().collect();
+        let read: BTreeSet<&PathBuf> = absolute.iter().collect();
+        let mut present = vec![0u8; (dirs.len() * names.len()).div_ceil(8)];
+        for (d, dir) in dirs.iter().enumerate() {
+            for (n, name) in names.iter().enumerate() {
+                let candidate = dir.join(name);
+                if read.contains(&candidate) || files.exists(&candidate) {
+                    let bit = d * names.len() + n;
+                    present[bit / 8] |= 1 << (bit % 8);
+                }
+            }
+        }
+        let bytes = |p: &PathBuf| p.as_os_str().as_bytes().to_vec();
+        Entry {
+            inputs,
+            dirs: dirs.iter().map(bytes).collect(),
+            names: names.iter().map(bytes).collect(),
+            present,
+            result,
+        }
+    }
+
+    /// Whether the inputs are unchanged and no absent (directory, name) pair has appeared.
+    pub fn matches(&self, files: &FileCache, cwd: &Path) -> bool {
+        let inputs_same = self.inputs.iter().all(|(path, digest)| {
+            files.info(&cwd.join(OsStr::from_bytes(path))).is_ok_and(|info| info.digest == *digest)
+        });
+        if !inputs_same || self.present.len() < (self.dirs.len() * self.names.len()).div_ceil(8) {
+            return false;
+        }
+        for (d, dir) in self.dirs.iter().enumerate() {
+            let dir = Path::new(OsStr::from_bytes(dir));
+            for (n, name) in self.names.iter().enumerate() {
+                let bit = d * self.names.len() + n;
+                if self.present[bit / 8] & (1 << (bit % 8)) == 0 && files.exists(&dir.join(OsStr::from_bytes(name))) {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}
+
+/// Lexical normalisation (`a/./b/../c` → `a/c`), used only to relate paths to directories by name.
+pub fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    #[test]
+    fn new_shadowing_header_in_existing_directory_breaks_the_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join("inc1")).unwrap();
+        fs::create_dir_all(root.join("inc2")).unwrap();
+        fs::write(root.join("inc2/x.h"), "int x;").unwrap();
+        fs::write(root.join("a.c"), "#include <x.h>").unwrap();
+        let files = FileCache::new();
+        let inputs = vec![
+            (b"a.c".to_vec(), files.info(&root.join("a.c")).unwrap().digest),
+            (b"inc2/x.h".to_vec(), files.info(&root.join("inc2/x.h")).unwrap().digest),
+        ];
+        let entry = Entry::new(&files, root, inputs, &[PathBuf::from("inc1"), PathBuf::from("inc2")], Digest::of(b"r"));
+        assert!(entry.matches(&files, root));
+        fs::write(root.join("inc1/x.h"), "int y;").unwrap();
+        assert!(!entry.matches(&files, root), "inc1/x.h now shadows inc2/x.h");
+        fs::remove_file(root.join("inc1/x.h")).unwrap();
+        assert!(entry.matches(&files, root));
+        fs::write(root.join("inc2/x.h"), "int z;").unwrap();
+        assert!(!entry.matches(&files, root), "changed header");
+    }
+
+    #[test]
+    fn normalize_is_lexical() {
+        assert_eq!(normalize(Path::new("/a/./b/../c")), PathBuf::from("/a/c"));
+    }
+}

@@ -1,0 +1,111 @@
+//! The Unix-socket listener: a thread per connection, an idle timer, and orderly shutdown (statistics
+//! flushed, socket removed).
+
+use crate::compile;
+use crate::context::Context;
+use rcc_proto::frame::{read_msg, write_msg, FrameError};
+use rcc_proto::ipc::{Request, Response};
+use rcc_proto::stats::StatsSnapshot;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Activity bookkeeping for the idle timer.
+struct Activity {
+    started: Instant,
+    active: AtomicUsize,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn touch(&self) {
+        self.last_ms.store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Serves connections until idle for `idle`, asked to stop, or replaced (the socket path no longer ours).
+pub fn run(ctx: Arc<Context>, listener: UnixListener, socket: PathBuf, idle: Duration) {
+    let activity =
+        Arc::new(Activity { started: Instant::now(), active: AtomicUsize::new(0), last_ms: AtomicU64::new(0) });
+    let socket_ino = std::fs::metadata(&socket).map(|m| m.ino()).ok();
+    {
+        let (ctx, activity, socket) = (ctx.clone(), activity.clone(), socket.clone());
+        std::thread::spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(500));
+            let _ = ctx.stats.flush();
+            let ours = std::fs::metadata(&socket).map(|m| m.ino()).ok() == socket_ino;
+            let idle_ms = activity.started.elapsed().as_millis() as u64 - activity.last_ms.load(Ordering::Relaxed);
+            let idle_now = activity.active.load(Ordering::Relaxed) == 0 && idle_ms > idle.as_millis() as u64;
+            if !ours || idle_now {
+                tracing::info!(replaced = !ours, "daemon exiting");
+                shutdown(&ctx, &socket, ours);
+            }
+        });
+    }
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        activity.active.fetch_add(1, Ordering::Relaxed);
+        activity.touch();
+        let (ctx, activity, socket) = (ctx.clone(), activity.clone(), socket.clone());
+        std::thread::spawn(move || {
+            if let Err(e) = handle(&ctx, stream, &socket) {
+                tracing::debug!(error = %e, "connection ended");
+            }
+            activity.touch();
+            activity.active.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+fn shutdown(ctx: &Context, socket: &PathBuf, remove_socket: bool) -> ! {
+    let _ = ctx.stats.flush();
+    if remove_socket {
+        let _ = std::fs::remove_file(socket);
+    }
+    std::process::exit(0)
+}
+
+fn handle(ctx: &Context, mut stream: UnixStream, socket: &PathBuf) -> Result<(), FrameError> {
+    let request: Request = read_msg(&mut stream)?;
+    match request {
+        Request::Compile(req) => compile::serve(ctx, req, &mut stream),
+        Request::Ping => write_msg(&mut stream, &Response::Ok),
+        Request::Stats => {
+            let answer = match ctx.stats.snapshot() {
+                Ok(counters) => {
+                    let usage = ctx.store.usage();
+                    Response::Stats(Box::new(StatsSnapshot {
+                        counters,
+                        cache_bytes: usage.bytes,
+                        cache_entries: usage.entries,
+                        cache_limit: ctx.store.limit(),
+                    }))
+                }
+                Err(e) => Response::Error { message: format!("reading statistics: {e}") },
+            };
+            write_msg(&mut stream, &answer)
+        }
+        Request::ZeroStats => {
+            let answer = match ctx.stats.zero() {
+                Ok(()) => Response::Ok,
+                Err(e) => Response::Error { message: format!("zeroing statistics: {e}") },
+            };
+            write_msg(&mut stream, &answer)
+        }
+        Request::ClearCache => {
+            let answer = match ctx.store.clear() {
+                Ok(()) => Response::Ok,
+                Err(e) => Response::Error { message: e.to_string() },
+            };
+            write_msg(&mut stream, &answer)
+        }
+        Request::Shutdown => {
+            let _ = write_msg(&mut stream, &Response::Ok);
+            shutdown(ctx, socket, true)
+        }
+        Request::Finished(_) => write_msg(&mut stream, &Response::Error { message: "no compile in progress".into() }),
+    }
+}
