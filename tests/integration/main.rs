@@ -1,1 +1,13 @@
+//! Integration tests: the real `rcc` and `rccd` binaries with real gcc, clang, make, cmake and ninja.
+//! One target, modules by area; every case has its own project, cache directory and daemon.
 
+mod support;
+
+mod build_systems;
+mod cli;
+mod daemon;
+mod depfiles;
+mod failures;
+mod hits;
+mod mutations;
+mod passthrough;

@@ -1,0 +1,106 @@
+//! Every way users put rcc in front of a compiler: `CC="rcc gcc" make`, masquerade shims on PATH,
+//! `CC=rcc` alone, and CMake's compiler launcher with the Makefile and Ninja generators.
+
+use crate::daemon::many_sources;
+use crate::support::{have, run_ok, TestEnv};
+
+fn path_with(dir: &std::path::Path) -> String {
+    format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default())
+}
+
+#[test]
+fn make_with_cc_rcc_gcc() {
+    let env = TestEnv::new();
+    many_sources(&env, 6);
+    let cc = format!("CC={} gcc", env.rcc_bin().display());
+    run_ok(env.command("make").args(["-j2", &cc]));
+    run_ok(env.command("make").arg("clean"));
+    run_ok(env.command("make").args(["-j2", &cc]));
+    assert_eq!(env.hits(), 6, "{}", env.log());
+}
+
+#[test]
+fn masquerade_shims_first_on_path() {
+    let env = TestEnv::new();
+    many_sources(&env, 4);
+    let shims = env.root.join("shims");
+    env.rcc_ok(&["shims", "install", shims.to_str().unwrap()]);
+    for name in ["cc", "c++", "gcc", "g++", "clang", "clang++"] {
+        assert!(shims.join(name).exists(), "{name} shim");
+    }
+    // A second shims directory and a link chain must not loop either.
+    let shims2 = env.root.join("shims2");
+    std::fs::create_dir_all(&shims2).unwrap();
+    std::os::unix::fs::symlink(shims.join("gcc"), shims2.join("gcc")).unwrap();
+    let path = format!("{}:{}", shims2.display(), path_with(&shims));
+    run_ok(env.command("make").args(["-j2", "CC=gcc"]).env("PATH", &path));
+    run_ok(env.command("make").arg("clean"));
+    run_ok(env.command("make").args(["-j2", "CC=gcc"]).env("PATH", &path));
+    assert_eq!(env.hits(), 4, "{}", env.log());
+    run_ok(env.command("gcc").args(["-O1", "-Iinclude", "-c", "src/f2.c", "-o", "plain.o"]));
+    assert_eq!(env.read("obj/f2.o"), env.read("plain.o"));
+}
+
+#[test]
+fn rcc_alone_as_cc_uses_cc_and_cxx_by_source_language() {
+    let env = TestEnv::new();
+    many_sources(&env, 3);
+    let rcc = env.rcc_bin().display().to_string();
+    run_ok(env.command("make").args(["-j2", &format!("CC={rcc}")]));
+    run_ok(env.command("cc").args(["-O1", "-Iinclude", "-c", "src/f1.c", "-o", "plain.o"]));
+    assert_eq!(env.read("obj/f1.o"), env.read("plain.o"));
+    env.write("x.cpp", "#include <string>\nstd::string hello() { return \"hello\"; }\n");
+    env.rcc_ok(&["-c", "x.cpp", "-o", "x.o"]);
+    run_ok(env.command("c++").args(["-c", "x.cpp", "-o", "plainx.o"]));
+    assert_eq!(env.read("x.o"), env.read("plainx.o"));
+    assert_eq!(env.counter("misses"), 4, "{}", env.log());
+}
+
+fn cmake_project(env: &TestEnv) {
+    many_sources(env, 5);
+    env.write("src/app.cpp", "#include <iostream>\nextern \"C\" int f0(void);\nint main() { std::cout << f0() << std::endl; }\n");
+    env.write(
+        "CMakeLists.txt",
+        "cmake_minimum_required(VERSION 3.16)\nproject(demo C CXX)\nfile(GLOB SRCS src/f*.c)\n\
+         add_library(funcs STATIC ${SRCS})\ntarget_include_directories(funcs PUBLIC include)\n\
+         add_executable(app src/app.cpp)\ntarget_link_libraries(app funcs)\n",
+    );
+}
+
+fn cmake_twice(generator: &str) {
+    assert!(have("cmake"), "cmake is required (scripts/install-deps installs it)");
+    let env = TestEnv::new();
+    cmake_project(&env);
+    let rcc = env.rcc_bin().display().to_string();
+    for build in ["build1", "build2"] {
+        run_ok(env.command("cmake").args([
+            "-S",
+            ".",
+            "-B",
+            build,
+            "-G",
+            generator,
+            &format!("-DCMAKE_C_COMPILER_LAUNCHER={rcc}"),
+            &format!("-DCMAKE_CXX_COMPILER_LAUNCHER={rcc}"),
+        ]));
+        run_ok(env.command("cmake").args(["--build", build, "-j", "2"]));
+        let out = run_ok(&mut std::process::Command::new(env.proj.join(build).join("app")));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "100\n");
+    }
+    // build2 is another directory: objects have other paths, but without -g nothing embeds them.
+    assert_eq!(env.hits(), 6, "second build directory is all hits\n{}", env.log());
+    run_ok(env.command("cmake").args(["--build", "build1", "--target", "clean"]));
+    run_ok(env.command("cmake").args(["--build", "build1", "-j", "2"]));
+    assert_eq!(env.hits(), 12, "{}", env.log());
+}
+
+#[test]
+fn cmake_launcher_with_makefiles() {
+    cmake_twice("Unix Makefiles");
+}
+
+#[test]
+fn cmake_launcher_with_ninja() {
+    assert!(have("ninja"), "ninja is required (scripts/install-deps installs it)");
+    cmake_twice("Ninja");
+}

@@ -1,0 +1,55 @@
+//! rcc's own command line.
+
+use crate::support::TestEnv;
+
+#[test]
+fn help_and_version() {
+    let env = TestEnv::new();
+    let help = String::from_utf8_lossy(&env.rcc_ok(&["--help"]).stdout).into_owned();
+    for word in ["rcc stats", "rcc config", "shims install", "CMAKE_C_COMPILER_LAUNCHER"] {
+        assert!(help.contains(word), "help mentions {word}");
+    }
+    let version = String::from_utf8_lossy(&env.rcc_ok(&["--version"]).stdout).into_owned();
+    assert!(version.starts_with("rcc "), "{version}");
+}
+
+#[test]
+fn config_shows_values_and_where_they_came_from() {
+    let mut env = TestEnv::new();
+    std::fs::write(env.root.join("config.toml"), "cache_size = \"2G\"\nidle_timeout = 30\n").unwrap();
+    env.set_env("RCC_IDLE_TIMEOUT", "45");
+    let out = String::from_utf8_lossy(&env.rcc_ok(&["config"]).stdout).into_owned();
+    assert!(out.contains("cache_size   2.0 GiB") && out.contains("(config file"), "{out}");
+    assert!(out.contains("45s") && out.contains("(environment RCC_IDLE_TIMEOUT)"), "{out}");
+    assert!(out.contains("(environment RCC_DIR)"), "{out}");
+    std::fs::write(env.root.join("config.toml"), "cache_sise = 1\n").unwrap();
+    let bad = env.rcc(&["config"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("cache_sise"), "names the bad key");
+}
+
+#[test]
+fn stats_zero_and_cache_clear() {
+    let env = TestEnv::new();
+    env.write("a.c", "int a(void) { return 1; }\n");
+    env.rcc_ok(&["gcc", "-c", "a.c"]);
+    env.rcc_ok(&["gcc", "-c", "a.c"]);
+    let text = String::from_utf8_lossy(&env.rcc_ok(&["stats"]).stdout).into_owned();
+    assert!(text.contains("cache hits (direct)") && text.contains("hit rate"), "{text}");
+    assert!(text.contains("50.0 %"), "one hit, one miss: {text}");
+    assert!(env.stats()["cache_entries"].as_u64().unwrap() >= 2);
+    env.zero_stats();
+    assert_eq!(env.hits(), 0);
+    env.rcc_ok(&["cache", "clear"]);
+    assert_eq!(env.stats()["cache_entries"], 0);
+    env.rcc_ok(&["gcc", "-c", "a.c"]);
+    assert_eq!(env.counter("misses"), 1, "cleared cache misses");
+}
+
+#[test]
+fn unknown_command_is_a_clear_error() {
+    let env = TestEnv::new();
+    let out = env.rcc(&["stats", "--bogus"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--bogus"));
+}

@@ -1,0 +1,52 @@
+//! Depfiles are restored as the compiler would have written them for *this* invocation.
+
+use crate::hits::sample;
+use crate::support::{run_ok, TestEnv};
+use crate::with_compilers;
+
+with_compilers!(md_mf_mt_depfile_is_byte_identical_and_retargeted, |env, cc| {
+    sample(env);
+    let build = |env: &TestEnv, target: &str| {
+        env.rcc_ok(&[cc, "-c", "src/util.c", "-o", "util.o", "-Iinclude", "-MD", "-MF", "deps/util.d", "-MT", target]);
+    };
+    std::fs::create_dir_all(env.proj.join("deps")).unwrap();
+    build(env, "util.o");
+    let first = env.read("deps/util.d");
+    run_ok(env.command(cc).args(["-c", "src/util.c", "-o", "util.o", "-Iinclude", "-MD", "-MF", "plain.d", "-MT", "util.o"]));
+    assert_eq!(first, env.read("plain.d"), "a miss leaves the compiler's own depfile");
+    std::fs::remove_file(env.proj.join("deps/util.d")).unwrap();
+    build(env, "util.o");
+    assert_eq!(env.hits(), 1, "{}", env.log());
+    assert_eq!(env.read("deps/util.d"), first, "identical rebuild: byte-identical depfile");
+    // Another target name: a hit whose depfile names the new target.
+    build(env, "obj/other.o");
+    assert_eq!(env.hits(), 2, "-MT does not enter the key\n{}", env.log());
+    run_ok(env.command(cc).args(["-c", "src/util.c", "-o", "util.o", "-Iinclude", "-MD", "-MF", "plain.d", "-MT", "obj/other.o"]));
+    assert_eq!(env.read("deps/util.d"), env.read("plain.d"), "depfile names this invocation's target");
+});
+
+with_compilers!(mmd_mp_depfiles_go_through_preprocessor_mode, |env, cc| {
+    sample(env);
+    let args = [cc, "-c", "src/main.c", "-o", "main.o", "-Iinclude", "-MMD", "-MP"];
+    env.rcc_ok(&args);
+    let dep = env.read("main.d");
+    assert!(!String::from_utf8_lossy(&dep).contains("/usr/include"), "-MMD leaves system headers out");
+    std::fs::remove_file(env.proj.join("main.d")).unwrap();
+    env.rcc_ok(&args);
+    assert_eq!(env.hits(), 1, "{}", env.log());
+    assert_eq!(env.read("main.d"), dep);
+    // The preprocessor run taught direct mode the full header list.
+    env.rcc_ok(&args);
+    assert_eq!(env.counter("hits_direct"), 1, "{}", env.log());
+});
+
+with_compilers!(kernel_style_wp_md_depfile, |env, cc| {
+    sample(env);
+    let args = [cc, "-c", "src/util.c", "-o", "util.o", "-Iinclude", "-Wp,-MD,.util.o.d"];
+    env.rcc_ok(&args);
+    let dep = env.read(".util.o.d");
+    std::fs::remove_file(env.proj.join(".util.o.d")).unwrap();
+    env.rcc_ok(&args);
+    assert_eq!(env.hits(), 1, "{}", env.log());
+    assert_eq!(env.read(".util.o.d"), dep);
+});

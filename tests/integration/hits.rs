@@ -1,0 +1,104 @@
+//! A rebuild of identical inputs is all hits, with outputs byte-identical to a plain compile.
+
+use crate::support::{run_ok, TestEnv};
+use crate::with_compilers;
+
+/// A small project: two sources, a header directory.
+pub fn sample(env: &TestEnv) {
+    env.write("include/config.h", "#define FACTOR 3\n");
+    env.write("include/util.h", "#include \"config.h\"\nint scale(int x);\n");
+    env.write("src/util.c", "#include <stdio.h>\n#include \"util.h\"\nint scale(int x) { return x * FACTOR; }\n");
+    env.write("src/main.c", "#include <stdio.h>\n#include \"util.h\"\nint main(void) { printf(\"%d\\n\", scale(14)); return 0; }\n");
+}
+
+with_compilers!(identical_rebuild_is_all_hits_with_identical_objects, |env, cc| {
+    sample(env);
+    let args = [cc, "-c", "src/util.c", "-o", "util.o", "-Iinclude", "-O2", "-Wall"];
+    env.rcc_ok(&args);
+    assert_eq!(env.counter("misses"), 1, "first compile misses\n{}", env.log());
+    let first = env.read("util.o");
+    run_ok(env.command(cc).args(["-c", "src/util.c", "-o", "plain.o", "-Iinclude", "-O2", "-Wall"]));
+    assert_eq!(first, env.read("plain.o"), "rcc's object equals a plain compile's");
+    std::fs::remove_file(env.proj.join("util.o")).unwrap();
+    env.rcc_ok(&args);
+    assert_eq!(env.counter("hits_direct"), 1, "second compile hits in direct mode\n{}", env.log());
+    assert_eq!(env.read("util.o"), first, "restored object is byte-identical");
+});
+
+with_compilers!(hit_restores_the_object_mode_of_the_umask, |env, cc| {
+    use std::os::unix::fs::PermissionsExt;
+    sample(env);
+    let args = [cc, "-c", "src/util.c", "-o", "util.o", "-Iinclude"];
+    env.rcc_ok(&args);
+    let mode = |env: &TestEnv| std::fs::metadata(env.proj.join("util.o")).unwrap().permissions().mode() & 0o777;
+    let compiled = mode(env);
+    std::fs::remove_file(env.proj.join("util.o")).unwrap();
+    env.rcc_ok(&args);
+    assert_eq!(env.hits(), 1);
+    assert_eq!(mode(env), compiled, "a hit gives the file the compiler's mode");
+});
+
+with_compilers!(warnings_are_replayed_on_every_hit, |env, cc| {
+    env.write("warn.c", "int f(void) { int unused_variable; return 0; }\n");
+    let args = [cc, "-c", "warn.c", "-o", "warn.o", "-Wall"];
+    let first = env.rcc_ok(&args);
+    let warning = String::from_utf8_lossy(&first.stderr).into_owned();
+    assert!(warning.contains("unused_variable"), "compiler warns: {warning}");
+    for _ in 0..2 {
+        let again = env.rcc_ok(&args);
+        assert_eq!(String::from_utf8_lossy(&again.stderr), warning, "same warning on a hit");
+    }
+    assert_eq!(env.hits(), 2);
+});
+
+with_compilers!(split_dwarf_restores_the_dwo, |env, cc| {
+    sample(env);
+    let args = [cc, "-c", "src/util.c", "-o", "obj/util.o", "-Iinclude", "-g", "-gsplit-dwarf"];
+    std::fs::create_dir_all(env.proj.join("obj")).unwrap();
+    env.rcc_ok(&args);
+    let obj = env.read("obj/util.o");
+    let dwo = env.read("obj/util.dwo");
+    assert!(!dwo.is_empty());
+    std::fs::remove_file(env.proj.join("obj/util.o")).unwrap();
+    std::fs::remove_file(env.proj.join("obj/util.dwo")).unwrap();
+    env.rcc_ok(&args);
+    assert_eq!(env.hits(), 1, "{}", env.log());
+    assert_eq!(env.read("obj/util.o"), obj);
+    assert_eq!(env.read("obj/util.dwo"), dwo, ".dwo restored");
+});
+
+with_compilers!(cxx_sources_hit_too, |env, cc| {
+    let cxx = if cc == "gcc" { "g++" } else { "clang++" };
+    env.write("a.cpp", "#include <vector>\nint total() { std::vector<int> v{1, 2, 3}; int s = 0; for (int x : v) s += x; return s; }\n");
+    env.rcc_ok(&[cxx, "-c", "a.cpp", "-o", "a.o", "-O1"]);
+    let obj = env.read("a.o");
+    env.rcc_ok(&[cxx, "-c", "a.cpp", "-o", "a.o", "-O1"]);
+    assert_eq!(env.hits(), 1);
+    assert_eq!(env.read("a.o"), obj);
+});
+
+#[test]
+fn assembly_output_with_dash_s_is_cached() {
+    let env = TestEnv::new();
+    sample(&env);
+    env.rcc_ok(&["gcc", "-S", "src/util.c", "-Iinclude", "-O2"]);
+    let asm = env.read("util.s");
+    std::fs::remove_file(env.proj.join("util.s")).unwrap();
+    env.rcc_ok(&["gcc", "-S", "src/util.c", "-Iinclude", "-O2"]);
+    assert_eq!(env.hits(), 1);
+    assert_eq!(env.read("util.s"), asm);
+}
+
+#[test]
+fn preprocessor_mode_hits_when_direct_mode_is_off() {
+    let mut env = TestEnv::new();
+    env.set_env("RCC_DIRECT", "0");
+    sample(&env);
+    let args = ["gcc", "-c", "src/util.c", "-o", "util.o", "-Iinclude"];
+    env.rcc_ok(&args);
+    let obj = env.read("util.o");
+    // A comment-only change preprocesses to the same text (bar line markers' content): still a hit.
+    env.rcc_ok(&args);
+    assert_eq!(env.counter("hits_preprocessor"), 1, "{}", env.log());
+    assert_eq!(env.read("util.o"), obj);
+}

@@ -1,0 +1,142 @@
+//! Anything that can change the output changes the key: each mutation below must miss, and the object
+//! produced must be the one a plain compile gives.
+
+use crate::hits::sample;
+use crate::support::{run_ok, TestEnv};
+use crate::with_compilers;
+
+/// Compiles through rcc and asserts whether it hit, and that the object equals a plain compile's.
+fn compile_expect(env: &TestEnv, cc: &str, args: &[&str], hit: bool) {
+    let before = env.hits();
+    let mut full = vec![cc];
+    full.extend_from_slice(args);
+    full.extend_from_slice(&["-o", "out.o"]);
+    env.rcc_ok(&full);
+    let after = env.hits();
+    assert_eq!(after - before, u64::from(hit), "expected a {} for {args:?}\n{}", if hit { "hit" } else { "miss" }, env.log());
+    run_ok(env.command(cc).args(args).args(["-o", "plain.o"]));
+    assert_eq!(env.read("out.o"), env.read("plain.o"), "object differs from a plain compile for {args:?}");
+}
+
+with_compilers!(changed_header_misses, |env, cc| {
+    sample(env);
+    let args = ["-c", "src/util.c", "-Iinclude"];
+    compile_expect(env, cc, &args, false);
+    compile_expect(env, cc, &args, true);
+    env.write("include/config.h", "#define FACTOR 4\n");
+    compile_expect(env, cc, &args, false);
+    compile_expect(env, cc, &args, true);
+});
+
+with_compilers!(changed_define_and_flag_miss, |env, cc| {
+    sample(env);
+    compile_expect(env, cc, &["-c", "src/util.c", "-Iinclude"], false);
+    compile_expect(env, cc, &["-c", "src/util.c", "-Iinclude", "-DEXTRA=1"], false);
+    compile_expect(env, cc, &["-c", "src/util.c", "-Iinclude", "-DEXTRA=2"], false);
+    compile_expect(env, cc, &["-c", "src/util.c", "-Iinclude", "-O2"], false);
+    compile_expect(env, cc, &["-c", "src/util.c", "-Iinclude", "-O2"], true);
+});
+
+with_compilers!(new_shadowing_header_in_an_existing_directory_misses, |env, cc| {
+    sample(env);
+    env.write("first/placeholder.txt", "an existing include directory that shadows nothing yet\n");
+    let args = ["-c", "src/util.c", "-Ifirst", "-Iinclude"];
+    compile_expect(env, cc, &args, false);
+    compile_expect(env, cc, &args, true);
+    // config.h is included as "config.h" from include/util.h: a new one in first/ does not shadow it
+    // (quote includes search the includer's directory first) but util.h in first/ does.
+    env.write("first/util.h", "int scale(int x);\nint shadowed = 1;\n");
+    compile_expect(env, cc, &args, false);
+    compile_expect(env, cc, &args, true);
+});
+
+with_compilers!(new_header_beside_the_source_shadows_a_system_header, |env, cc| {
+    env.write("src/a.c", "#include \"limits.h\"\nint big(void) { return INT_MAX; }\n");
+    let args = ["-c", "src/a.c"];
+    compile_expect(env, cc, &args, false);
+    compile_expect(env, cc, &args, true);
+    env.write("src/limits.h", "#define INT_MAX 7\n");
+    compile_expect(env, cc, &args, false);
+});
+
+with_compilers!(cpath_change_misses, |env, cc| {
+    sample(env);
+    env.write("alt/config.h", "#define FACTOR 9\n");
+    let args = ["-c", "src/util.c", "-iquote", "include"];
+    compile_expect(env, cc, &args, false);
+    // CPATH adds a directory searched for <> and "" after -iquote; the key must still change.
+    env.set_env("CPATH", &env.proj.join("alt").display().to_string());
+    let before = env.hits();
+    env.rcc_ok(&[cc, "-c", "src/util.c", "-iquote", "include", "-o", "out.o"]);
+    assert_eq!(env.hits(), before, "CPATH change is a miss\n{}", env.log());
+});
+
+with_compilers!(response_file_change_misses, |env, cc| {
+    sample(env);
+    env.write("flags.rsp", "-Iinclude -DA=1\n");
+    compile_expect(env, cc, &["-c", "src/util.c", "@flags.rsp"], false);
+    compile_expect(env, cc, &["-c", "src/util.c", "@flags.rsp"], true);
+    env.write("flags.rsp", "-Iinclude -DA=2\n");
+    compile_expect(env, cc, &["-c", "src/util.c", "@flags.rsp"], false);
+    // Nested response files.
+    env.write("outer.rsp", "@flags.rsp -O1\n");
+    compile_expect(env, cc, &["-c", "src/util.c", "@outer.rsp"], false);
+    compile_expect(env, cc, &["-c", "src/util.c", "@outer.rsp"], true);
+    env.write("flags.rsp", "-Iinclude -DA=3\n");
+    compile_expect(env, cc, &["-c", "src/util.c", "@outer.rsp"], false);
+});
+
+#[test]
+fn compiler_swapped_behind_a_shim_of_the_same_name_misses() {
+    let env = TestEnv::new();
+    sample(&env);
+    let bin = env.root.join("toolbin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let link = bin.join("cc");
+    let gcc = which("gcc");
+    let clang = which("clang");
+    std::os::unix::fs::symlink(&gcc, &link).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let compile = |env: &TestEnv| {
+        run_ok(env.command(env.rcc_bin()).env("PATH", &path).args(["cc", "-c", "src/util.c", "-Iinclude", "-o", "out.o"]))
+    };
+    compile(&env);
+    compile(&env);
+    assert_eq!(env.hits(), 1);
+    let by_gcc = env.read("out.o");
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(&clang, &link).unwrap();
+    compile(&env);
+    assert_eq!(env.hits(), 1, "a different compiler behind the same name is a miss\n{}", env.log());
+    run_ok(env.command(&clang).args(["-c", "src/util.c", "-Iinclude", "-o", "plain.o"]));
+    assert_eq!(env.read("out.o"), env.read("plain.o"), "the object is clang's");
+    assert_ne!(env.read("out.o"), by_gcc);
+}
+
+fn which(name: &str) -> std::path::PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} not on PATH"))
+        .canonicalize()
+        .unwrap()
+}
+
+#[test]
+fn source_date_epoch_makes_time_macros_cacheable_and_keyed() {
+    let mut env = TestEnv::new();
+    env.write("stamp.c", "const char *built = __DATE__ \" \" __TIME__;\n");
+    let args = ["gcc", "-c", "stamp.c", "-o", "stamp.o"];
+    env.rcc_ok(&args);
+    env.rcc_ok(&args);
+    assert_eq!(env.hits(), 0, "__DATE__ without SOURCE_DATE_EPOCH is never cached");
+    assert_eq!(env.uncacheable("time-macros"), 2);
+    env.set_env("SOURCE_DATE_EPOCH", "1700000000");
+    env.rcc_ok(&args);
+    env.rcc_ok(&args);
+    assert_eq!(env.hits(), 1, "with SOURCE_DATE_EPOCH it is\n{}", env.log());
+    env.set_env("SOURCE_DATE_EPOCH", "1800000000");
+    env.rcc_ok(&args);
+    assert_eq!(env.hits(), 1, "another SOURCE_DATE_EPOCH is another key");
+}

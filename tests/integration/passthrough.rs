@@ -1,0 +1,73 @@
+//! Calls rcc cannot cache run the real compiler untouched, with the reason counted.
+
+use crate::hits::sample;
+use crate::support::{run_ok, TestEnv};
+
+#[test]
+fn linking_preprocessing_and_multiple_sources_pass_through() {
+    let env = TestEnv::new();
+    sample(&env);
+    env.rcc_ok(&["gcc", "-Iinclude", "src/main.c", "src/util.c", "-o", "app"]);
+    let out = run_ok(&mut std::process::Command::new(env.proj.join("app")));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "42\n", "the linked program runs");
+    let pre = env.rcc_ok(&["gcc", "-E", "-Iinclude", "src/util.c"]);
+    assert!(String::from_utf8_lossy(&pre.stdout).contains("scale"), "-E output reaches stdout");
+    env.rcc_ok(&["gcc", "-c", "-Iinclude", "src/main.c", "src/util.c"]);
+    assert!(env.proj.join("main.o").is_file() && env.proj.join("util.o").is_file());
+    assert_eq!(env.uncacheable("linking"), 1);
+    assert_eq!(env.uncacheable("preprocess-only"), 1);
+    assert_eq!(env.uncacheable("multiple-sources"), 1);
+}
+
+#[test]
+fn stdin_input_passes_through() {
+    let env = TestEnv::new();
+    let mut child = env
+        .command(env.rcc_bin())
+        .args(["gcc", "-x", "c", "-c", "-", "-o", "stdin.o"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"int from_stdin(void) { return 1; }\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(env.proj.join("stdin.o").is_file());
+    assert_eq!(env.uncacheable("stdin-input"), 1);
+}
+
+#[test]
+fn unknown_flags_pass_through_or_join_the_key() {
+    let env = TestEnv::new();
+    sample(&env);
+    env.write("notes.txt", "");
+    // A gcc flag rcc's table does not list, naming an existing file: run untouched, counted.
+    env.rcc_ok(&["gcc", "-c", "src/util.c", "-Iinclude", "-o", "util.o", "-fprofile-note=notes.txt"]);
+    assert_eq!(env.uncacheable("unknown-flag-naming-file"), 1, "{}", env.log());
+    // Flags that name no file are part of the key: cached, and distinct from their absence.
+    let with = ["gcc", "-c", "src/util.c", "-Iinclude", "-o", "util.o", "-fno-plt", "-fzero-call-used-regs=used"];
+    env.rcc_ok(&with);
+    env.rcc_ok(&with);
+    assert_eq!(env.hits(), 1, "{}", env.log());
+    env.rcc_ok(&["gcc", "-c", "src/util.c", "-Iinclude", "-o", "util.o", "-fno-plt"]);
+    assert_eq!(env.hits(), 1, "dropping a flag is a miss");
+}
+
+#[test]
+fn time_macros_are_uncacheable() {
+    let env = TestEnv::new();
+    env.write("stamp.c", "const char *when = __TIMESTAMP__;\n");
+    env.rcc_ok(&["gcc", "-c", "stamp.c", "-o", "stamp.o"]);
+    env.rcc_ok(&["gcc", "-c", "stamp.c", "-o", "stamp.o"]);
+    assert_eq!(env.hits(), 0);
+    assert_eq!(env.uncacheable("time-macros"), 2);
+}
+
+#[test]
+fn rustc_passes_through() {
+    let env = TestEnv::new();
+    env.write("hello.rs", "fn main() { println!(\"hi\"); }\n");
+    env.rcc_ok(&["rustc", "hello.rs", "-o", "hello"]);
+    let out = run_ok(&mut std::process::Command::new(env.proj.join("hello")));
+    assert_eq!(out.stdout, b"hi\n");
+    assert_eq!(env.uncacheable("rustc"), 1);
+}
