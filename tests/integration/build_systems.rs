@@ -58,7 +58,10 @@ fn rcc_alone_as_cc_uses_cc_and_cxx_by_source_language() {
 
 fn cmake_project(env: &TestEnv) {
     many_sources(env, 5);
-    env.write("src/app.cpp", "#include <iostream>\nextern \"C\" int f0(void);\nint main() { std::cout << f0() << std::endl; }\n");
+    env.write(
+        "src/app.cpp",
+        "#include <iostream>\nextern \"C\" int f0(void);\nint main() { std::cout << f0() << std::endl; }\n",
+    );
     env.write(
         "CMakeLists.txt",
         "cmake_minimum_required(VERSION 3.16)\nproject(demo C CXX)\nfile(GLOB SRCS src/f*.c)\n\

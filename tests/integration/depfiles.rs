@@ -12,7 +12,18 @@ with_compilers!(md_mf_mt_depfile_is_byte_identical_and_retargeted, |env, cc| {
     std::fs::create_dir_all(env.proj.join("deps")).unwrap();
     build(env, "util.o");
     let first = env.read("deps/util.d");
-    run_ok(env.command(cc).args(["-c", "src/util.c", "-o", "util.o", "-Iinclude", "-MD", "-MF", "plain.d", "-MT", "util.o"]));
+    run_ok(env.command(cc).args([
+        "-c",
+        "src/util.c",
+        "-o",
+        "util.o",
+        "-Iinclude",
+        "-MD",
+        "-MF",
+        "plain.d",
+        "-MT",
+        "util.o",
+    ]));
     assert_eq!(first, env.read("plain.d"), "a miss leaves the compiler's own depfile");
     std::fs::remove_file(env.proj.join("deps/util.d")).unwrap();
     build(env, "util.o");
@@ -21,7 +32,18 @@ with_compilers!(md_mf_mt_depfile_is_byte_identical_and_retargeted, |env, cc| {
     // Another target name: a hit whose depfile names the new target.
     build(env, "obj/other.o");
     assert_eq!(env.hits(), 2, "-MT does not enter the key\n{}", env.log());
-    run_ok(env.command(cc).args(["-c", "src/util.c", "-o", "util.o", "-Iinclude", "-MD", "-MF", "plain.d", "-MT", "obj/other.o"]));
+    run_ok(env.command(cc).args([
+        "-c",
+        "src/util.c",
+        "-o",
+        "util.o",
+        "-Iinclude",
+        "-MD",
+        "-MF",
+        "plain.d",
+        "-MT",
+        "obj/other.o",
+    ]));
     assert_eq!(env.read("deps/util.d"), env.read("plain.d"), "depfile names this invocation's target");
 });
 
@@ -32,12 +54,16 @@ with_compilers!(mmd_mp_depfiles_go_through_preprocessor_mode, |env, cc| {
     let dep = env.read("main.d");
     assert!(!String::from_utf8_lossy(&dep).contains("/usr/include"), "-MMD leaves system headers out");
     std::fs::remove_file(env.proj.join("main.d")).unwrap();
-    env.rcc_ok(&args);
-    assert_eq!(env.hits(), 1, "{}", env.log());
-    assert_eq!(env.read("main.d"), dep);
-    // The preprocessor run taught direct mode the full header list.
+    // The preprocessor run of the miss taught direct mode the full header list: a direct hit.
     env.rcc_ok(&args);
     assert_eq!(env.counter("hits_direct"), 1, "{}", env.log());
+    assert_eq!(env.read("main.d"), dep);
+    // A comment-only change of the source: the direct key changes, the preprocessed text does not.
+    // (On the same line: an added line would shift the preprocessor's line markers.)
+    let source = String::from_utf8_lossy(&env.read("src/main.c")).replacen("\n", " /* a comment */\n", 1);
+    env.write("src/main.c", &source);
+    env.rcc_ok(&args);
+    assert_eq!(env.counter("hits_preprocessor"), 1, "{}", env.log());
 });
 
 with_compilers!(kernel_style_wp_md_depfile, |env, cc| {

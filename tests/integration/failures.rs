@@ -79,7 +79,11 @@ fn killed_daemon_still_gives_a_correct_build() {
 }
 
 fn daemon_pid(env: &TestEnv) -> i32 {
-    let out = run_ok(std::process::Command::new("pgrep").args(["-f", "-x", &format!("{}", env.rcc_bin().with_file_name("rccd").display())]));
+    let out = run_ok(std::process::Command::new("pgrep").args([
+        "-f",
+        "-x",
+        &format!("{}", env.rcc_bin().with_file_name("rccd").display()),
+    ]));
     let pids: Vec<i32> = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect();
     // Several tests run at once; find the one whose environment has our cache directory.
     let ours = format!("RCC_DIR={}", env.cache.display());

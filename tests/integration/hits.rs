@@ -8,7 +8,10 @@ pub fn sample(env: &TestEnv) {
     env.write("include/config.h", "#define FACTOR 3\n");
     env.write("include/util.h", "#include \"config.h\"\nint scale(int x);\n");
     env.write("src/util.c", "#include <stdio.h>\n#include \"util.h\"\nint scale(int x) { return x * FACTOR; }\n");
-    env.write("src/main.c", "#include <stdio.h>\n#include \"util.h\"\nint main(void) { printf(\"%d\\n\", scale(14)); return 0; }\n");
+    env.write(
+        "src/main.c",
+        "#include <stdio.h>\n#include \"util.h\"\nint main(void) { printf(\"%d\\n\", scale(14)); return 0; }\n",
+    );
 }
 
 with_compilers!(identical_rebuild_is_all_hits_with_identical_objects, |env, cc| {

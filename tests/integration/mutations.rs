@@ -13,7 +13,13 @@ fn compile_expect(env: &TestEnv, cc: &str, args: &[&str], hit: bool) {
     full.extend_from_slice(&["-o", "out.o"]);
     env.rcc_ok(&full);
     let after = env.hits();
-    assert_eq!(after - before, u64::from(hit), "expected a {} for {args:?}\n{}", if hit { "hit" } else { "miss" }, env.log());
+    assert_eq!(
+        after - before,
+        u64::from(hit),
+        "expected a {} for {args:?}\n{}",
+        if hit { "hit" } else { "miss" },
+        env.log()
+    );
     run_ok(env.command(cc).args(args).args(["-o", "plain.o"]));
     assert_eq!(env.read("out.o"), env.read("plain.o"), "object differs from a plain compile for {args:?}");
 }
@@ -45,7 +51,7 @@ with_compilers!(new_shadowing_header_in_an_existing_directory_misses, |env, cc| 
     compile_expect(env, cc, &args, true);
     // config.h is included as "config.h" from include/util.h: a new one in first/ does not shadow it
     // (quote includes search the includer's directory first) but util.h in first/ does.
-    env.write("first/util.h", "int scale(int x);\nint shadowed = 1;\n");
+    env.write("first/util.h", "#include \"config.h\"\nint scale(int x);\nint shadowed = 1;\n");
     compile_expect(env, cc, &args, false);
     compile_expect(env, cc, &args, true);
 });
@@ -98,7 +104,14 @@ fn compiler_swapped_behind_a_shim_of_the_same_name_misses() {
     std::os::unix::fs::symlink(&gcc, &link).unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
     let compile = |env: &TestEnv| {
-        run_ok(env.command(env.rcc_bin()).env("PATH", &path).args(["cc", "-c", "src/util.c", "-Iinclude", "-o", "out.o"]))
+        run_ok(env.command(env.rcc_bin()).env("PATH", &path).args([
+            "cc",
+            "-c",
+            "src/util.c",
+            "-Iinclude",
+            "-o",
+            "out.o",
+        ]))
     };
     compile(&env);
     compile(&env);

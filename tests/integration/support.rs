@@ -98,6 +98,7 @@ impl TestEnv {
             fs::create_dir_all(parent).expect("parent dir");
         }
         fs::write(&path, content).expect("writing a project file");
+        settle(&path);
     }
 
     /// Reads a file under the project directory.
@@ -141,6 +142,26 @@ impl TestEnv {
 impl Drop for TestEnv {
     fn drop(&mut self) {
         let _ = self.command(self.rcc_bin()).arg("--stop-daemon").output();
+    }
+}
+
+/// Waits until the file-timestamp clock has moved past the file's last change (a few milliseconds at
+/// most). rcc refuses to store a result when an input changed at or after the compile started, which a
+/// file written in the same clock tick as the compile looks like.
+pub fn settle(path: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = fs::metadata(path) else { return };
+    let changed = meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime fills the timespec we own.
+        unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
+        let now = ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128;
+        if now > changed || std::time::Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
 
