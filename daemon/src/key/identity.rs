@@ -46,10 +46,13 @@ pub struct Compiler {
     system_dirs: Mutex<HashMap<Vec<OsString>, Vec<PathBuf>>>,
 }
 
-/// Memo of identified compilers, keyed by the path as invoked, the `-B` prefixes and `PATH`.
+/// What a compiler is looked up by: the path as invoked, the `-B` prefixes and `PATH`.
+type IdentityKey = (PathBuf, Vec<PathBuf>, OsString);
+
+/// Memo of identified compilers.
 #[derive(Default)]
 pub struct IdentityCache {
-    map: Mutex<HashMap<(PathBuf, Vec<PathBuf>, OsString), Arc<Compiler>>>,
+    map: Mutex<HashMap<IdentityKey, Arc<Compiler>>>,
 }
 
 impl IdentityCache {
