@@ -14,7 +14,7 @@ use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Changes younger than this are not memoized (nanoseconds).
 pub const RACY_WINDOW: i64 = 2_000_000_000;
@@ -72,7 +72,7 @@ pub struct FileInfo {
 
 struct DirListing {
     stamp: Stamp,
-    names: HashSet<OsString>,
+    names: Arc<HashSet<OsString>>,
 }
 
 /// Memoized digests and directory listings, shared by every connection of the daemon.
@@ -119,30 +119,29 @@ impl FileCache {
 
     /// Whether something exists at `path`, answered from the parent directory's memoized listing.
     pub fn exists(&self, path: &Path) -> bool {
-        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-            return path.exists();
-        };
-        let Ok(meta) = fs::metadata(parent) else { return false };
-        if !meta.is_dir() {
-            return false;
+        match (path.parent(), path.file_name()) {
+            (Some(parent), Some(name)) => self.listing(parent).is_some_and(|names| names.contains(name)),
+            _ => path.exists(),
         }
+    }
+
+    /// The names in a directory (`None` when it is not a readable directory), memoized by its stamp.
+    pub fn listing(&self, dir: &Path) -> Option<Arc<HashSet<OsString>>> {
+        let meta = fs::metadata(dir).ok().filter(fs::Metadata::is_dir)?;
         let stamp = Stamp::of(&meta);
-        {
-            let dirs = self.dirs.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(listing) = dirs.get(parent) {
-                if listing.stamp == stamp {
-                    return listing.names.contains(name);
-                }
+        if let Some(known) = self.dirs.lock().unwrap_or_else(|e| e.into_inner()).get(dir) {
+            if known.stamp == stamp {
+                return Some(known.names.clone());
             }
         }
-        let Ok(entries) = fs::read_dir(parent) else { return path.exists() };
-        let names: HashSet<OsString> = entries.flatten().map(|e| e.file_name()).collect();
-        let found = names.contains(name);
-        let after = fs::metadata(parent).map(|m| Stamp::of(&m)).ok();
+        let names: Arc<HashSet<OsString>> =
+            Arc::new(fs::read_dir(dir).ok()?.flatten().map(|e| e.file_name()).collect());
+        let after = fs::metadata(dir).map(|m| Stamp::of(&m)).ok();
         if after == Some(stamp) && !stamp.racy() {
-            self.dirs.lock().unwrap_or_else(|e| e.into_inner()).insert(parent.to_owned(), DirListing { stamp, names });
+            let listing = DirListing { stamp, names: names.clone() };
+            self.dirs.lock().unwrap_or_else(|e| e.into_inner()).insert(dir.to_owned(), listing);
         }
-        found
+        Some(names)
     }
 }
 

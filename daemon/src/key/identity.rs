@@ -41,6 +41,8 @@ pub struct Compiler {
     pub family: Family,
     /// Digest over every file that produces output, and the version text.
     pub digest: Digest,
+    /// Where the invoked path leads (links followed): relinking anything on the way is a new identity.
+    canonical: PathBuf,
     files: Vec<(PathBuf, Stamp)>,
     native: Mutex<Option<Vec<u8>>>,
     system_dirs: Mutex<HashMap<Vec<OsString>, Vec<PathBuf>>>,
@@ -70,7 +72,7 @@ impl IdentityCache {
     ) -> Result<Arc<Compiler>, IdentityError> {
         let key = (path.to_owned(), b_prefixes.to_vec(), env_path.to_owned());
         if let Some(known) = self.map.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-            if known.files.iter().all(|(p, s)| fs::metadata(p).map(|m| Stamp::of(&m)).ok() == Some(*s)) {
+            if known.is_current(path) {
                 return Ok(known.clone());
             }
         }
@@ -105,7 +107,7 @@ fn identify_uncached(path: &Path, b_prefixes: &[PathBuf], env_path: &OsStr) -> R
         return Err(IdentityError::Unsupported(path.to_owned()));
     };
     let driver = path.canonicalize().map_err(|e| failed(path, format!("resolving it: {e}")))?;
-    let mut programs = vec![driver];
+    let mut programs = vec![driver.clone()];
     if family == Family::Gcc {
         let mut b_args: Vec<OsString> = Vec::new();
         for b in b_prefixes {
@@ -145,11 +147,8 @@ fn identify_uncached(path: &Path, b_prefixes: &[PathBuf], env_path: &OsStr) -> R
         hasher.digest(b'd', &digest);
         stamped.push((f, Stamp::of(&meta)));
     }
-    // The path the compiler is invoked by stays part of the stamps so that relinking a shim is seen.
-    if let Ok(meta) = fs::symlink_metadata(path) {
-        stamped.push((path.to_owned(), Stamp::of(&meta)));
-    }
     Ok(Compiler {
+        canonical: driver,
         family,
         digest: hasher.finish(),
         files: stamped,
@@ -174,6 +173,12 @@ fn shared_libraries(program: &Path) -> Vec<PathBuf> {
 }
 
 impl Compiler {
+    /// Whether `path` still leads to the same driver and none of the digested files changed.
+    fn is_current(&self, path: &Path) -> bool {
+        path.canonicalize().is_ok_and(|c| c == self.canonical)
+            && self.files.iter().all(|(p, s)| fs::metadata(p).map(|m| Stamp::of(&m)).ok() == Some(*s))
+    }
+
     /// What `-march=native`/`-mtune=native` expand to on this host: the compiler's own `-###` output.
     pub fn native_cpu(&self, path: &Path, env_path: &OsStr) -> Result<Vec<u8>, IdentityError> {
         let mut memo = self.native.lock().unwrap_or_else(|e| e.into_inner());

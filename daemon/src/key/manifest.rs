@@ -12,10 +12,12 @@
 use super::files::FileCache;
 use rcc_proto::Digest;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsStr;
+use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 /// Most entries kept per manifest (the newest first).
 pub const MAX_ENTRIES: usize = 16;
@@ -110,11 +112,19 @@ impl Entry {
         if !inputs_same || self.present.len() < (self.dirs.len() * self.names.len()).div_ceil(8) {
             return false;
         }
+        // One listing per distinct parent directory for the whole check.
+        let mut listings: HashMap<PathBuf, Option<Arc<HashSet<OsString>>>> = HashMap::new();
         for (d, dir) in self.dirs.iter().enumerate() {
             let dir = Path::new(OsStr::from_bytes(dir));
             for (n, name) in self.names.iter().enumerate() {
                 let bit = d * self.names.len() + n;
-                if self.present[bit / 8] & (1 << (bit % 8)) == 0 && files.exists(&dir.join(OsStr::from_bytes(name))) {
+                if self.present[bit / 8] & (1 << (bit % 8)) != 0 {
+                    continue;
+                }
+                let candidate = dir.join(OsStr::from_bytes(name));
+                let (Some(parent), Some(file)) = (candidate.parent(), candidate.file_name()) else { continue };
+                let listing = listings.entry(parent.to_owned()).or_insert_with(|| files.listing(parent));
+                if listing.as_ref().is_some_and(|names| names.contains(file)) {
                     return false;
                 }
             }
