@@ -106,8 +106,10 @@ pub fn serve(ctx: &Context, req: CompileRequest, conn: &mut UnixStream) -> Resul
     };
     let span = tracing::debug_span!("compile", key = %plan.direct_key.to_hex()[..16].to_owned());
     let _guard = span.enter();
+    tracing::trace!("key computed");
     if ctx.config.direct.value {
         if let Some(result) = lookup_direct(ctx, &plan) {
+            tracing::trace!("result loaded");
             return answer_hit(ctx, &plan, &result, HitMode::Direct, conn);
         }
     }
@@ -127,7 +129,9 @@ fn understand(ctx: &Context, inv: Invocation) -> Result<Plan, Decline> {
         return Err(Decline::Uncacheable(Reason::Rustc));
     }
     let env_path = inv.var("PATH").unwrap_or_default().to_owned();
+    tracing::trace!("request decoded");
     let driver = ctx.identities.identify(&inv.compiler, &[], &env_path)?;
+    tracing::trace!("compiler identified");
     let parsed = args::parse(&inv.args, &inv.cwd, driver.family).map_err(Decline::Uncacheable)?;
     let compiler = if parsed.b_prefixes.is_empty() {
         driver
@@ -184,7 +188,9 @@ fn load_result(ctx: &Context, key: &Digest) -> Option<CachedResult> {
 
 fn lookup_direct(ctx: &Context, plan: &Plan) -> Option<CachedResult> {
     let manifest = load_manifest(ctx, &plan.direct_key);
+    tracing::trace!(entries = manifest.entries.len(), "manifest loaded");
     let entry = manifest.find(&ctx.files, &plan.inv.cwd)?;
+    tracing::trace!("manifest entry matched");
     load_result(ctx, &entry.result)
 }
 

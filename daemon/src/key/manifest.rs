@@ -12,12 +12,10 @@
 use super::files::FileCache;
 use rcc_proto::Digest;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsStr;
-use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
 
 /// Most entries kept per manifest (the newest first).
 pub const MAX_ENTRIES: usize = 16;
@@ -112,20 +110,39 @@ impl Entry {
         if !inputs_same || self.present.len() < (self.dirs.len() * self.names.len()).div_ceil(8) {
             return false;
         }
-        // One listing per distinct parent directory for the whole check.
-        let mut listings: HashMap<PathBuf, Option<Arc<HashSet<OsString>>>> = HashMap::new();
+        tracing::trace!(
+            inputs = self.inputs.len(),
+            dirs = self.dirs.len(),
+            names = self.names.len(),
+            "inputs unchanged"
+        );
+        // Names grouped by their directory part, so that each (search directory, subdirectory) pair costs one
+        // listing lookup and each name one hash probe: no path is built per candidate.
+        let mut groups: HashMap<&[u8], Vec<(usize, &OsStr)>> = HashMap::new();
+        for (n, name) in self.names.iter().enumerate() {
+            let (sub, file) = match name.iter().rposition(|b| *b == b'/') {
+                Some(slash) => (&name[..slash], &name[slash + 1..]),
+                None => (&name[..0], &name[..]),
+            };
+            groups.entry(sub).or_default().push((n, OsStr::from_bytes(file)));
+        }
         for (d, dir) in self.dirs.iter().enumerate() {
             let dir = Path::new(OsStr::from_bytes(dir));
-            for (n, name) in self.names.iter().enumerate() {
-                let bit = d * self.names.len() + n;
-                if self.present[bit / 8] & (1 << (bit % 8)) != 0 {
+            for (sub, files_in_sub) in &groups {
+                let absent_somewhere = files_in_sub.iter().any(|(n, _)| {
+                    let bit = d * self.names.len() + n;
+                    self.present[bit / 8] & (1 << (bit % 8)) == 0
+                });
+                if !absent_somewhere {
                     continue;
                 }
-                let candidate = dir.join(OsStr::from_bytes(name));
-                let (Some(parent), Some(file)) = (candidate.parent(), candidate.file_name()) else { continue };
-                let listing = listings.entry(parent.to_owned()).or_insert_with(|| files.listing(parent));
-                if listing.as_ref().is_some_and(|names| names.contains(file)) {
-                    return false;
+                let parent = if sub.is_empty() { dir.to_owned() } else { dir.join(OsStr::from_bytes(sub)) };
+                let Some(listing) = files.listing(&parent) else { continue };
+                for (n, file) in files_in_sub {
+                    let bit = d * self.names.len() + n;
+                    if self.present[bit / 8] & (1 << (bit % 8)) == 0 && listing.contains(*file) {
+                        return false;
+                    }
                 }
             }
         }
