@@ -65,7 +65,7 @@ fn run() -> Result<()> {
         stats: StatsBook::new(dir.join("stats.json")),
         store,
         files: FileCache::new(),
-        identities: IdentityCache::new(),
+        identities: IdentityCache::persisted(dir.join("compilers.bin")),
         tmp_dir,
         config,
     });

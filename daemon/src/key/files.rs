@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 pub const RACY_WINDOW: i64 = 2_000_000_000;
 
 /// Identity of a file's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stamp {
     dev: u64,
     ino: u64,

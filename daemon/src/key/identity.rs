@@ -16,6 +16,7 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 
 /// Why a compiler could not be identified.
@@ -41,26 +42,68 @@ pub struct Compiler {
     pub family: Family,
     /// Digest over every file that produces output, and the version text.
     pub digest: Digest,
+    record: Record,
+    native: Mutex<Option<Vec<u8>>>,
+    system_dirs: Mutex<HashMap<Vec<OsString>, Vec<PathBuf>>>,
+}
+
+/// What is persisted of an identity, so that a restarted daemon re-validates by metadata instead of running
+/// and digesting the compiler again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Record {
+    key: IdentityKey,
+    clang: bool,
+    digest: Digest,
     /// Where the invoked path leads (links followed): relinking anything on the way is a new identity.
     canonical: PathBuf,
     files: Vec<(PathBuf, Stamp)>,
-    native: Mutex<Option<Vec<u8>>>,
-    system_dirs: Mutex<HashMap<Vec<OsString>, Vec<PathBuf>>>,
+}
+
+impl Compiler {
+    fn from_record(record: Record) -> Compiler {
+        Compiler {
+            family: if record.clang { Family::Clang } else { Family::Gcc },
+            digest: record.digest,
+            record,
+            native: Mutex::new(None),
+            system_dirs: Mutex::new(HashMap::new()),
+        }
+    }
 }
 
 /// What a compiler is looked up by: the path as invoked, the `-B` prefixes and `PATH`.
 type IdentityKey = (PathBuf, Vec<PathBuf>, OsString);
 
-/// Memo of identified compilers.
+/// Memo of identified compilers, persisted in a file when one is given.
 #[derive(Default)]
 pub struct IdentityCache {
     map: Mutex<HashMap<IdentityKey, Arc<Compiler>>>,
+    file: Option<PathBuf>,
 }
 
 impl IdentityCache {
-    /// A new, empty memo.
+    /// A new, empty memo kept only in memory.
     pub fn new() -> IdentityCache {
         IdentityCache::default()
+    }
+
+    /// A memo persisted at `file`, loaded now (an unreadable file is an empty memo).
+    pub fn persisted(file: PathBuf) -> IdentityCache {
+        let records: Vec<Record> =
+            fs::read(&file).ok().and_then(|bytes| postcard::from_bytes(&bytes).ok()).unwrap_or_default();
+        let map = records.into_iter().map(|r| (r.key.clone(), Arc::new(Compiler::from_record(r)))).collect();
+        IdentityCache { map: Mutex::new(map), file: Some(file) }
+    }
+
+    fn save(&self, map: &HashMap<IdentityKey, Arc<Compiler>>) {
+        let Some(file) = &self.file else { return };
+        let records: Vec<&Record> = map.values().map(|c| &c.record).collect();
+        if let Ok(bytes) = postcard::to_allocvec(&records) {
+            let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+            if fs::write(&tmp, bytes).is_ok() && fs::rename(&tmp, file).is_err() {
+                let _ = fs::remove_file(&tmp);
+            }
+        }
     }
 
     /// Identifies the compiler at `path`, from the memo when none of its files changed.
@@ -76,8 +119,10 @@ impl IdentityCache {
                 return Ok(known.clone());
             }
         }
-        let compiler = Arc::new(identify_uncached(path, b_prefixes, env_path)?);
-        self.map.lock().unwrap_or_else(|e| e.into_inner()).insert(key, compiler.clone());
+        let compiler = Arc::new(identify_uncached(key.clone(), b_prefixes, env_path)?);
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(key, compiler.clone());
+        self.save(&map);
         Ok(compiler)
     }
 }
@@ -96,7 +141,9 @@ fn run(path: &Path, args: &[&OsStr], env_path: &OsStr) -> Result<std::process::O
         .map_err(|e| failed(path, format!("running it: {e}")))
 }
 
-fn identify_uncached(path: &Path, b_prefixes: &[PathBuf], env_path: &OsStr) -> Result<Compiler, IdentityError> {
+fn identify_uncached(key: IdentityKey, b_prefixes: &[PathBuf], env_path: &OsStr) -> Result<Compiler, IdentityError> {
+    let path = key.0.clone();
+    let path = path.as_path();
     let version = run(path, &[OsStr::new("--version")], env_path)?;
     let text = String::from_utf8_lossy(&version.stdout).into_owned();
     let family = if text.contains("clang version") {
@@ -147,14 +194,13 @@ fn identify_uncached(path: &Path, b_prefixes: &[PathBuf], env_path: &OsStr) -> R
         hasher.digest(b'd', &digest);
         stamped.push((f, Stamp::of(&meta)));
     }
-    Ok(Compiler {
-        canonical: driver,
-        family,
+    Ok(Compiler::from_record(Record {
+        key,
+        clang: family == Family::Clang,
         digest: hasher.finish(),
+        canonical: driver,
         files: stamped,
-        native: Mutex::new(None),
-        system_dirs: Mutex::new(HashMap::new()),
-    })
+    }))
 }
 
 /// Shared libraries a program loads, as `ldd` reports them (empty when ldd is unavailable).
@@ -175,8 +221,8 @@ fn shared_libraries(program: &Path) -> Vec<PathBuf> {
 impl Compiler {
     /// Whether `path` still leads to the same driver and none of the digested files changed.
     fn is_current(&self, path: &Path) -> bool {
-        path.canonicalize().is_ok_and(|c| c == self.canonical)
-            && self.files.iter().all(|(p, s)| fs::metadata(p).map(|m| Stamp::of(&m)).ok() == Some(*s))
+        path.canonicalize().is_ok_and(|c| c == self.record.canonical)
+            && self.record.files.iter().all(|(p, s)| fs::metadata(p).map(|m| Stamp::of(&m)).ok() == Some(*s))
     }
 
     /// What `-march=native`/`-mtune=native` expand to on this host: the compiler's own `-###` output.
@@ -267,9 +313,21 @@ mod tests {
         let path = std::env::var_os("PATH").unwrap_or_default();
         let c = cache.identify(&gcc, &[], &path).unwrap();
         assert_eq!(c.family, Family::Gcc);
-        assert!(c.files.iter().any(|(p, _)| p.ends_with("cc1")), "{:?}", c.files);
+        assert!(c.record.files.iter().any(|(p, _)| p.ends_with("cc1")), "{:?}", c.record.files);
         let again = cache.identify(&gcc, &[], &path).unwrap();
         assert_eq!(c.digest, again.digest);
+    }
+
+    #[test]
+    fn persisted_identity_survives_a_restart() {
+        let Ok(gcc) = which("gcc") else { return };
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("compilers.bin");
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let first = IdentityCache::persisted(file.clone()).identify(&gcc, &[], &path).unwrap().digest;
+        let reloaded = IdentityCache::persisted(file);
+        assert_eq!(reloaded.map.lock().unwrap().len(), 1, "loaded from disk");
+        assert_eq!(reloaded.identify(&gcc, &[], &path).unwrap().digest, first);
     }
 
     fn which(name: &str) -> Result<PathBuf, ()> {
