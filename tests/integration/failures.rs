@@ -114,3 +114,28 @@ fn unwritable_cache_directory_still_gives_a_correct_build() {
     assert_eq!(env.read("util.o"), env.read("plain.o"));
     std::fs::set_permissions(&env.cache, std::fs::Permissions::from_mode(0o700)).unwrap();
 }
+
+#[test]
+fn input_modified_while_compiling_is_not_stored() {
+    let env = TestEnv::new();
+    sample(&env);
+    // A "compiler" that edits a header while it compiles: what an editor saving mid-build looks like.
+    let bin = env.root.join("slowbin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = bin.join("gcc");
+    let header = env.proj.join("include/config.h");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\n/usr/bin/gcc \"$@\" || exit $?\ncase \" $* \" in *\" -c \"*) echo '/* edited */' >> {} ;; esac\n", header.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let args = ["gcc", "-c", "src/util.c", "-o", "util.o", "-Iinclude"];
+    run_ok(env.command(env.rcc_bin()).env("PATH", &path).args(args));
+    assert_eq!(env.uncacheable("input-modified-during-compile"), 1, "{}", env.log());
+    crate::support::settle(&header);
+    // Nothing was stored under the edited header's digest: the next compile (plain gcc now) misses.
+    env.rcc_ok(&args);
+    assert_eq!(env.hits(), 0);
+}

@@ -105,3 +105,58 @@ fn preprocessor_mode_hits_when_direct_mode_is_off() {
     assert_eq!(env.counter("hits_preprocessor"), 1, "{}", env.log());
     assert_eq!(env.read("util.o"), obj);
 }
+
+with_compilers!(coverage_notes_are_restored, |env, cc| {
+    sample(env);
+    std::fs::create_dir_all(env.proj.join("obj")).unwrap();
+    let args = [cc, "-c", "src/util.c", "-o", "obj/util.o", "-Iinclude", "--coverage"];
+    env.rcc_ok(&args);
+    let obj = env.read("obj/util.o");
+    let gcno = env.read("obj/util.gcno");
+    std::fs::remove_file(env.proj.join("obj/util.o")).unwrap();
+    std::fs::remove_file(env.proj.join("obj/util.gcno")).unwrap();
+    env.rcc_ok(&args);
+    assert_eq!(env.hits(), 1, "{}", env.log());
+    assert_eq!(env.read("obj/util.o"), obj);
+    assert_eq!(env.read("obj/util.gcno"), gcno, ".gcno restored");
+});
+
+#[test]
+fn march_native_is_cached_under_this_hosts_expansion() {
+    let env = TestEnv::new();
+    sample(&env);
+    let args = ["gcc", "-c", "src/util.c", "-o", "util.o", "-Iinclude", "-O2", "-march=native"];
+    env.rcc_ok(&args);
+    env.rcc_ok(&args);
+    assert_eq!(env.hits(), 1, "{}", env.log());
+    run_ok(env.command("gcc").args(["-c", "src/util.c", "-o", "plain.o", "-Iinclude", "-O2", "-march=native"]));
+    assert_eq!(env.read("util.o"), env.read("plain.o"));
+}
+
+#[test]
+fn small_cache_size_limit_evicts_and_stays_correct() {
+    let mut env = TestEnv::new();
+    env.set_env("RCC_CACHE_SIZE", "24K");
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    for i in 0..12 {
+        // About 6 KiB of data that compresses poorly, so a dozen entries overflow the limit.
+        let data: String = (0..1500)
+            .map(|_| {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                format!("{},", (seed >> 33) as u32)
+            })
+            .collect();
+        env.write(&format!("f{i}.c"), &format!("unsigned g{i}[] = {{{data}}};\n"));
+        env.rcc_ok(&["gcc", "-c", &format!("f{i}.c"), "-o", &format!("f{i}.o"), "-g"]);
+    }
+    let stats = env.stats();
+    let bytes = stats["cache_bytes"].as_u64().unwrap();
+    assert!(bytes <= 24 * 1024, "store kept within its limit: {bytes} bytes");
+    // The most recent compile is still a hit; the oldest was evicted.
+    env.rcc_ok(&["gcc", "-c", "f11.c", "-o", "f11.o", "-g"]);
+    assert_eq!(env.hits(), 1, "{}", env.log());
+    env.rcc_ok(&["gcc", "-c", "f0.c", "-o", "f0.o", "-g"]);
+    assert_eq!(env.hits(), 1, "least recently used entry was evicted");
+    run_ok(env.command("gcc").args(["-c", "f0.c", "-o", "plain.o", "-g"]));
+    assert_eq!(env.read("f0.o"), env.read("plain.o"));
+}

@@ -132,8 +132,10 @@ fn failed(path: &Path, what: impl Into<String>) -> IdentityError {
 }
 
 fn run(path: &Path, args: &[&OsStr], env_path: &OsStr) -> Result<std::process::Output, IdentityError> {
+    // A clean environment: the daemon's own (inherited from whichever build started it) must not leak in.
     Command::new(path)
         .args(args)
+        .env_clear()
         .env("PATH", env_path)
         .env("LC_ALL", "C")
         .stdin(Stdio::null())
