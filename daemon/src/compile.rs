@@ -113,9 +113,12 @@ pub fn serve(ctx: &Context, req: CompileRequest, conn: &mut UnixStream) -> Resul
             return answer_hit(ctx, &plan, &result, HitMode::Direct, conn);
         }
     }
+    // Depend mode adds a depfile request to the compile: not for -MMD (its depfile omits system headers)
+    // nor when the command line is recorded into the object.
     let depend = ctx.config.direct.value
         && ctx.config.depend.value
-        && plan.parsed.depfile.as_ref().is_none_or(|d| d.kind == DepKind::Md);
+        && plan.parsed.depfile.as_ref().is_none_or(|d| d.kind == DepKind::Md)
+        && !records_command_line(&plan.parsed);
     if depend {
         miss_depend(ctx, &plan, start_ns, conn)
     } else {
@@ -215,7 +218,12 @@ fn answer_hit(
     });
     write_msg(
         conn,
-        &Response::Hit { stdout: result.stdout.clone(), stderr: result.stderr.clone(), exit_code: result.exit_code },
+        &Response::Hit {
+            stdout: result.stdout.clone(),
+            stderr: result.stderr.clone(),
+            exit_code: result.exit_code,
+            forced_color: forces_color(&plan.parsed),
+        },
     )
 }
 
@@ -236,10 +244,42 @@ impl Drop for TempPath {
     }
 }
 
-/// Asks the wrapper to run the compiler with `args` and waits for its report.
-fn run_in_wrapper(conn: &mut UnixStream, args: &[OsString]) -> Result<rcc_proto::ipc::CompileOutcome, FrameError> {
-    let args = args.iter().map(|a| a.as_bytes().to_vec()).collect();
-    write_msg(conn, &Response::Run { args })?;
+/// Whether rcc compiles this call with colour forced on. Diagnostics are then recorded in colour whatever
+/// the terminal, and the wrapper strips the colour when its stderr is not a terminal — what the compiler's
+/// own `auto` would have done — so terminal and CI builds share entries. Not when the user chose a colour
+/// mode, nor when the command line is recorded into the object.
+fn forces_color(parsed: &ParsedArgs) -> bool {
+    !records_command_line(parsed)
+        && !parsed.expanded.iter().any(|a| {
+            let a = a.as_bytes();
+            a.starts_with(b"-fdiagnostics-color")
+                || a.starts_with(b"-fno-diagnostics-color")
+                || a.starts_with(b"-fcolor-diagnostics")
+                || a.starts_with(b"-fno-color-diagnostics")
+        })
+}
+
+/// Whether the command line ends up inside the object (then rcc must not add anything to it).
+fn records_command_line(parsed: &ParsedArgs) -> bool {
+    parsed
+        .expanded
+        .iter()
+        .any(|a| matches!(a.as_bytes(), b"-grecord-command-line" | b"-frecord-command-line" | b"-frecord-gcc-switches"))
+}
+
+/// Asks the wrapper to run the compiler with `args` (plus forced colour where [`forces_color`] says so) and
+/// waits for its report.
+fn run_in_wrapper(
+    conn: &mut UnixStream,
+    plan: &Plan,
+    args: &[OsString],
+) -> Result<rcc_proto::ipc::CompileOutcome, FrameError> {
+    let forced_color = forces_color(&plan.parsed);
+    let mut args: Vec<Vec<u8>> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
+    if forced_color {
+        args.push(b"-fdiagnostics-color=always".to_vec());
+    }
+    write_msg(conn, &Response::Run { args, forced_color })?;
     match read_msg(conn)? {
         Request::Finished(outcome) => Ok(outcome),
         _ => Err(FrameError::Io(std::io::Error::other("expected the compile's report"))),
@@ -257,7 +297,7 @@ fn miss_depend(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream)
             tmp_dep.0.clone()
         }
     };
-    let outcome = run_in_wrapper(conn, &run_args)?;
+    let outcome = run_in_wrapper(conn, plan, &run_args)?;
     if outcome.exit_code != 0 {
         ctx.stats.record(|c| c.count_uncacheable(Reason::CompileFailed));
         return write_msg(conn, &Response::Done { exit_code: outcome.exit_code });
@@ -395,7 +435,7 @@ fn miss_preprocessor(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixS
         }
         return answer_hit(ctx, plan, &result, HitMode::Preprocessor, conn);
     }
-    let outcome = run_in_wrapper(conn, &plan.inv.args)?;
+    let outcome = run_in_wrapper(conn, plan, &plan.inv.args)?;
     if outcome.exit_code != 0 {
         ctx.stats.record(|c| c.count_uncacheable(Reason::CompileFailed));
         return write_msg(conn, &Response::Done { exit_code: outcome.exit_code });

@@ -70,6 +70,8 @@ pub enum Response {
         stderr: Vec<u8>,
         /// Recorded exit code (always 0: failures are not stored).
         exit_code: i32,
+        /// The diagnostics were recorded with colour forced on by rcc: strip it unless stderr is a terminal.
+        forced_color: bool,
     },
     /// Not cacheable: run the compiler with the original arguments.
     Passthrough {
@@ -81,6 +83,8 @@ pub enum Response {
     Run {
         /// Arguments to pass after the compiler.
         args: Vec<Vec<u8>>,
+        /// rcc added `-fdiagnostics-color=always`: strip colour from the output unless stderr is a terminal.
+        forced_color: bool,
     },
     /// The `Finished` report has been handled; exit with this code.
     Done {

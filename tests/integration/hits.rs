@@ -160,3 +160,35 @@ fn small_cache_size_limit_evicts_and_stays_correct() {
     run_ok(env.command("gcc").args(["-c", "f0.c", "-o", "plain.o", "-g"]));
     assert_eq!(env.read("f0.o"), env.read("plain.o"));
 }
+
+#[test]
+fn recorded_command_line_gets_nothing_added() {
+    let env = TestEnv::new();
+    sample(&env);
+    for (cc, flag) in [("clang", "-grecord-command-line"), ("gcc", "-frecord-gcc-switches")] {
+        let args = [cc, "-c", "src/util.c", "-o", "util.o", "-Iinclude", "-g", flag];
+        env.rcc_ok(&args);
+        run_ok(env.command(cc).args(["-c", "src/util.c", "-o", "util.o", "-Iinclude", "-g", flag]).env("X", "1"));
+        let plain = env.read("util.o");
+        env.rcc_ok(&args);
+        assert_eq!(env.read("util.o"), plain, "{cc} {flag}: the recorded command line is the user's");
+    }
+    assert_eq!(env.hits(), 2, "{}", env.log());
+}
+
+#[test]
+fn diagnostics_keep_colour_on_a_terminal_only() {
+    let env = TestEnv::new();
+    env.write("warn.c", "int f(void) { int unused_variable; return 0; }\n");
+    assert!(crate::support::have("script"), "util-linux `script` runs a command under a terminal");
+    let rcc = env.rcc_bin();
+    let line = format!("{} gcc -c warn.c -o warn.o -Wall", rcc.display());
+    for round in 0..2 {
+        let tty = run_ok(env.command("script").args(["-qec", &line, "/dev/null"]).env("TERM", "xterm"));
+        assert!(tty.stdout.windows(2).any(|w| w == b"\x1b["), "round {round}: colour on a terminal");
+        let piped = env.rcc_ok(&["gcc", "-c", "warn.c", "-o", "warn.o", "-Wall"]);
+        assert!(!piped.stderr.contains(&0x1b), "round {round}: no colour into a pipe");
+        assert!(String::from_utf8_lossy(&piped.stderr).contains("unused_variable"));
+    }
+    assert_eq!(env.hits(), 3, "{}", env.log());
+}

@@ -68,13 +68,13 @@ fn through_daemon(config: &Config, compiler: &Path, args: &[OsString]) -> Result
     };
     write_msg(&mut stream, &Request::Compile(request))?;
     match read_msg::<_, Response>(&mut stream)? {
-        Response::Hit { stdout, stderr, exit_code } => {
-            replay(&stdout, &stderr);
+        Response::Hit { stdout, stderr, exit_code, forced_color } => {
+            replay(&stdout, &stderr, forced_color);
             Ok(exit_code)
         }
         Response::Passthrough { .. } => Err(Fallback("not cacheable".into())),
         Response::Error { message } => Err(Fallback(format!("daemon error: {message}"))),
-        Response::Run { args } => Ok(run_miss(config, stream, compiler, args)),
+        Response::Run { args, forced_color } => Ok(run_miss(config, stream, compiler, args, forced_color)),
         other => Err(Fallback(format!("unexpected daemon answer {other:?}"))),
     }
 }
@@ -82,7 +82,7 @@ fn through_daemon(config: &Config, compiler: &Path, args: &[OsString]) -> Result
 /// Runs the compiler for a miss, reports the outcome to the daemon (which stores it before answering) and
 /// replays the compiler's output. From here on the compile has happened: daemon trouble changes nothing
 /// for the build.
-fn run_miss(config: &Config, mut stream: UnixStream, compiler: &Path, args: Vec<Vec<u8>>) -> i32 {
+fn run_miss(config: &Config, mut stream: UnixStream, compiler: &Path, args: Vec<Vec<u8>>, forced_color: bool) -> i32 {
     let args: Vec<OsString> = args.into_iter().map(OsString::from_vec).collect();
     let outcome = match capture(compiler, &args) {
         Ok(outcome) => outcome,
@@ -99,7 +99,7 @@ fn run_miss(config: &Config, mut stream: UnixStream, compiler: &Path, args: Vec<
     if let Err(e) = report {
         log(Some(config), &format!("daemon did not take the compile's result: {e}"));
     }
-    replay(&outcome.stdout, &outcome.stderr);
+    replay(&outcome.stdout, &outcome.stderr, forced_color);
     exit_code
 }
 
@@ -130,8 +130,15 @@ fn capture(compiler: &Path, args: &[OsString]) -> std::io::Result<CompileOutcome
 }
 
 /// Writes recorded output to this process's stdout and stderr; the one place the wrapper prints a compile's
-/// output.
-fn replay(stdout: &[u8], stderr: &[u8]) {
+/// output. Colour that rcc forced on is kept only where the compiler would have used it: a terminal.
+fn replay(stdout: &[u8], stderr: &[u8], forced_color: bool) {
+    let stripped;
+    let stderr = if forced_color && !color_terminal() {
+        stripped = strip_ansi(stderr);
+        &stripped[..]
+    } else {
+        stderr
+    };
     if !stdout.is_empty() {
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(stdout);
@@ -148,6 +155,51 @@ fn exec_compiler(compiler: &Path, args: &[OsString]) -> i32 {
     let mut stderr = std::io::stderr();
     let _ = writeln!(stderr, "rcc: cannot run {}: {err}", PathBuf::from(compiler).display());
     127
+}
+
+/// What gcc's and clang's `-fdiagnostics-color=auto` check: stderr is a terminal and TERM is not `dumb`.
+fn color_terminal() -> bool {
+    // SAFETY: isatty only inspects the descriptor.
+    let tty = unsafe { libc::isatty(2) } == 1;
+    tty && std::env::var_os("TERM").is_some_and(|t| t != "dumb")
+}
+
+/// Removes ANSI escape sequences (CSI `ESC [ … final`, and OSC `ESC ] … ESC \\` or BEL) from text.
+fn strip_ansi(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        if text[i] == 0x1b && text.get(i + 1) == Some(&b'[') {
+            i += 2;
+            while i < text.len() && !(0x40..=0x7e).contains(&text[i]) {
+                i += 1;
+            }
+            i += 1;
+        } else if text[i] == 0x1b && text.get(i + 1) == Some(&b']') {
+            i += 2;
+            while i < text.len() && text[i] != 0x07 && !(text[i] == 0x1b && text.get(i + 1) == Some(&b'\\')) {
+                i += 1;
+            }
+            i += if text.get(i) == Some(&0x07) { 1 } else { 2 };
+        } else {
+            out.push(text[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_ansi;
+
+    #[test]
+    fn strips_sgr_and_erase_sequences() {
+        let colored = b"\x1b[01m\x1b[Ka.c:1:5:\x1b[m\x1b[K \x1b[01;35m\x1b[Kwarning: \x1b[m\x1b[Kunused\n";
+        assert_eq!(strip_ansi(colored), b"a.c:1:5: warning: unused\n");
+        assert_eq!(strip_ansi(b"\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\"), b"link");
+        assert_eq!(strip_ansi(b"plain"), b"plain");
+    }
 }
 
 fn current_umask() -> u32 {

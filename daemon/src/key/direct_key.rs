@@ -40,7 +40,6 @@ pub const COMPILER_ENV: &[&str] = &[
     "GCC_COLORS",
     "GCC_COMPARE_DEBUG",
     "GCC_EXTRA_DIAGNOSTIC_OUTPUT",
-    "TERM",
     "MACOSX_DEPLOYMENT_TARGET",
     "SDKROOT",
 ];

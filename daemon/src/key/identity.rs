@@ -10,13 +10,13 @@
 use super::args::Family;
 use super::files::{digest_file, Stamp};
 use rcc_proto::{Digest, KeyHasher};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 
 /// Why a compiler could not be identified.
