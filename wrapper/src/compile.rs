@@ -189,6 +189,15 @@ fn strip_ansi(text: &[u8]) -> Vec<u8> {
     out
 }
 
+fn current_umask() -> u32 {
+    // SAFETY: umask(2) cannot fail; it is set back at once (the wrapper is single-threaded here).
+    unsafe {
+        let old = libc::umask(0o022);
+        libc::umask(old);
+        old
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::strip_ansi;
@@ -199,14 +208,5 @@ mod tests {
         assert_eq!(strip_ansi(colored), b"a.c:1:5: warning: unused\n");
         assert_eq!(strip_ansi(b"\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\"), b"link");
         assert_eq!(strip_ansi(b"plain"), b"plain");
-    }
-}
-
-fn current_umask() -> u32 {
-    // SAFETY: umask(2) cannot fail; it is set back at once (the wrapper is single-threaded here).
-    unsafe {
-        let old = libc::umask(0o022);
-        libc::umask(old);
-        old
     }
 }
