@@ -9,7 +9,7 @@
 
 use crate::context::Context;
 use crate::key::args::{self, DepKind, ParsedArgs};
-use crate::key::files::coarse_now_ns;
+use crate::key::files::{coarse_now_ns, FileInfo};
 use crate::key::identity::{Compiler, IdentityError};
 use crate::key::manifest::{Entry, Manifest};
 use crate::key::{depfile, direct_key, search_dirs};
@@ -145,6 +145,9 @@ fn understand(ctx: &Context, inv: Invocation) -> Result<Plan, Decline> {
     let source_date_epoch = inv.var("SOURCE_DATE_EPOCH").is_some();
     if source.time_macros && !source_date_epoch {
         return Err(Decline::Uncacheable(Reason::TimeMacros));
+    }
+    if reads_hidden_files(&source, &parsed) {
+        return Err(Decline::Uncacheable(Reason::AssemblerInclude));
     }
     let common_key = direct_key::common(ctx, &inv, &parsed, &compiler).map_err(Decline::Uncacheable)?;
     let mut h = KeyHasher::new("c-direct", 1);
@@ -286,6 +289,12 @@ fn run_in_wrapper(
     }
 }
 
+/// Whether an input may make the assembler read files that no depfile lists: `.incbin` anywhere (also in
+/// inline assembly), `.include` in assembler sources.
+fn reads_hidden_files(info: &FileInfo, parsed: &ParsedArgs) -> bool {
+    info.incbin || (info.asm_include && parsed.language.starts_with("assembler"))
+}
+
 /// A miss in depend mode: the compile itself writes the depfile that lists the inputs.
 fn miss_depend(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream) -> Result<(), FrameError> {
     let tmp_dep = TempPath::new(ctx, "d");
@@ -346,6 +355,9 @@ fn inputs_of(ctx: &Context, plan: &Plan, deps: &[OsString], start_ns: i64) -> Re
         }
         if info.time_macros && !plan.source_date_epoch {
             return Err(Reason::TimeMacros);
+        }
+        if reads_hidden_files(&info, &plan.parsed) {
+            return Err(Reason::AssemblerInclude);
         }
         inputs.push((dep.as_bytes().to_vec(), info.digest));
     }

@@ -169,7 +169,9 @@ impl Config {
         };
 
         let dir = pick(default_dir, parsed.dir, from_file, env(vars::RCC_DIR), |s| Ok(PathBuf::from(s)))?;
-        let default_socket = dir.value.join("rccd.sock");
+        // The version is in the name: after an upgrade the new wrapper starts its own daemon instead of
+        // talking to an old one it cannot understand (both may share the store).
+        let default_socket = dir.value.join(concat!("rccd-", env!("CARGO_PKG_VERSION"), ".sock"));
         Ok(Config {
             config_file: file_path.to_owned(),
             cache_size: pick(DEFAULT_CACHE_SIZE, file_size, from_file, env(vars::RCC_CACHE_SIZE), parse_size)?,
@@ -291,7 +293,7 @@ mod tests {
     fn defaults() {
         let c = resolve(None, &[]).unwrap();
         assert_eq!(c.dir.value, PathBuf::from("/cache/rcc"));
-        assert_eq!(c.socket.value, PathBuf::from("/cache/rcc/rccd.sock"));
+        assert_eq!(c.socket.value, PathBuf::from(concat!("/cache/rcc/rccd-", env!("CARGO_PKG_VERSION"), ".sock")));
         assert_eq!(c.cache_size.value, DEFAULT_CACHE_SIZE);
         assert_eq!(c.cache_size.source, Source::Default);
     }
@@ -303,7 +305,7 @@ mod tests {
         assert_eq!(c.cache_size.source, Source::File("/cfg/config.toml".into()));
         assert_eq!(c.dir.value, PathBuf::from("/e"));
         assert_eq!(c.dir.source, Source::Env("RCC_DIR"));
-        assert_eq!(c.socket.value, PathBuf::from("/e/rccd.sock"));
+        assert!(c.socket.value.starts_with("/e/"));
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub enum Reason {
     PrecompiledHeader,
     /// `__DATE__`, `__TIME__` or `__TIMESTAMP__` used without `SOURCE_DATE_EPOCH`.
     TimeMacros,
+    /// An assembler `.incbin` (or, in assembler sources, `.include`) reads a file no depfile lists.
+    AssemblerInclude,
     /// An input changed while the compile ran: the result was not stored.
     InputModifiedDuringCompile,
     /// The compile failed: failures are not stored.
@@ -79,6 +81,7 @@ impl Reason {
         Reason::UnhashableInput,
         Reason::PrecompiledHeader,
         Reason::TimeMacros,
+        Reason::AssemblerInclude,
         Reason::InputModifiedDuringCompile,
         Reason::CompileFailed,
         Reason::UnsupportedCompiler,
@@ -109,6 +112,7 @@ impl Reason {
             Reason::UnhashableInput => "unhashable-input",
             Reason::PrecompiledHeader => "precompiled-header",
             Reason::TimeMacros => "time-macros",
+            Reason::AssemblerInclude => "assembler-include",
             Reason::InputModifiedDuringCompile => "input-modified-during-compile",
             Reason::CompileFailed => "compile-failed",
             Reason::UnsupportedCompiler => "unsupported-compiler",

@@ -6,7 +6,7 @@ pub const RCC_DIR: &str = "RCC_DIR";
 pub const RCC_CONFIG: &str = "RCC_CONFIG";
 /// Size limit of the local store (`10G`, `500M`, `4096`). Default 10 GiB.
 pub const RCC_CACHE_SIZE: &str = "RCC_CACHE_SIZE";
-/// Path of the daemon's Unix socket. Default: `<dir>/rccd.sock`.
+/// Path of the daemon's Unix socket. Default: `<dir>/rccd-<version>.sock`.
 pub const RCC_SOCKET: &str = "RCC_SOCKET";
 /// Seconds the daemon stays up with nothing to do. Default 600.
 pub const RCC_IDLE_TIMEOUT: &str = "RCC_IDLE_TIMEOUT";

@@ -153,3 +153,31 @@ fn source_date_epoch_makes_time_macros_cacheable_and_keyed() {
     env.rcc_ok(&args);
     assert_eq!(env.hits(), 1, "another SOURCE_DATE_EPOCH is another key");
 }
+
+#[test]
+fn manifest_made_in_one_checkout_checks_the_other_checkouts_directories() {
+    let env = TestEnv::new();
+    let a = env.proj.join("a");
+    let b = env.proj.join("b");
+    for dir in [&a, &b] {
+        for (rel, text) in [
+            ("include/config.h", "#define FACTOR 3\n"),
+            ("include/util.h", "#include \"config.h\"\nint scale(int x);\n"),
+            ("src/util.c", "#include \"util.h\"\nint scale(int x) { return x * FACTOR; }\n"),
+            ("first/.keep", ""),
+        ] {
+            std::fs::create_dir_all(dir.join(rel).parent().unwrap()).unwrap();
+            std::fs::write(dir.join(rel), text).unwrap();
+        }
+    }
+    crate::support::settle(&b.join("first/.keep"));
+    let args = ["gcc", "-c", "src/util.c", "-Ifirst", "-Iinclude", "-o", "util.o"];
+    run_ok(env.command(env.rcc_bin()).current_dir(&a).args(args));
+    run_ok(env.command(env.rcc_bin()).current_dir(&b).args(args));
+    assert_eq!(env.hits(), 1, "same relative command line in another checkout hits\n{}", env.log());
+    // A shadowing header in b's first/ must be seen by the entry made in a.
+    std::fs::write(b.join("first/util.h"), "#include \"config.h\"\nint scale(int x);\nint extra;\n").unwrap();
+    crate::support::settle(&b.join("first/util.h"));
+    run_ok(env.command(env.rcc_bin()).current_dir(&b).args(args));
+    assert_eq!(env.hits(), 1, "new header in b/first shadows b/include/util.h");
+}

@@ -71,3 +71,19 @@ fn rustc_passes_through() {
     assert_eq!(out.stdout, b"hi\n");
     assert_eq!(env.uncacheable("rustc"), 1);
 }
+
+#[test]
+fn incbin_is_uncacheable() {
+    let env = TestEnv::new();
+    env.write("blob.bin", "payload one");
+    env.write(
+        "embed.c",
+        "__asm__(\".section .rodata\\n.global blob\\nblob:\\n.incbin \\\"blob.bin\\\"\\n.previous\");\n",
+    );
+    env.rcc_ok(&["gcc", "-c", "embed.c", "-o", "embed.o"]);
+    env.write("blob.bin", "payload two");
+    env.rcc_ok(&["gcc", "-c", "embed.c", "-o", "embed.o"]);
+    run_ok(env.command("gcc").args(["-c", "embed.c", "-o", "plain.o"]));
+    assert_eq!(env.read("embed.o"), env.read("plain.o"), "the object holds the new blob");
+    assert_eq!(env.uncacheable("assembler-include"), 2);
+}

@@ -66,6 +66,10 @@ pub struct FileInfo {
     pub digest: Digest,
     /// The content mentions `__DATE__`, `__TIME__` or `__TIMESTAMP__`.
     pub time_macros: bool,
+    /// The content mentions the assembler directive `.incbin`, which reads a file no depfile lists.
+    pub incbin: bool,
+    /// The content mentions `.include` (an assembler include when the file is assembler source).
+    pub asm_include: bool,
     /// The state the digest belongs to.
     pub stamp: Stamp,
 }
@@ -108,7 +112,13 @@ impl FileCache {
         }
         let mut content = Vec::with_capacity(meta.len() as usize);
         fs::File::open(path)?.read_to_end(&mut content)?;
-        let info = FileInfo { digest: Digest::of(&content), time_macros: has_time_macros(&content), stamp };
+        let info = FileInfo {
+            digest: Digest::of(&content),
+            time_macros: has_time_macros(&content),
+            incbin: memmem::find(&content, b".incbin").is_some(),
+            asm_include: memmem::find(&content, b".include").is_some(),
+            stamp,
+        };
         // Re-check: a file that changed while it was read must not be memoized under the old stamp.
         let after = Stamp::of(&fs::metadata(path)?);
         if after == stamp && !stamp.racy() {

@@ -78,6 +78,7 @@ type IdentityKey = (PathBuf, Vec<PathBuf>, OsString);
 #[derive(Default)]
 pub struct IdentityCache {
     map: Mutex<HashMap<IdentityKey, Arc<Compiler>>>,
+    computing: Mutex<()>,
     file: Option<PathBuf>,
 }
 
@@ -92,7 +93,7 @@ impl IdentityCache {
         let records: Vec<Record> =
             fs::read(&file).ok().and_then(|bytes| postcard::from_bytes(&bytes).ok()).unwrap_or_default();
         let map = records.into_iter().map(|r| (r.key.clone(), Arc::new(Compiler::from_record(r)))).collect();
-        IdentityCache { map: Mutex::new(map), file: Some(file) }
+        IdentityCache { map: Mutex::new(map), computing: Mutex::new(()), file: Some(file) }
     }
 
     fn save(&self, map: &HashMap<IdentityKey, Arc<Compiler>>) {
@@ -114,10 +115,18 @@ impl IdentityCache {
         env_path: &OsStr,
     ) -> Result<Arc<Compiler>, IdentityError> {
         let key = (path.to_owned(), b_prefixes.to_vec(), env_path.to_owned());
-        if let Some(known) = self.map.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-            if known.is_current(path) {
-                return Ok(known.clone());
-            }
+        let current = |cache: &IdentityCache| {
+            let map = cache.map.lock().unwrap_or_else(|e| e.into_inner());
+            map.get(&key).filter(|known| known.is_current(path)).cloned()
+        };
+        if let Some(known) = current(self) {
+            return Ok(known);
+        }
+        // One identification at a time: under `make -j64` from a cold daemon, every compile arrives here at
+        // once and all but the first find the result waiting.
+        let _computing = self.computing.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(known) = current(self) {
+            return Ok(known);
         }
         let compiler = Arc::new(identify_uncached(key.clone(), b_prefixes, env_path)?);
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());

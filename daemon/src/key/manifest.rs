@@ -93,9 +93,16 @@ impl Entry {
             }
         }
         let bytes = |p: &PathBuf| p.as_os_str().as_bytes().to_vec();
+        // Directories under the working directory are kept relative to it, so an entry made in one checkout
+        // checks the right directories when it is used from another.
+        let relative = |d: &PathBuf| match d.strip_prefix(cwd) {
+            Ok(rel) if rel.as_os_str().is_empty() => b".".to_vec(),
+            Ok(rel) => bytes(&rel.to_owned()),
+            Err(_) => bytes(d),
+        };
         Entry {
             inputs,
-            dirs: dirs.iter().map(bytes).collect(),
+            dirs: dirs.iter().map(relative).collect(),
             names: names.iter().map(bytes).collect(),
             present,
             result,
@@ -127,7 +134,7 @@ impl Entry {
             groups.entry(sub).or_default().push((n, OsStr::from_bytes(file)));
         }
         for (d, dir) in self.dirs.iter().enumerate() {
-            let dir = Path::new(OsStr::from_bytes(dir));
+            let dir = cwd.join(OsStr::from_bytes(dir));
             for (sub, files_in_sub) in &groups {
                 let absent_somewhere = files_in_sub.iter().any(|(n, _)| {
                     let bit = d * self.names.len() + n;
