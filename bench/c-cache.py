@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RCC = ROOT / "target" / "release" / "rcc"
+RCC = Path(os.environ.get("RCC_BIN", ROOT / "target" / "release" / "rcc"))
 CORPUS = ROOT.parent / "shared" / "corpus" / "get"
 
 

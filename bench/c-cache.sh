@@ -4,5 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps
+source scripts/cargo-env
 cargo build --release --bins
-exec python3 bench/c-cache.py "$@"
+RCC_BIN="$RCC_TARGET_DIR/release/rcc" exec python3 bench/c-cache.py "$@"
