@@ -172,27 +172,29 @@ fn identify_uncached(key: IdentityKey, b_prefixes: &[PathBuf], env_path: &OsStr)
             b_args.push("-B".into());
             b_args.push(b.clone().into_os_string());
         }
+        // One driver run lists where it looks for its programs (-B prefixes first); it falls back to PATH.
+        let mut args: Vec<&OsStr> = b_args.iter().map(OsString::as_os_str).collect();
+        args.push(OsStr::new("-print-search-dirs"));
+        let out = run(path, &args, env_path)?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let program_dirs: Vec<PathBuf> = text
+            .lines()
+            .find_map(|l| l.strip_prefix("programs: ="))
+            .map(|dirs| std::env::split_paths(dirs).collect())
+            .unwrap_or_default();
         for prog in ["cc1", "cc1plus", "as"] {
-            let mut args: Vec<&OsStr> = b_args.iter().map(OsString::as_os_str).collect();
-            let flag = OsString::from(format!("-print-prog-name={prog}"));
-            args.push(&flag);
-            let out = run(path, &args, env_path)?;
-            let name = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-            let found = if name.contains('/') {
-                Some(PathBuf::from(&name))
-            } else {
-                std::env::split_paths(env_path).map(|d| d.join(&name)).find(|c| c.is_file())
-            };
+            let found = program_dirs
+                .iter()
+                .chain(std::env::split_paths(env_path).collect::<Vec<_>>().iter())
+                .map(|d| d.join(prog))
+                .find(|c| c.is_file());
             if let Some(found) = found.and_then(|f| f.canonicalize().ok()) {
                 programs.push(found);
             }
         }
     }
-    let mut files: Vec<PathBuf> = Vec::new();
-    for prog in &programs {
-        files.push(prog.clone());
-        files.extend(shared_libraries(prog));
-    }
+    let mut files: Vec<PathBuf> = programs.clone();
+    files.extend(shared_libraries(&programs));
     files.sort();
     files.dedup();
     let mut hasher = KeyHasher::new("compiler-identity", 1);
@@ -214,9 +216,9 @@ fn identify_uncached(key: IdentityKey, b_prefixes: &[PathBuf], env_path: &OsStr)
     }))
 }
 
-/// Shared libraries a program loads, as `ldd` reports them (empty when ldd is unavailable).
-fn shared_libraries(program: &Path) -> Vec<PathBuf> {
-    let Ok(out) = Command::new("ldd").arg(program).env("LC_ALL", "C").stdin(Stdio::null()).output() else {
+/// Shared libraries the programs load, as one `ldd` run reports them (empty when ldd is unavailable).
+fn shared_libraries(programs: &[PathBuf]) -> Vec<PathBuf> {
+    let Ok(out) = Command::new("ldd").args(programs).env("LC_ALL", "C").stdin(Stdio::null()).output() else {
         return Vec::new();
     };
     String::from_utf8_lossy(&out.stdout)
