@@ -307,6 +307,7 @@ fn miss_depend(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream)
         }
     };
     let outcome = run_in_wrapper(conn, plan, &run_args)?;
+    tracing::trace!("compile finished");
     if outcome.exit_code != 0 {
         ctx.stats.record(|c| c.count_uncacheable(Reason::CompileFailed));
         return write_msg(conn, &Response::Done { exit_code: outcome.exit_code });
@@ -383,12 +384,16 @@ fn store_result(
             ctx.stats.record(|c| c.count_error(ErrorKind::StoreIo));
         })
     };
+    tracing::trace!("outputs collected");
     let Ok(bytes) = postcard::to_allocvec(&result) else { return Ok(()) };
     if put(Kind::Result, &result_key, bytes).is_err() {
         return Ok(());
     }
+    tracing::trace!("result stored");
     let dirs = search_dirs::of(ctx, plan.inv.var("PATH").unwrap_or_default(), &plan.inv, &plan.parsed, &plan.compiler);
+    tracing::trace!(dirs = dirs.len(), "search dirs known");
     let entry = Entry::new(&ctx.files, &plan.inv.cwd, inputs, &dirs, result_key);
+    tracing::trace!("manifest entry made");
     let mut manifest = load_manifest(ctx, &plan.direct_key);
     manifest.add(entry);
     if let Ok(bytes) = postcard::to_allocvec(&manifest) {

@@ -81,14 +81,18 @@ impl Entry {
             }
         }
         let names: Vec<PathBuf> = names.into_iter().collect();
-        let read: BTreeSet<&PathBuf> = absolute.iter().collect();
+        let name_bytes: Vec<Vec<u8>> = names.iter().map(|n| n.as_os_str().as_bytes().to_vec()).collect();
+        let groups = group_by_subdirectory(&name_bytes);
         let mut present = vec![0u8; (dirs.len() * names.len()).div_ceil(8)];
         for (d, dir) in dirs.iter().enumerate() {
-            for (n, name) in names.iter().enumerate() {
-                let candidate = dir.join(name);
-                if read.contains(&candidate) || files.exists(&candidate) {
-                    let bit = d * names.len() + n;
-                    present[bit / 8] |= 1 << (bit % 8);
+            for (sub, files_in_sub) in &groups {
+                let parent = if sub.is_empty() { dir.clone() } else { dir.join(OsStr::from_bytes(sub)) };
+                let Some(listing) = files.listing(&parent) else { continue };
+                for (n, file) in files_in_sub {
+                    if listing.contains(*file) {
+                        let bit = d * names.len() + n;
+                        present[bit / 8] |= 1 << (bit % 8);
+                    }
                 }
             }
         }
@@ -100,13 +104,7 @@ impl Entry {
             Ok(rel) => bytes(&rel.to_owned()),
             Err(_) => bytes(d),
         };
-        Entry {
-            inputs,
-            dirs: dirs.iter().map(relative).collect(),
-            names: names.iter().map(bytes).collect(),
-            present,
-            result,
-        }
+        Entry { inputs, dirs: dirs.iter().map(relative).collect(), names: name_bytes, present, result }
     }
 
     /// Whether the inputs are unchanged and no absent (directory, name) pair has appeared.
@@ -123,16 +121,7 @@ impl Entry {
             names = self.names.len(),
             "inputs unchanged"
         );
-        // Names grouped by their directory part, so that each (search directory, subdirectory) pair costs one
-        // listing lookup and each name one hash probe: no path is built per candidate.
-        let mut groups: HashMap<&[u8], Vec<(usize, &OsStr)>> = HashMap::new();
-        for (n, name) in self.names.iter().enumerate() {
-            let (sub, file) = match name.iter().rposition(|b| *b == b'/') {
-                Some(slash) => (&name[..slash], &name[slash + 1..]),
-                None => (&name[..0], &name[..]),
-            };
-            groups.entry(sub).or_default().push((n, OsStr::from_bytes(file)));
-        }
+        let groups = group_by_subdirectory(&self.names);
         for (d, dir) in self.dirs.iter().enumerate() {
             let dir = cwd.join(OsStr::from_bytes(dir));
             for (sub, files_in_sub) in &groups {
@@ -155,6 +144,20 @@ impl Entry {
         }
         true
     }
+}
+
+/// Names grouped by their directory part, so that each (search directory, subdirectory) pair costs one
+/// listing lookup and each name one hash probe: no path is built per candidate.
+fn group_by_subdirectory(names: &[Vec<u8>]) -> HashMap<&[u8], Vec<(usize, &OsStr)>> {
+    let mut groups: HashMap<&[u8], Vec<(usize, &OsStr)>> = HashMap::new();
+    for (n, name) in names.iter().enumerate() {
+        let (sub, file) = match name.iter().rposition(|b| *b == b'/') {
+            Some(slash) => (&name[..slash], &name[slash + 1..]),
+            None => (&name[..0], &name[..]),
+        };
+        groups.entry(sub).or_default().push((n, OsStr::from_bytes(file)));
+    }
+    groups
 }
 
 /// Lexical normalisation (`a/./b/../c` → `a/c`), used only to relate paths to directories by name.
