@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Times the plain compiler, ccache and rcc on real C sources in one run and prints a table.
 
-Phases per tool: cold build (empty cache, daemon not running), warm rebuild (objects deleted, all hits) and
-the time per hit. Projects: Lua (each .c compiled by a loop, like make -j1), sqlite3.c (one big unit) and
+Phases per tool: cold build (empty cache, daemon not running), warm rebuild (objects deleted, all hits, through
+the build tool) and the time per hit (every compile command run once more, one after another, from a shell
+script: all hits, without the build tool's own time). Projects: Lua (each .c compiled by a loop, like make -j1), sqlite3.c (one big unit) and
 zlib-ng (CMake + Ninja, -j2). Rounds alternate the tools so that drift of the machine hits them alike; the
 table shows medians. Raw numbers go to bench/runs/c-cache-<time>.csv.
 
@@ -12,6 +13,7 @@ import argparse
 import csv
 import os
 import platform
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -99,8 +101,17 @@ class LoopProject:
             o.unlink()
 
     def build(self, tool):
-        for s in self.sources:
-            sh(tool.prefix + ["gcc"] + self.flags + ["-c", s, "-o", Path(s).stem + ".o"], cwd=self.dir, env=tool.env)
+        # One shell script, one line per compile: process start-up costs every tool the same.
+        lines = [shlex.join(tool.prefix + ["gcc"] + self.flags + ["-c", s, "-o", Path(s).stem + ".o"])
+                 for s in self.sources]
+        script = self.dir / f"build-{tool.name}.sh"
+        script.write_text("set -e\n" + "\n".join(lines) + "\n")
+        sh(["sh", str(script)], cwd=self.dir, env=tool.env)
+
+    def replay(self, tool):
+        """Time every compile one after another (all hits once warm)."""
+        self.clean()
+        return timed(lambda: self.build(tool))
 
     def objects(self):
         return {o.name: o.read_bytes() for o in sorted(self.dir.glob("*.o"))}
@@ -143,10 +154,19 @@ class CMakeProject:
         sh(["ninja", "-C", str(b), "-j2"], env=tool.env, capture_output=True)
         self.builds[tool.name] = b
 
-    def compiles(self):
-        b = next(iter(self.builds.values()))
+    def compile_lines(self, b):
         out = subprocess.run(["ninja", "-C", str(b), "-t", "commands"], capture_output=True, text=True).stdout
-        return sum(1 for line in out.splitlines() if " -c " in line)
+        return [line for line in out.splitlines() if " -c " in line]
+
+    def compiles(self):
+        return len(self.compile_lines(next(iter(self.builds.values()))))
+
+    def replay(self, tool):
+        """Time the build's compile commands one after another (all hits once warm), without ninja."""
+        b = self.build_dir(tool)
+        script = b / "replay.sh"
+        script.write_text("set -e\n" + "\n".join(self.compile_lines(b)) + "\n")
+        return timed(lambda: sh(["sh", str(script)], cwd=b, env=tool.env, capture_output=True))
 
 
 def timed(fn):
@@ -179,6 +199,7 @@ def main():
         project.prepare(work)
         cold = {t.name: [] for t in tools}
         warm = {t.name: [] for t in tools}
+        replay = {t.name: [] for t in tools}
         for r in range(args.rounds if project.name != "sqlite" or args.quick else 1):
             for tool in tools:
                 project.configure(tool)
@@ -189,6 +210,7 @@ def main():
                     tool.zero()
                     project.clean()
                     warm[tool.name].append(timed(lambda: project.build(tool)))
+                    replay[tool.name].append(project.replay(tool))
                     hits, misses = tool.hits()
                     if misses:
                         print(f"WARNING: {tool.name} warm {project.name} build had {misses} misses", file=sys.stderr)
@@ -209,12 +231,12 @@ def main():
         n = project.compiles()
         med = {k: statistics.median(v) for k, v in cold.items()}
         wmed = {k: statistics.median(v) for k, v in warm.items() if v}
+        hmed = {k: statistics.median(v) / n * 1000 for k, v in replay.items() if v}
         for tool in tools:
             name = tool.name
-            per_hit = wmed[name] / n * 1000 if name in wmed else None
-            rows.append((project.name, name, n, med[name], wmed.get(name), per_hit,
+            rows.append((project.name, name, n, med[name], wmed.get(name), hmed.get(name),
                          (med[name] / med["plain"] - 1) * 100,
-                         (wmed[name] / wmed["ccache"]) if name in wmed else None))
+                         (hmed[name] / hmed["ccache"]) if name in hmed else None))
     for tool in tools:
         tool.reset()
 
@@ -223,7 +245,7 @@ def main():
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     print(f"\nmachine: {os.cpu_count()} cores, {cpu}; {platform.platform()}")
     print(f"{gcc}; {ccache}; rounds: {args.rounds} (medians)\n")
-    print("| project | tool | compiles | cold s | warm s | per hit ms | cold vs plain | warm vs ccache |")
+    print("| project | tool | compiles | cold s | warm s | per hit ms | cold vs plain | hit vs ccache |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for p, t, n, c, w, ph, over, vs in rows:
         fmt = lambda v, f: "-" if v is None else format(v, f)

@@ -68,6 +68,11 @@ fn names_compiler(arg: &OsStr) -> bool {
     if bytes.contains(&b'/') {
         return is_executable(Path::new(arg));
     }
+    // Compiler-like names need no PATH search here (resolution searches anyway).
+    const COMPILER_WORDS: &[&[u8]] = &[b"gcc", b"g++", b"clang", b"cc", b"c++", b"rustc"];
+    if COMPILER_WORDS.iter().any(|w| bytes.windows(w.len()).any(|x| x == *w)) && Path::new(arg).extension().is_none() {
+        return true;
+    }
     search_path(arg).next().is_some()
 }
 
@@ -83,7 +88,8 @@ pub fn implicit_compiler(args: &[OsString], cc: &str, cxx: &str) -> OsString {
 
 /// Finds the real compiler for `named`, skipping rcc itself and known wrappers.
 pub fn resolve_compiler(named: &OsStr) -> Option<PathBuf> {
-    let me = std::env::current_exe().ok().and_then(|p| p.canonicalize().ok());
+    // On Linux current_exe() reads /proc/self/exe, which is already canonical.
+    let me = std::env::current_exe().ok();
     let acceptable = |candidate: &Path| -> bool {
         let Ok(real) = candidate.canonicalize() else { return false };
         if Some(&real) == me.as_ref() {

@@ -124,6 +124,9 @@ impl Entry {
         let groups = group_by_subdirectory(&self.names);
         for (d, dir) in self.dirs.iter().enumerate() {
             let dir = cwd.join(OsStr::from_bytes(dir));
+            // A search directory that does not exist holds nothing; one whose listing lacks a subdirectory's
+            // first component holds nothing below it: no system call for those.
+            let Some(top) = files.listing(&dir) else { continue };
             for (sub, files_in_sub) in &groups {
                 let absent_somewhere = files_in_sub.iter().any(|(n, _)| {
                     let bit = d * self.names.len() + n;
@@ -132,8 +135,16 @@ impl Entry {
                 if !absent_somewhere {
                     continue;
                 }
-                let parent = if sub.is_empty() { dir.to_owned() } else { dir.join(OsStr::from_bytes(sub)) };
-                let Some(listing) = files.listing(&parent) else { continue };
+                let listing = if sub.is_empty() {
+                    top.clone()
+                } else {
+                    let first = sub.split(|b| *b == b'/').next().unwrap_or_default();
+                    if !top.contains(OsStr::from_bytes(first)) {
+                        continue;
+                    }
+                    let Some(listing) = files.listing(&dir.join(OsStr::from_bytes(sub))) else { continue };
+                    listing
+                };
                 for (n, file) in files_in_sub {
                     let bit = d * self.names.len() + n;
                     if self.present[bit / 8] & (1 << (bit % 8)) == 0 && listing.contains(*file) {

@@ -9,7 +9,6 @@
 //! - [`manifest`]: direct mode's input sets, including files whose absence matters.
 //! - [`depfile`]: reading and retargeting make-style depfiles.
 
-#[path = "cmdline.rs"]
 pub mod args;
 pub mod depfile;
 pub mod direct_key;
