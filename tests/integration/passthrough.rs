@@ -14,7 +14,9 @@ fn linking_preprocessing_and_multiple_sources_pass_through() {
     assert!(String::from_utf8_lossy(&pre.stdout).contains("scale"), "-E output reaches stdout");
     env.rcc_ok(&["gcc", "-c", "-Iinclude", "src/main.c", "src/util.c"]);
     assert!(env.proj.join("main.o").is_file() && env.proj.join("util.o").is_file());
-    assert_eq!(env.uncacheable("linking"), 1);
+    env.rcc_ok(&["gcc", "-o", "app2", "main.o", "util.o"]);
+    assert!(env.proj.join("app2").is_file());
+    assert_eq!(env.uncacheable("linking"), 2, "linking objects is linking");
     assert_eq!(env.uncacheable("preprocess-only"), 1);
     assert_eq!(env.uncacheable("multiple-sources"), 1);
 }

@@ -536,7 +536,7 @@ pub fn parse(args: &[OsString], cwd: &Path, _family: Family) -> Result<ParsedArg
         b_prefixes: Vec::new(),
         system_probe_args: Vec::new(),
     };
-    let (mut compile, mut assemble, mut dep_only) = (false, false, false);
+    let (mut compile, mut assemble, mut dep_only, mut unknown_input) = (false, false, false, false);
     let mut output: Option<PathBuf> = None;
     let mut sources: Vec<(PathBuf, String)> = Vec::new();
     let mut explicit_lang: Option<String> = None;
@@ -556,7 +556,12 @@ pub fn parse(args: &[OsString], cwd: &Path, _family: Family) -> Result<ParsedArg
                 Some(l) => l.clone(),
                 None => match language_of(&path) {
                     Some(l) => l.to_owned(),
-                    None => return Err(Reason::UnknownInput),
+                    None => {
+                        // An object, a library, …: decided below, once we know whether this call links.
+                        unknown_input = true;
+                        p.key_args.push(arg.clone());
+                        continue;
+                    }
                 },
             };
             sources.push((path, lang));
@@ -734,6 +739,9 @@ pub fn parse(args: &[OsString], cwd: &Path, _family: Family) -> Result<ParsedArg
     if dep_only && dep_kind.is_none() {
         return Err(Reason::DependenciesOnly);
     }
+    if unknown_input {
+        return Err(Reason::UnknownInput);
+    }
     let (source, language) = match sources.len() {
         0 => return Err(Reason::NoSource),
         1 => sources.remove(0),
@@ -886,6 +894,7 @@ mod tests {
     #[test]
     fn uncacheable_calls_have_reasons() {
         assert_eq!(refused(&["a.c", "-o", "a"]), Reason::Linking);
+        assert_eq!(refused(&["-o", "app", "a.o", "b.o", "-lm"]), Reason::Linking);
         assert_eq!(refused(&["-E", "a.c"]), Reason::PreprocessOnly);
         assert_eq!(refused(&["-M", "a.c"]), Reason::DependenciesOnly);
         assert_eq!(refused(&["-c", "a.c", "b.c"]), Reason::MultipleSources);
