@@ -108,6 +108,7 @@ pub fn serve(ctx: &Context, req: CompileRequest, conn: &mut UnixStream) -> Resul
     let _guard = span.enter();
     tracing::trace!("key computed");
     if ctx.config.direct.value {
+        ctx.in_flight.wait_for(&plan.direct_key);
         if let Some(result) = lookup_direct(ctx, &plan) {
             tracing::trace!("result loaded");
             return answer_hit(ctx, &plan, &result, HitMode::Direct, conn);
@@ -312,7 +313,7 @@ fn miss_depend(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream)
         ctx.stats.record(|c| c.count_uncacheable(Reason::CompileFailed));
         return write_msg(conn, &Response::Done { exit_code: outcome.exit_code });
     }
-    let stored = std::fs::read(&depfile_path)
+    let prepared = std::fs::read(&depfile_path)
         .ok()
         .and_then(|text| depfile::dependencies(&text))
         .ok_or(Reason::BadDepfile)
@@ -323,18 +324,46 @@ fn miss_depend(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream)
             for (path, digest) in &inputs {
                 h.bytes(b'p', path).digest(b'd', digest);
             }
-            let result_key = h.finish();
-            store_result(ctx, plan, &outcome, result_key, inputs)
+            prepare(plan, &outcome, h.finish(), inputs)
         });
-    finish_miss(ctx, &outcome, stored, conn)
+    finish_miss(ctx, plan, &outcome, conn, prepared)
 }
 
+/// A finished miss ready to be stored: the outputs are read (before the wrapper returns, since the build may
+/// move them right after), the inputs digested.
+struct Prepared {
+    result_key: Digest,
+    inputs: Vec<(Vec<u8>, Digest)>,
+    result: CachedResult,
+}
+
+fn prepare(
+    plan: &Plan,
+    outcome: &rcc_proto::ipc::CompileOutcome,
+    result_key: Digest,
+    inputs: Vec<(Vec<u8>, Digest)>,
+) -> Result<Prepared, Reason> {
+    let result =
+        outputs::collect(&plan.parsed, &plan.inv.cwd, outcome.stdout.clone(), outcome.stderr.clone(), outcome.millis)
+            .map_err(|e| {
+            tracing::warn!(error = %e, "outputs missing after a successful compile");
+            Reason::BadDepfile
+        })?;
+    Ok(Prepared { result_key, inputs, result })
+}
+
+/// Answers the wrapper at once, then compresses and writes the prepared result and its manifest entry while
+/// lookups of the same key, statistics and shutdown wait for it (see [`crate::in_flight`]).
 fn finish_miss(
     ctx: &Context,
+    plan: &Plan,
     outcome: &rcc_proto::ipc::CompileOutcome,
-    stored: Result<(), Reason>,
     conn: &mut UnixStream,
+    prepared: Result<Prepared, Reason>,
 ) -> Result<(), FrameError> {
+    let _storing = ctx.in_flight.begin(plan.direct_key);
+    let answered = write_msg(conn, &Response::Done { exit_code: outcome.exit_code });
+    let stored = prepared.map(|p| commit(ctx, plan, p));
     ctx.stats.record(|c| {
         c.misses += 1;
         c.miss_millis += outcome.millis;
@@ -343,7 +372,7 @@ fn finish_miss(
             Err(reason) => c.count_uncacheable(reason),
         }
     });
-    write_msg(conn, &Response::Done { exit_code: outcome.exit_code })
+    answered
 }
 
 /// Digests every input a compile read; refuses inputs changed since the compile started and time macros.
@@ -365,41 +394,34 @@ fn inputs_of(ctx: &Context, plan: &Plan, deps: &[OsString], start_ns: i64) -> Re
     Ok(inputs)
 }
 
-fn store_result(
-    ctx: &Context,
-    plan: &Plan,
-    outcome: &rcc_proto::ipc::CompileOutcome,
-    result_key: Digest,
-    inputs: Vec<(Vec<u8>, Digest)>,
-) -> Result<(), Reason> {
-    let result =
-        outputs::collect(&plan.parsed, &plan.inv.cwd, outcome.stdout.clone(), outcome.stderr.clone(), outcome.millis)
-            .map_err(|e| {
-            tracing::warn!(error = %e, "outputs missing after a successful compile");
-            Reason::BadDepfile
-        })?;
-    let put = |kind, key: &Digest, bytes: Vec<u8>| {
-        ctx.store.put(kind, key, &bytes).map_err(|e| {
-            tracing::warn!(error = %e, "store write failed");
-            ctx.stats.record(|c| c.count_error(ErrorKind::StoreIo));
-        })
-    };
-    tracing::trace!("outputs collected");
-    let Ok(bytes) = postcard::to_allocvec(&result) else { return Ok(()) };
-    if put(Kind::Result, &result_key, bytes).is_err() {
-        return Ok(());
+/// Writes a prepared result and adds its manifest entry. Store failures are counted, not returned: the
+/// compile itself succeeded.
+fn commit(ctx: &Context, plan: &Plan, prepared: Prepared) {
+    let Ok(bytes) = postcard::to_allocvec(&prepared.result) else { return };
+    if let Err(e) = ctx.store.put(Kind::Result, &prepared.result_key, &bytes) {
+        tracing::warn!(error = %e, "store write failed");
+        ctx.stats.record(|c| c.count_error(ErrorKind::StoreIo));
+        return;
     }
     tracing::trace!("result stored");
-    let dirs = search_dirs::of(ctx, plan.inv.var("PATH").unwrap_or_default(), &plan.inv, &plan.parsed, &plan.compiler);
-    tracing::trace!(dirs = dirs.len(), "search dirs known");
+    add_manifest_entry(ctx, plan, prepared.inputs, prepared.result_key);
+}
+
+/// Records that these inputs lead to `result_key` in the direct key's manifest.
+fn add_manifest_entry(ctx: &Context, plan: &Plan, inputs: Vec<(Vec<u8>, Digest)>, result_key: Digest) {
+    let env_path = plan.inv.var("PATH").unwrap_or_default();
+    let dirs = search_dirs::of(ctx, env_path, &plan.inv, &plan.parsed, &plan.compiler);
     let entry = Entry::new(&ctx.files, &plan.inv.cwd, inputs, &dirs, result_key);
-    tracing::trace!("manifest entry made");
+    tracing::trace!(dirs = dirs.len(), "manifest entry made");
     let mut manifest = load_manifest(ctx, &plan.direct_key);
     manifest.add(entry);
-    if let Ok(bytes) = postcard::to_allocvec(&manifest) {
-        let _ = put(Kind::Manifest, &plan.direct_key, bytes);
+    let written = postcard::to_allocvec(&manifest)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| ctx.store.put(Kind::Manifest, &plan.direct_key, &bytes).map_err(|e| e.to_string()));
+    if let Err(e) = written {
+        tracing::warn!(error = %e, "manifest write failed");
+        ctx.stats.record(|c| c.count_error(ErrorKind::StoreIo));
     }
-    Ok(())
 }
 
 /// A miss (or a lookup) in preprocessor mode: the key is the preprocessed text's digest; the inputs for a
@@ -442,13 +464,7 @@ fn miss_preprocessor(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixS
         .and_then(|deps| inputs_of(ctx, plan, &deps, start_ns));
     if let Some(result) = load_result(ctx, &result_key) {
         if let (Ok(inputs), true) = (&inputs, ctx.config.direct.value) {
-            let dirs =
-                search_dirs::of(ctx, plan.inv.var("PATH").unwrap_or_default(), &plan.inv, &plan.parsed, &plan.compiler);
-            let mut manifest = load_manifest(ctx, &plan.direct_key);
-            manifest.add(Entry::new(&ctx.files, &plan.inv.cwd, inputs.clone(), &dirs, result_key));
-            if let Ok(bytes) = postcard::to_allocvec(&manifest) {
-                let _ = ctx.store.put(Kind::Manifest, &plan.direct_key, &bytes);
-            }
+            add_manifest_entry(ctx, plan, inputs.clone(), result_key);
         }
         return answer_hit(ctx, plan, &result, HitMode::Preprocessor, conn);
     }
@@ -457,8 +473,8 @@ fn miss_preprocessor(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixS
         ctx.stats.record(|c| c.count_uncacheable(Reason::CompileFailed));
         return write_msg(conn, &Response::Done { exit_code: outcome.exit_code });
     }
-    let stored = inputs.and_then(|inputs| store_result(ctx, plan, &outcome, result_key, inputs));
-    finish_miss(ctx, &outcome, stored, conn)
+    let prepared = inputs.and_then(|inputs| prepare(plan, &outcome, result_key, inputs));
+    finish_miss(ctx, plan, &outcome, conn, prepared)
 }
 
 /// The arguments of a call with its output and dependency options taken out, for a preprocessor run.

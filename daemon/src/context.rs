@@ -1,5 +1,6 @@
 //! What every connection handler shares, passed explicitly.
 
+use crate::in_flight::InFlight;
 use crate::key::files::FileCache;
 use crate::key::identity::IdentityCache;
 use crate::stats::StatsBook;
@@ -21,4 +22,6 @@ pub struct Context {
     pub stats: StatsBook,
     /// Scratch directory for depfiles and preprocessed output.
     pub tmp_dir: PathBuf,
+    /// Results being stored after their compile returned.
+    pub in_flight: InFlight,
 }

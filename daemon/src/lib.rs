@@ -9,11 +9,13 @@
 //! - [`store`]: the local store (zstd, atomic writes, digest-checked reads, LRU eviction).
 //! - [`stats`]: counters persisted across restarts.
 //! - [`context`]: the state handlers share.
+//! - [`in_flight`]: results stored after their compile returned, and who waits for them.
 //!
 //! See `../shared/DESIGN.md` for the whole system.
 
 pub mod compile;
 pub mod context;
+pub mod in_flight;
 pub mod key;
 pub mod outputs;
 pub mod server;

@@ -67,6 +67,7 @@ fn run() -> Result<()> {
         files: FileCache::new(),
         identities: IdentityCache::persisted(dir.join("compilers.bin")),
         tmp_dir,
+        in_flight: rccd::in_flight::InFlight::new(),
         config,
     });
     rccd::server::run(ctx, listener, socket, idle);

@@ -61,6 +61,7 @@ pub fn run(ctx: Arc<Context>, listener: UnixListener, socket: PathBuf, idle: Dur
 }
 
 fn shutdown(ctx: &Context, socket: &PathBuf, remove_socket: bool) -> ! {
+    ctx.in_flight.wait_all();
     let _ = ctx.stats.flush();
     if remove_socket {
         let _ = std::fs::remove_file(socket);
@@ -74,6 +75,7 @@ fn handle(ctx: &Context, mut stream: UnixStream, socket: &PathBuf) -> Result<(),
         Request::Compile(req) => compile::serve(ctx, req, &mut stream),
         Request::Ping => write_msg(&mut stream, &Response::Ok),
         Request::Stats => {
+            ctx.in_flight.wait_all();
             let answer = match ctx.stats.snapshot() {
                 Ok(counters) => {
                     let usage = ctx.store.usage();
@@ -89,6 +91,7 @@ fn handle(ctx: &Context, mut stream: UnixStream, socket: &PathBuf) -> Result<(),
             write_msg(&mut stream, &answer)
         }
         Request::ZeroStats => {
+            ctx.in_flight.wait_all();
             let answer = match ctx.stats.zero() {
                 Ok(()) => Response::Ok,
                 Err(e) => Response::Error { message: format!("zeroing statistics: {e}") },
@@ -96,6 +99,7 @@ fn handle(ctx: &Context, mut stream: UnixStream, socket: &PathBuf) -> Result<(),
             write_msg(&mut stream, &answer)
         }
         Request::ClearCache => {
+            ctx.in_flight.wait_all();
             let answer = match ctx.store.clear() {
                 Ok(()) => Response::Ok,
                 Err(e) => Response::Error { message: e.to_string() },

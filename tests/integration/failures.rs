@@ -27,6 +27,7 @@ fn corrupt_cache_entry_is_counted_dropped_and_recompiled() {
     let args = ["gcc", "-c", "src/util.c", "-o", "util.o", "-Iinclude"];
     env.rcc_ok(&args);
     let good = env.read("util.o");
+    assert_eq!(env.counter("stored"), 1, "stored before we damage it");
     // Damage every stored result.
     let mut damaged = 0;
     for entry in walk(&env.cache.join("store/r")) {
@@ -67,6 +68,8 @@ fn killed_daemon_still_gives_a_correct_build() {
     let args = ["gcc", "-c", "src/util.c", "-o", "util.o", "-Iinclude"];
     env.rcc_ok(&args);
     let good = env.read("util.o");
+    // (Statistics wait for stores in flight: the result is on disk before the kill.)
+    assert_eq!(env.counter("stored"), 1);
     let pid = daemon_pid(&env);
     // SAFETY: plain kill(2) of a process this test started (through rcc).
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);

@@ -199,10 +199,23 @@ fn identify_uncached(key: IdentityKey, b_prefixes: &[PathBuf], env_path: &OsStr)
     files.dedup();
     let mut hasher = KeyHasher::new("compiler-identity", 1);
     hasher.bytes(b'v', text.as_bytes());
+    // Digest the files on every core: this runs once per compiler, while the first compile of a build waits.
+    let digests: Vec<Result<(fs::Metadata, Digest), IdentityError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .iter()
+            .map(|f| {
+                scope.spawn(move || {
+                    let meta = fs::metadata(f).map_err(|e| failed(f, format!("reading metadata: {e}")))?;
+                    let digest = digest_file(f).map_err(|e| failed(f, format!("digesting: {e}")))?;
+                    Ok((meta, digest))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(failed(path, "digest thread panicked")))).collect()
+    });
     let mut stamped = Vec::with_capacity(files.len());
-    for f in files {
-        let meta = fs::metadata(&f).map_err(|e| failed(&f, format!("reading metadata: {e}")))?;
-        let digest = digest_file(&f).map_err(|e| failed(&f, format!("digesting: {e}")))?;
+    for (f, result) in files.into_iter().zip(digests) {
+        let (meta, digest) = result?;
         hasher.bytes(b'p', f.as_os_str().as_bytes());
         hasher.digest(b'd', &digest);
         stamped.push((f, Stamp::of(&meta)));
