@@ -61,8 +61,12 @@ pub fn common(ctx: &Context, inv: &Invocation, parsed: &ParsedArgs, compiler: &C
             None => h.bytes(b'E', name.as_bytes()),
         };
     }
-    if parsed.debug_info || parsed.coverage {
+    if parsed.debug_info {
         h.bytes(b'w', &map_prefix(&inv.cwd, &parsed.prefix_maps));
+    }
+    if parsed.coverage {
+        // Coverage notes and the object's .gcda path hold the directory unmapped.
+        h.bytes(b'W', inv.cwd.as_os_str().as_bytes());
     }
     for file in &parsed.input_files {
         let info = ctx.files.info(&inv.cwd.join(file)).map_err(|_| Reason::UnhashableInput)?;

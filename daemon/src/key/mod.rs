@@ -1,6 +1,6 @@
 //! What makes a compile's key.
 //!
-//! - [`args`] (`cmdline.rs`): gcc/clang command lines, table-driven: cacheable or not (with a reason), and what the call
+//! - [`args`]: gcc/clang command lines, table-driven: cacheable or not (with a reason), and what the call
 //!   reads and writes.
 //! - [`identity`]: the compiler's identity, digested from the files that produce output.
 //! - [`files`]: memoized file digests and directory listings.
@@ -9,7 +9,6 @@
 //! - [`manifest`]: direct mode's input sets, including files whose absence matters.
 //! - [`depfile`]: reading and retargeting make-style depfiles.
 
-#[path = "cmdline.rs"]
 pub mod args;
 pub mod depfile;
 pub mod direct_key;

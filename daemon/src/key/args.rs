@@ -273,9 +273,11 @@ static FLAGS: &[Flag] = &[
     f("-ftest-coverage", T::Nothing, E::Coverage),
     f("-fdebug-prefix-map=", T::Joined, E::PrefixMap),
     f("-ffile-prefix-map=", T::Joined, E::PrefixMap),
-    f("-fmacro-prefix-map=", T::Joined, E::PrefixMap),
-    f("-fcoverage-prefix-map=", T::Joined, E::PrefixMap),
-    f("-fprofile-prefix-map=", T::Joined, E::PrefixMap),
+    // Only these two change the directory recorded in debug information; the macro, coverage and profile
+    // maps are hashed as typed (treating them as cwd maps could let two directories share an object).
+    f("-fmacro-prefix-map=", T::Joined, E::Plain),
+    f("-fcoverage-prefix-map=", T::Joined, E::Plain),
+    f("-fprofile-prefix-map=", T::Joined, E::Plain),
     f("-specs=", T::Joined, E::InputFile),
     f("--specs=", T::Joined, E::InputFile),
     f("-specs", T::Separate, E::InputFile),
@@ -317,7 +319,10 @@ static FLAGS: &[Flag] = &[
     f("-fprofile-instr-generate=", T::Joined, E::Refuse(Reason::ProfileGenerate)),
     f("-fcs-profile-generate", T::Nothing, E::Refuse(Reason::ProfileGenerate)),
     f("-fcs-profile-generate=", T::Joined, E::Refuse(Reason::ProfileGenerate)),
-    f("-fprofile-arcs", T::Nothing, E::Plain),
+    // Without -ftest-coverage the object still embeds the run-time .gcda path of this build directory.
+    f("-fprofile-arcs", T::Nothing, E::Refuse(Reason::ProfileGenerate)),
+    f("-fsyntax-only", T::Nothing, E::Refuse(Reason::PreprocessOnly)),
+    f("-###", T::Nothing, E::Refuse(Reason::PreprocessOnly)),
     f("-fdump-", T::Joined, E::Refuse(Reason::ExtraOutputs)),
     f("-fstack-usage", T::Nothing, E::Refuse(Reason::ExtraOutputs)),
     f("-fcallgraph-info", T::Nothing, E::Refuse(Reason::ExtraOutputs)),
@@ -333,8 +338,10 @@ static FLAGS: &[Flag] = &[
     f("-fdiagnostics-format=sarif-file", T::Nothing, E::Refuse(Reason::ExtraOutputs)),
     f("-fcompare-debug", T::Nothing, E::Refuse(Reason::ExtraOutputs)),
     f("-flto-partition=", T::Joined, E::Plain),
-    f("-dumpbase", T::Separate, E::Plain),
-    f("-dumpdir", T::Separate, E::Plain),
+    // They move the auxiliary outputs (.dwo, .gcno) away from where rcc restores them.
+    f("-dumpbase", T::Separate, E::Refuse(Reason::ExtraOutputs)),
+    f("-dumpdir", T::Separate, E::Refuse(Reason::ExtraOutputs)),
+    f("-dumpbase-ext", T::Separate, E::Refuse(Reason::ExtraOutputs)),
 ];
 
 /// Flag families hashed without further thought when no table entry matches.
@@ -610,10 +617,12 @@ pub fn parse(args: &[OsString], cwd: &Path, _family: Family) -> Result<ParsedArg
             E::Include(kind) => p.include_dirs.push(IncludeDir { kind, path: PathBuf::from(&v) }),
             E::ForcedInclude => {
                 let path = PathBuf::from(&v);
-                let mut gch = path.clone().into_os_string();
-                gch.push(".gch");
-                if cwd.join(&gch).exists() {
-                    return Err(Reason::PrecompiledHeader);
+                for ext in [".gch", ".pch"] {
+                    let mut pch = path.clone().into_os_string();
+                    pch.push(ext);
+                    if cwd.join(&pch).exists() {
+                        return Err(Reason::PrecompiledHeader);
+                    }
                 }
                 p.forced_includes.push(path);
             }
@@ -736,7 +745,8 @@ pub fn parse(args: &[OsString], cwd: &Path, _family: Family) -> Result<ParsedArg
     if !compile && !assemble {
         return Err(if dep_only { Reason::DependenciesOnly } else { Reason::Linking });
     }
-    if dep_only && dep_kind.is_none() {
+    if dep_only {
+        // -M/-MM (even beside -MD) make the driver preprocess to stdout instead of compiling.
         return Err(Reason::DependenciesOnly);
     }
     if unknown_input {
@@ -913,6 +923,10 @@ mod tests {
         assert_eq!(refused(&["-c", "a.c", "-Xclang", "-include-pch", "-Xclang", "x.pch"]), Reason::PrecompiledHeader);
         assert_eq!(refused(&["-c", "a.c", "foo.o"]), Reason::UnknownInput);
         assert_eq!(refused(&["-c", "a.c", "-Wa,-adhln=list.s"]), Reason::ExtraOutputs);
+        assert_eq!(refused(&["-c", "a.c", "-fprofile-arcs"]), Reason::ProfileGenerate);
+        assert_eq!(refused(&["-c", "a.c", "-M", "-MD"]), Reason::DependenciesOnly);
+        assert_eq!(refused(&["-c", "a.c", "-fsyntax-only"]), Reason::PreprocessOnly);
+        assert_eq!(refused(&["-c", "a.c", "-dumpdir", "x/"]), Reason::ExtraOutputs);
     }
 
     #[test]
@@ -966,8 +980,8 @@ mod tests {
         assert_eq!(s.dwo_path(), Some(PathBuf::from("o/a.dwo")));
         let c = ok(&["-c", "a.c", "-o", "o/a.o", "--coverage"]);
         assert_eq!(c.gcno_path(), Some(PathBuf::from("o/a.gcno")));
-        let m = ok(&["-c", "a.c", "-fdebug-prefix-map=/home/x=."]);
-        assert_eq!(m.prefix_maps, vec![(OsString::from("/home/x"), OsString::from("."))]);
+        let m = ok(&["-c", "a.c", "-fdebug-prefix-map=/home/x=.", "-fmacro-prefix-map=/home/y=."]);
+        assert_eq!(m.prefix_maps, vec![(OsString::from("/home/x"), OsString::from("."))], "macro maps do not map cwd");
         assert!(ok(&["-c", "a.c", "-march=native"]).native_cpu);
     }
 
