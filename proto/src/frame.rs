@@ -1,14 +1,17 @@
-//! Frame codec for the wrapper↔daemon Unix socket.
+//! Frame codec, shared by the wrapper↔daemon Unix socket ([`LOCAL`]) and the QUIC streams to the scheduler
+//! ([`REMOTE`]).
 //!
 //! ```text
-//! +------+------+---------+------------------+------------------------+
-//! | 'R'  | 'C'  | version | length (u32, LE) | payload (postcard)     |
-//! +------+------+---------+------------------+------------------------+
-//!   1 B    1 B     1 B          4 B              `length` bytes
+//! +---------+---------+---------+------------------+------------------------+
+//! | magic 0 | magic 1 | version | length (u32, LE) | payload (postcard)     |
+//! +---------+---------+---------+------------------+------------------------+
+//!     1 B       1 B       1 B          4 B              `length` bytes
 //! ```
 //!
-//! The length is checked against [`MAX_FRAME_LEN`] before anything is allocated; a peer speaking another
-//! [`PROTOCOL_VERSION`] gets [`FrameError::Version`], never a misparse.
+//! `RC` for [`LOCAL`] (payload at most 64 MiB: a compile's stdout and stderr travel in it), `RQ` for
+//! [`REMOTE`] (at most 1 MiB: blobs travel outside frames, as streamed bodies). The length is checked
+//! against the channel's limit before anything is allocated; a peer speaking another version gets
+//! [`FrameError::Version`], never a misparse.
 
 use serde::{de::DeserializeOwned, Serialize};
 use std::io::{self, Read, Write};
@@ -16,10 +19,57 @@ use std::io::{self, Read, Write};
 /// Version of the wrapper↔daemon protocol. A daemon and wrapper of different versions refuse each other.
 pub const PROTOCOL_VERSION: u8 = 1;
 
-/// Largest payload accepted (64 MiB): stdout and stderr of a compile travel in frames.
+/// Largest payload accepted on the local socket (64 MiB): stdout and stderr of a compile travel in frames.
 pub const MAX_FRAME_LEN: u32 = 64 << 20;
 
-const HEADER_LEN: usize = 7;
+/// One framed channel: its magic, version and payload limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Channel {
+    /// The two magic bytes.
+    pub magic: [u8; 2],
+    /// The protocol version spoken.
+    pub version: u8,
+    /// Largest payload accepted.
+    pub max_len: u32,
+}
+
+/// The wrapper↔daemon socket.
+pub const LOCAL: Channel = Channel { magic: *b"RC", version: PROTOCOL_VERSION, max_len: MAX_FRAME_LEN };
+
+/// Requests and responses on QUIC streams to the scheduler.
+pub const REMOTE: Channel = Channel { magic: *b"RQ", version: 1, max_len: 1 << 20 };
+
+/// Bytes in a frame header.
+pub const HEADER_LEN: usize = 7;
+
+impl Channel {
+    /// Encodes one message as a complete frame.
+    pub fn encode<T: Serialize>(&self, msg: &T) -> Result<Vec<u8>, FrameError> {
+        let header = vec![self.magic[0], self.magic[1], self.version, 0, 0, 0, 0];
+        let mut out = postcard::to_extend(msg, header)?;
+        let len = out.len() - HEADER_LEN;
+        if len > self.max_len as usize {
+            return Err(FrameError::TooLarge(len as u64));
+        }
+        out[3..7].copy_from_slice(&(len as u32).to_le_bytes());
+        Ok(out)
+    }
+
+    /// Checks a frame header and returns the payload length it announces.
+    pub fn check_header(&self, header: &[u8; HEADER_LEN]) -> Result<usize, FrameError> {
+        if header[..2] != self.magic {
+            return Err(FrameError::Magic);
+        }
+        if header[2] != self.version {
+            return Err(FrameError::Version { peer: header[2], ours: self.version });
+        }
+        let len = u32::from_le_bytes([header[3], header[4], header[5], header[6]]);
+        if len > self.max_len {
+            return Err(FrameError::TooLarge(u64::from(len)));
+        }
+        Ok(len as usize)
+    }
+}
 
 /// Why a frame could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -34,43 +84,29 @@ pub enum FrameError {
     #[error("not an rcc frame (bad magic)")]
     Magic,
     /// The peer speaks another protocol version.
-    #[error("peer speaks protocol version {peer}, this build speaks {PROTOCOL_VERSION}")]
+    #[error("peer speaks protocol version {peer}, this build speaks {ours}")]
     Version {
         /// The version the peer sent.
         peer: u8,
+        /// The version this build speaks.
+        ours: u8,
     },
-    /// The announced length exceeds [`MAX_FRAME_LEN`].
-    #[error("frame of {0} bytes exceeds the {MAX_FRAME_LEN}-byte limit")]
+    /// The announced length exceeds the channel's limit.
+    #[error("frame of {0} bytes exceeds the channel's limit")]
     TooLarge(u64),
     /// The payload is not a valid message.
     #[error("malformed message: {0}")]
     Decode(#[from] postcard::Error),
 }
 
-/// Encodes one message as a complete frame.
+/// Encodes one message as a complete [`LOCAL`] frame.
 pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
-    let mut out = postcard::to_extend(msg, vec![b'R', b'C', PROTOCOL_VERSION, 0, 0, 0, 0])?;
-    let len = out.len() - HEADER_LEN;
-    if len > MAX_FRAME_LEN as usize {
-        return Err(FrameError::TooLarge(len as u64));
-    }
-    out[3..7].copy_from_slice(&(len as u32).to_le_bytes());
-    Ok(out)
+    LOCAL.encode(msg)
 }
 
-/// Checks a frame header and returns the payload length it announces.
+/// Checks a [`LOCAL`] frame header and returns the payload length it announces.
 pub fn check_header(header: &[u8; HEADER_LEN]) -> Result<usize, FrameError> {
-    if header[0] != b'R' || header[1] != b'C' {
-        return Err(FrameError::Magic);
-    }
-    if header[2] != PROTOCOL_VERSION {
-        return Err(FrameError::Version { peer: header[2] });
-    }
-    let len = u32::from_le_bytes([header[3], header[4], header[5], header[6]]);
-    if len > MAX_FRAME_LEN {
-        return Err(FrameError::TooLarge(u64::from(len)));
-    }
-    Ok(len as usize)
+    LOCAL.check_header(header)
 }
 
 /// Decodes a payload (the bytes after the header).

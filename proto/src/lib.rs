@@ -4,6 +4,7 @@
 //!   are built with (never `Hash` or `Debug` output).
 //! - [`frame`]: the length-prefixed, size-capped, versioned frame codec used on the wrapper↔daemon socket.
 //! - [`ipc`]: the messages the wrapper and the daemon exchange.
+//! - [`remote`]: the messages daemons and the scheduler exchange over QUIC.
 //! - [`config`]: the effective settings, from defaults, the TOML config file and `RCC_*` variables, each with
 //!   where it came from.
 //! - [`vars`]: every `RCC_*` environment variable, declared once.
@@ -16,6 +17,7 @@ pub mod config;
 pub mod digest;
 pub mod frame;
 pub mod ipc;
+pub mod remote;
 pub mod stats;
 pub mod vars;
 

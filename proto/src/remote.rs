@@ -1,0 +1,271 @@
+//! The remote protocol: daemons (and later workers) and the scheduler over QUIC.
+//!
+//! One request per bidirectional stream, so a slow blob never blocks a lookup. Each stream carries:
+//!
+//! ```text
+//! client → server:  REMOTE frame(Request)  [PutBlob: then the blob body]
+//! server → client:  REMOTE frame(Response) [Blob:    then the blob body]
+//! ```
+//!
+//! A body is the blob zstd-compressed, ending with the stream. The receiver decompresses with a bound of the
+//! announced size (at most [`MAX_BLOB`]) and checks the SHA-256 before it stores or uses anything.
+//!
+//! A connection starts with a [`Request::Hello`] stream carrying the client's token; until it succeeds every
+//! other request is answered [`RemoteError::Unauthenticated`]. The token's scopes decide what the
+//! connection may do ([`Scope`]).
+
+use crate::Digest;
+use serde::{Deserialize, Serialize};
+
+/// Largest blob accepted (uncompressed).
+pub const MAX_BLOB: u64 = 1 << 30;
+/// Most digests in one [`Request::FindMissing`].
+pub const MAX_FIND_MISSING: usize = 16_384;
+/// Most output files in one action result.
+pub const MAX_OUTPUTS: usize = 1_024;
+/// ALPN protocol name on the QUIC connection.
+pub const ALPN: &[u8] = b"rcc/1";
+
+/// What a token allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Scope {
+    /// Read the shared cache.
+    Read,
+    /// Write the shared cache.
+    Write,
+    /// Submit actions for remote execution.
+    Execute,
+    /// Register as a worker.
+    Worker,
+    /// Administer the scheduler.
+    Admin,
+}
+
+impl Scope {
+    /// Every scope.
+    pub const ALL: [Scope; 5] = [Scope::Read, Scope::Write, Scope::Execute, Scope::Worker, Scope::Admin];
+
+    /// The scope's name on command lines and in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Write => "write",
+            Scope::Execute => "execute",
+            Scope::Worker => "worker",
+            Scope::Admin => "admin",
+        }
+    }
+
+    /// Parses a name.
+    pub fn parse(name: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+/// One output file of an action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputFile {
+    /// What the file is, relative to the action (e.g. `object`, `depfile`, `dwo`).
+    pub name: String,
+    /// Its content in CAS.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Whether it is executable.
+    pub executable: bool,
+}
+
+/// The cached outcome of an action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionResult {
+    /// Output files, each in CAS.
+    pub outputs: Vec<OutputFile>,
+    /// Standard output in CAS.
+    pub stdout: Option<Digest>,
+    /// Standard error in CAS.
+    pub stderr: Option<Digest>,
+    /// Exit code.
+    pub exit_code: i32,
+}
+
+impl ActionResult {
+    /// Every blob the result names.
+    pub fn blobs(&self) -> impl Iterator<Item = Digest> + '_ {
+        self.outputs.iter().map(|o| o.digest).chain(self.stdout).chain(self.stderr)
+    }
+}
+
+/// A request: the first frame of a stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Authenticate the connection.
+    Hello {
+        /// The bearer token.
+        token: String,
+    },
+    /// Which of these blobs the server lacks.
+    FindMissing {
+        /// At most [`MAX_FIND_MISSING`].
+        digests: Vec<Digest>,
+    },
+    /// Store a blob; its compressed body follows the frame.
+    PutBlob {
+        /// The digest the content must have.
+        digest: Digest,
+        /// Uncompressed size, at most [`MAX_BLOB`].
+        size: u64,
+    },
+    /// Fetch a blob.
+    GetBlob {
+        /// Its digest.
+        digest: Digest,
+    },
+    /// Fetch an action result.
+    GetActionResult {
+        /// The action key.
+        key: Digest,
+    },
+    /// Record an action result; refused unless every blob it names is stored.
+    UpdateActionResult {
+        /// The action key.
+        key: Digest,
+        /// The result.
+        result: ActionResult,
+    },
+}
+
+/// A response: the first frame the server writes on a stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Authenticated, with these scopes.
+    Welcome {
+        /// What the token allows.
+        scopes: Vec<Scope>,
+    },
+    /// The requested digests the server lacks.
+    Missing {
+        /// A subset of the request's digests.
+        digests: Vec<Digest>,
+    },
+    /// The blob or result was stored.
+    Stored,
+    /// The blob follows, compressed.
+    Blob {
+        /// Uncompressed size.
+        size: u64,
+    },
+    /// The action result.
+    ActionResult(ActionResult),
+    /// No such blob or result.
+    NotFound,
+    /// The request was refused.
+    Refused(RemoteError),
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum RemoteError {
+    /// No valid token was presented on this connection.
+    #[error("not authenticated: present a token (RCC_TOKEN)")]
+    Unauthenticated,
+    /// The token lacks a scope.
+    #[error("the token lacks the `{}` scope", .0.name())]
+    Forbidden(Scope),
+    /// The body's digest is not the announced one.
+    #[error("blob content does not match its digest")]
+    DigestMismatch,
+    /// A size or count limit was exceeded.
+    #[error("request exceeds a limit: {0}")]
+    TooLarge(String),
+    /// An action result names blobs the server does not hold.
+    #[error("{} blob(s) named by the result are not stored", .0.len())]
+    MissingBlobs(Vec<Digest>),
+    /// The request could not be understood.
+    #[error("malformed request: {0}")]
+    Malformed(String),
+    /// The server failed.
+    #[error("server error: {0}")]
+    Internal(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{FrameError, REMOTE};
+
+    fn decode_frame(bytes: &[u8]) -> Result<Request, FrameError> {
+        let header: [u8; 7] = bytes.get(..7).and_then(|h| h.try_into().ok()).ok_or(FrameError::Closed)?;
+        let len = REMOTE.check_header(&header)?;
+        let payload = bytes.get(7..7 + len).ok_or(FrameError::Closed)?;
+        crate::frame::decode(payload)
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        let result = ActionResult {
+            outputs: vec![OutputFile { name: "object".into(), digest: Digest::of(b"o"), size: 1, executable: false }],
+            stdout: None,
+            stderr: Some(Digest::of(b"e")),
+            exit_code: 0,
+        };
+        for req in [
+            Request::Hello { token: "t".into() },
+            Request::FindMissing { digests: vec![Digest::of(b"a"), Digest::of(b"b")] },
+            Request::PutBlob { digest: Digest::of(b"x"), size: 10 },
+            Request::UpdateActionResult { key: Digest::of(b"k"), result },
+        ] {
+            let bytes = REMOTE.encode(&req).unwrap();
+            assert_eq!(decode_frame(&bytes).unwrap(), req);
+        }
+        assert_eq!(result_blobs(), 2);
+    }
+
+    fn result_blobs() -> usize {
+        let r = ActionResult {
+            outputs: vec![OutputFile { name: "o".into(), digest: Digest::of(b"1"), size: 1, executable: false }],
+            stdout: Some(Digest::of(b"2")),
+            stderr: None,
+            exit_code: 0,
+        };
+        r.blobs().count()
+    }
+
+    #[test]
+    fn scopes_parse_by_name() {
+        for s in Scope::ALL {
+            assert_eq!(Scope::parse(s.name()), Some(s));
+        }
+        assert_eq!(Scope::parse("root"), None);
+    }
+
+    proptest::proptest! {
+        /// Arbitrary bytes never panic the decoder, and nothing is allocated past the frame limit: the length
+        /// is checked first, and postcard bounds collection pre-allocation by the input it has.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
+            let _ = decode_frame(&bytes);
+            let _: Result<Response, _> = crate::frame::decode(&bytes);
+        }
+
+        /// A valid header followed by arbitrary payload bytes.
+        #[test]
+        fn arbitrary_payloads_never_panic(payload in proptest::collection::vec(proptest::num::u8::ANY, 0..4096)) {
+            let mut frame = vec![b'R', b'Q', REMOTE.version];
+            frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            frame.extend_from_slice(&payload);
+            let _ = decode_frame(&frame);
+        }
+    }
+
+    #[test]
+    fn huge_announced_collections_are_refused_without_allocating() {
+        // FindMissing claiming 2^60 digests in a few bytes: must fail, not reserve memory.
+        let mut payload = vec![1u8]; // variant index of FindMissing
+        payload.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f]);
+        let r: Result<Request, _> = crate::frame::decode(&payload);
+        assert!(r.is_err());
+        let mut header = [b'R', b'Q', REMOTE.version, 0, 0, 0, 0];
+        header[3..7].copy_from_slice(&(REMOTE.max_len + 1).to_le_bytes());
+        assert!(matches!(REMOTE.check_header(&header), Err(FrameError::TooLarge(_))));
+    }
+}

@@ -1,0 +1,464 @@
+//! Shared-cache storage: content-addressable blobs and action results, behind [`Storage`] so that an
+//! object-storage backend can be added without touching the protocol.
+//!
+//! [`DiskStorage`], the embedded default, keeps blobs as zstd files under `<dir>/blobs/` and a metadata
+//! index in a redb database (`<dir>/index.redb`): per blob its size, stored size, last access and how many
+//! action results name it; per action result its encoding and last access. Eviction keeps the store under
+//! its limit without ever leaving a result that names an evicted blob: blobs named by results go only with
+//! the last result naming them; unnamed blobs and results go least recently used first.
+
+use rcc_proto::remote::ActionResult;
+use rcc_proto::Digest;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// blob digest -> (size, stored bytes, last access (s), results naming it)
+const BLOBS: TableDefinition<[u8; 32], (u64, u64, u64, u64)> = TableDefinition::new("blobs");
+/// action key -> last access (s) as 8 LE bytes, then the postcard-encoded result
+const ACTIONS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("actions");
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The blob's content does not have the announced digest.
+    #[error("blob content does not match digest {0}")]
+    DigestMismatch(Digest),
+    /// The result names blobs that are not stored.
+    #[error("{} blob(s) named by the result are not stored", .0.len())]
+    MissingBlobs(Vec<Digest>),
+    /// Disk I/O failed.
+    #[error("storage I/O on {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The index failed.
+    #[error("storage index: {0}")]
+    Index(String),
+}
+
+fn index_err(e: impl std::fmt::Display) -> StorageError {
+    StorageError::Index(e.to_string())
+}
+
+/// What the scheduler stores. Implementations must be safe to share between connections.
+pub trait Storage: Send + Sync {
+    /// The digests among `digests` that are not stored.
+    fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>, StorageError>;
+    /// Stores a blob after checking that `data` has the digest `digest`.
+    fn put_blob(&self, digest: &Digest, data: &[u8]) -> Result<(), StorageError>;
+    /// A stored blob, checked against its digest.
+    fn get_blob(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StorageError>;
+    /// A stored action result.
+    fn get_action_result(&self, key: &Digest) -> Result<Option<ActionResult>, StorageError>;
+    /// Stores an action result; refused unless every blob it names is stored.
+    fn update_action_result(&self, key: &Digest, result: &ActionResult) -> Result<(), StorageError>;
+}
+
+/// Blobs on disk, metadata in redb.
+pub struct DiskStorage {
+    dir: PathBuf,
+    db: Database,
+    limit: u64,
+    stored_bytes: AtomicU64,
+    /// Serialises eviction with the writes that decide it.
+    evicting: Mutex<()>,
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl DiskStorage {
+    /// Opens (creating) the storage in `dir` with a size limit in bytes (stored, i.e. compressed, bytes).
+    pub fn open(dir: &Path, limit: u64) -> Result<DiskStorage, StorageError> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| StorageError::Io { path, source }
+        };
+        fs::create_dir_all(dir.join("blobs")).map_err(io(dir))?;
+        fs::create_dir_all(dir.join("tmp")).map_err(io(dir))?;
+        let db = Database::create(dir.join("index.redb")).map_err(index_err)?;
+        let txn = db.begin_write().map_err(index_err)?;
+        let mut total = 0;
+        {
+            let blobs = txn.open_table(BLOBS).map_err(index_err)?;
+            txn.open_table(ACTIONS).map_err(index_err)?;
+            for row in blobs.iter().map_err(index_err)? {
+                let (_, v) = row.map_err(index_err)?;
+                total += v.value().1;
+            }
+        }
+        txn.commit().map_err(index_err)?;
+        Ok(DiskStorage {
+            dir: dir.to_owned(),
+            db,
+            limit,
+            stored_bytes: AtomicU64::new(total),
+            evicting: Mutex::new(()),
+        })
+    }
+
+    /// Stored (compressed) bytes of all blobs.
+    pub fn stored_bytes(&self) -> u64 {
+        self.stored_bytes.load(Ordering::Relaxed)
+    }
+
+    fn blob_path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.to_hex();
+        self.dir.join("blobs").join(&hex[..2]).join(&hex[2..])
+    }
+
+    fn remove_blob_file(&self, digest: &Digest) {
+        let _ = fs::remove_file(self.blob_path(digest));
+    }
+
+    /// Records an access without forcing it to disk (access times only steer eviction).
+    fn touch(&self, table_is_blobs: bool, key: &Digest) {
+        let Ok(mut txn) = self.db.begin_write() else { return };
+        let _ = txn.set_durability(Durability::None);
+        let stamp = now();
+        let updated = (|| -> Result<(), redb::Error> {
+            if table_is_blobs {
+                let mut t = txn.open_table(BLOBS)?;
+                let found = t.get(key.0)?.map(|v| v.value());
+                if let Some((size, stored, _, refs)) = found {
+                    t.insert(key.0, (size, stored, stamp, refs))?;
+                }
+            } else {
+                let mut t = txn.open_table(ACTIONS)?;
+                let found = t.get(key.0)?.map(|v| v.value().to_vec());
+                if let Some(mut bytes) = found {
+                    bytes[..8].copy_from_slice(&stamp.to_le_bytes());
+                    t.insert(key.0, bytes.as_slice())?;
+                }
+            }
+            Ok(())
+        })();
+        if updated.is_ok() {
+            let _ = txn.commit();
+        }
+    }
+
+    /// Evicts until the store is at most 90 % of its limit: unnamed blobs and action results, least recently
+    /// used first; a blob named by results goes when the last of them does.
+    pub fn evict(&self) -> Result<(), StorageError> {
+        let _guard = self.evicting.lock().unwrap_or_else(|e| e.into_inner());
+        let target = self.limit / 10 * 9;
+        if self.stored_bytes() <= target {
+            return Ok(());
+        }
+        // Candidates: (last access, is_result, key)
+        let mut candidates: Vec<(u64, bool, [u8; 32])> = Vec::new();
+        {
+            let txn = self.db.begin_read().map_err(index_err)?;
+            let blobs = txn.open_table(BLOBS).map_err(index_err)?;
+            for row in blobs.iter().map_err(index_err)? {
+                let (k, v) = row.map_err(index_err)?;
+                let (_, _, access, refs) = v.value();
+                if refs == 0 {
+                    candidates.push((access, false, k.value()));
+                }
+            }
+            let actions = txn.open_table(ACTIONS).map_err(index_err)?;
+            for row in actions.iter().map_err(index_err)? {
+                let (k, v) = row.map_err(index_err)?;
+                let bytes = v.value();
+                let access = bytes.get(..8).map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
+                candidates.push((access, true, k.value()));
+            }
+        }
+        candidates.sort();
+        let txn = self.db.begin_write().map_err(index_err)?;
+        let mut freed_files = Vec::new();
+        {
+            let mut blobs = txn.open_table(BLOBS).map_err(index_err)?;
+            let mut actions = txn.open_table(ACTIONS).map_err(index_err)?;
+            let mut total = self.stored_bytes();
+            for (_, is_result, key) in candidates {
+                if total <= target {
+                    break;
+                }
+                let mut drop_blob = |digest: [u8; 32], blobs: &mut redb::Table<[u8; 32], (u64, u64, u64, u64)>| {
+                    if let Ok(Some((size, stored, access, refs))) = blobs.get(digest).map(|v| v.map(|v| v.value())) {
+                        if refs <= 1 {
+                            let _ = blobs.remove(digest);
+                            total = total.saturating_sub(stored);
+                            freed_files.push(Digest(digest));
+                        } else {
+                            let _ = blobs.insert(digest, (size, stored, access, refs - 1));
+                        }
+                    }
+                };
+                if is_result {
+                    let removed = actions.remove(key).map_err(index_err)?.map(|v| v.value().to_vec());
+                    let Some(bytes) = removed else { continue };
+                    if let Ok(result) = postcard::from_bytes::<ActionResult>(&bytes[8..]) {
+                        for blob in result.blobs() {
+                            drop_blob(blob.0, &mut blobs);
+                        }
+                    }
+                } else if blobs.get(key).map_err(index_err)?.is_some_and(|v| v.value().3 == 0) {
+                    drop_blob(key, &mut blobs);
+                }
+            }
+            self.stored_bytes.store(total, Ordering::Relaxed);
+        }
+        txn.commit().map_err(index_err)?;
+        // Files go after the index no longer names them: a crash in between leaves only orphan files.
+        for digest in freed_files {
+            self.remove_blob_file(&digest);
+        }
+        Ok(())
+    }
+}
+
+impl Storage for DiskStorage {
+    fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>, StorageError> {
+        let txn = self.db.begin_read().map_err(index_err)?;
+        let blobs = txn.open_table(BLOBS).map_err(index_err)?;
+        let mut missing = Vec::new();
+        for d in digests {
+            if blobs.get(d.0).map_err(index_err)?.is_none() || !self.blob_path(d).exists() {
+                missing.push(*d);
+            }
+        }
+        Ok(missing)
+    }
+
+    fn put_blob(&self, digest: &Digest, data: &[u8]) -> Result<(), StorageError> {
+        if Digest::of(data) != *digest {
+            return Err(StorageError::DigestMismatch(*digest));
+        }
+        let path = self.blob_path(digest);
+        let io = |source| StorageError::Io { path: path.clone(), source };
+        let compressed = zstd::bulk::compress(data, 3).map_err(io)?;
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(io)?;
+        }
+        let tmp = self.dir.join("tmp").join(format!("{}.{}", digest.to_hex(), std::process::id()));
+        fs::write(&tmp, &compressed).map_err(io)?;
+        fs::rename(&tmp, &path).map_err(io)?;
+        let txn = self.db.begin_write().map_err(index_err)?;
+        let added = {
+            let mut blobs = txn.open_table(BLOBS).map_err(index_err)?;
+            let existing = blobs.get(digest.0).map_err(index_err)?.map(|v| v.value());
+            let refs = existing.map_or(0, |e| e.3);
+            blobs.insert(digest.0, (data.len() as u64, compressed.len() as u64, now(), refs)).map_err(index_err)?;
+            if existing.is_none() {
+                compressed.len() as u64
+            } else {
+                0
+            }
+        };
+        txn.commit().map_err(index_err)?;
+        self.stored_bytes.fetch_add(added, Ordering::Relaxed);
+        if self.stored_bytes() > self.limit {
+            self.evict()?;
+        }
+        Ok(())
+    }
+
+    fn get_blob(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StorageError> {
+        let size = {
+            let txn = self.db.begin_read().map_err(index_err)?;
+            let blobs = txn.open_table(BLOBS).map_err(index_err)?;
+            match blobs.get(digest.0).map_err(index_err)? {
+                Some(v) => v.value().0,
+                None => return Ok(None),
+            }
+        };
+        let path = self.blob_path(digest);
+        let compressed = match fs::read(&path) {
+            Ok(c) => c,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(StorageError::Io { path, source }),
+        };
+        match zstd::bulk::decompress(&compressed, size as usize) {
+            Ok(data) if Digest::of(&data) == *digest => {
+                self.touch(true, digest);
+                Ok(Some(data))
+            }
+            _ => {
+                // Damaged on disk: drop the file so the next writer replaces it.
+                tracing::warn!(digest = %digest, "corrupt blob removed");
+                self.remove_blob_file(digest);
+                Ok(None)
+            }
+        }
+    }
+
+    fn get_action_result(&self, key: &Digest) -> Result<Option<ActionResult>, StorageError> {
+        let bytes = {
+            let txn = self.db.begin_read().map_err(index_err)?;
+            let actions = txn.open_table(ACTIONS).map_err(index_err)?;
+            match actions.get(key.0).map_err(index_err)? {
+                Some(v) => v.value().to_vec(),
+                None => return Ok(None),
+            }
+        };
+        let Some(result) = bytes.get(8..).and_then(|b| postcard::from_bytes::<ActionResult>(b).ok()) else {
+            return Ok(None);
+        };
+        // An entry counts only while every blob it names is still there.
+        if !self.find_missing(&result.blobs().collect::<Vec<_>>())?.is_empty() {
+            return Ok(None);
+        }
+        self.touch(false, key);
+        Ok(Some(result))
+    }
+
+    fn update_action_result(&self, key: &Digest, result: &ActionResult) -> Result<(), StorageError> {
+        let _guard = self.evicting.lock().unwrap_or_else(|e| e.into_inner());
+        let named: Vec<Digest> = result.blobs().collect();
+        let missing = self.find_missing(&named)?;
+        if !missing.is_empty() {
+            return Err(StorageError::MissingBlobs(missing));
+        }
+        let mut value = now().to_le_bytes().to_vec();
+        value.extend(postcard::to_allocvec(result).map_err(index_err)?);
+        let txn = self.db.begin_write().map_err(index_err)?;
+        {
+            let mut actions = txn.open_table(ACTIONS).map_err(index_err)?;
+            let mut blobs = txn.open_table(BLOBS).map_err(index_err)?;
+            let previous = actions.insert(key.0, value.as_slice()).map_err(index_err)?.map(|v| v.value().to_vec());
+            let mut adjust = |digest: Digest, delta: i64| -> Result<(), StorageError> {
+                let current = blobs.get(digest.0).map_err(index_err)?.map(|v| v.value());
+                if let Some((size, stored, access, refs)) = current {
+                    let refs = refs.saturating_add_signed(delta);
+                    blobs.insert(digest.0, (size, stored, access, refs)).map_err(index_err)?;
+                }
+                Ok(())
+            };
+            if let Some(prev) = previous.as_ref().and_then(|p| postcard::from_bytes::<ActionResult>(&p[8..]).ok()) {
+                for d in prev.blobs() {
+                    adjust(d, -1)?;
+                }
+            }
+            for d in named {
+                adjust(d, 1)?;
+            }
+        }
+        txn.commit().map_err(index_err)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcc_proto::remote::OutputFile;
+
+    fn result_naming(blobs: &[&Digest]) -> ActionResult {
+        ActionResult {
+            outputs: blobs
+                .iter()
+                .map(|d| OutputFile { name: "object".into(), digest: **d, size: 1, executable: false })
+                .collect(),
+            stdout: None,
+            stderr: None,
+            exit_code: 0,
+        }
+    }
+
+    fn noise(seed: u64, len: usize) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn blobs_round_trip_and_tampered_ones_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = DiskStorage::open(dir.path(), 1 << 30).unwrap();
+        let data = b"object bytes".to_vec();
+        let d = Digest::of(&data);
+        assert_eq!(s.find_missing(&[d]).unwrap(), vec![d]);
+        assert!(matches!(s.put_blob(&d, b"other bytes"), Err(StorageError::DigestMismatch(_))));
+        s.put_blob(&d, &data).unwrap();
+        assert!(s.find_missing(&[d]).unwrap().is_empty());
+        assert_eq!(s.get_blob(&d).unwrap(), Some(data));
+        // Damage on disk is detected and the blob dropped.
+        fs::write(s.blob_path(&d), zstd::bulk::compress(b"object bytez", 3).unwrap()).unwrap();
+        assert_eq!(s.get_blob(&d).unwrap(), None);
+    }
+
+    #[test]
+    fn results_naming_missing_blobs_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = DiskStorage::open(dir.path(), 1 << 30).unwrap();
+        let present = Digest::of(b"a");
+        s.put_blob(&present, b"a").unwrap();
+        let absent = Digest::of(b"b");
+        let key = Digest::of(b"action");
+        match s.update_action_result(&key, &result_naming(&[&present, &absent])) {
+            Err(StorageError::MissingBlobs(m)) => assert_eq!(m, vec![absent]),
+            other => panic!("expected MissingBlobs, got {other:?}"),
+        }
+        s.update_action_result(&key, &result_naming(&[&present])).unwrap();
+        assert_eq!(s.get_action_result(&key).unwrap(), Some(result_naming(&[&present])));
+    }
+
+    #[test]
+    fn index_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Digest::of(b"persist");
+        {
+            let s = DiskStorage::open(dir.path(), 1 << 30).unwrap();
+            s.put_blob(&d, b"persist").unwrap();
+            s.update_action_result(&Digest::of(b"k"), &result_naming(&[&d])).unwrap();
+        }
+        let s = DiskStorage::open(dir.path(), 1 << 30).unwrap();
+        assert!(s.stored_bytes() > 0);
+        assert!(s.get_action_result(&Digest::of(b"k")).unwrap().is_some());
+    }
+
+    #[test]
+    fn eviction_never_leaves_a_result_naming_an_evicted_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        // Room for about four 10 kB incompressible blobs.
+        let s = DiskStorage::open(dir.path(), 45_000).unwrap();
+        let mut keys = Vec::new();
+        for i in 0..12u64 {
+            let data = noise(i + 1, 10_000);
+            let d = Digest::of(&data);
+            s.put_blob(&d, &data).unwrap();
+            let key = Digest::of(&i.to_le_bytes());
+            // Some results are refused when their blob was evicted between put and update: as a client sees.
+            if s.update_action_result(&key, &result_naming(&[&d])).is_ok() {
+                keys.push((key, d));
+            }
+        }
+        assert!(s.stored_bytes() <= 45_000, "{}", s.stored_bytes());
+        let mut alive = 0;
+        for (key, blob) in &keys {
+            if let Some(result) = s.get_action_result(key).unwrap() {
+                alive += 1;
+                assert!(s.get_blob(blob).unwrap().is_some(), "a live result names a live blob");
+                assert_eq!(result.outputs[0].digest, *blob);
+            }
+        }
+        assert!(alive >= 2, "recent results survive ({alive})");
+        // Every live result's blobs are present in the index and on disk.
+        let txn = s.db.begin_read().unwrap();
+        let actions = txn.open_table(ACTIONS).unwrap();
+        for row in actions.iter().unwrap() {
+            let (_, v) = row.unwrap();
+            let r: ActionResult = postcard::from_bytes(&v.value()[8..]).unwrap();
+            assert!(s.find_missing(&r.blobs().collect::<Vec<_>>()).unwrap().is_empty());
+        }
+    }
+}
