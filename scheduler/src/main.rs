@@ -1,1 +1,103 @@
-fn main() {}
+//! `rcc-scheduler`: serve the shared cache, manage tokens, print the certificate fingerprint.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use rcc_proto::config::parse_size;
+use rcc_proto::remote::Scope;
+use rcc_scheduler::server::{serve, Service};
+use rcc_scheduler::storage::DiskStorage;
+use rcc_scheduler::tls;
+use rcc_scheduler::tokens::TokenStore;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "rcc-scheduler", version, about = "rcc's shared cache service (QUIC)")]
+struct Cli {
+    /// State directory: certificate, tokens, storage.
+    #[arg(long, global = true, env = "RCC_SCHEDULER_STATE", default_value = "rcc-scheduler-state")]
+    state: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the shared cache.
+    Serve {
+        /// UDP address to listen on.
+        #[arg(long, default_value = "127.0.0.1:7878")]
+        listen: SocketAddr,
+        /// Certificate chain (PEM); default: a self-signed one in the state directory.
+        #[arg(long, requires = "key")]
+        cert: Option<PathBuf>,
+        /// Private key (PEM) of --cert.
+        #[arg(long, requires = "cert")]
+        key: Option<PathBuf>,
+        /// Storage size limit (e.g. 100G).
+        #[arg(long, default_value = "50G")]
+        cache_size: String,
+    },
+    /// Print the SHA-256 fingerprint clients pin (RCC_SCHEDULER_FINGERPRINT).
+    Fingerprint,
+    /// Manage tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it (it is stored hashed: this is the only time it is shown).
+    Create {
+        /// Comma-separated scopes: read, write, execute, worker, admin.
+        #[arg(long, default_value = "read")]
+        scope: String,
+        /// A label to recognise the token by.
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RCC_LOG_LEVEL").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    std::fs::create_dir_all(&cli.state).with_context(|| format!("creating {}", cli.state.display()))?;
+    match cli.command {
+        Command::Serve { listen, cert, key, cache_size } => {
+            let identity = tls::load_or_create(&cli.state, cert.as_deref(), key.as_deref())?;
+            let fingerprint = identity.fingerprint();
+            let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls::server_config(identity)?)
+                .context("configuring QUIC")?;
+            let config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+            let endpoint = quinn::Endpoint::server(config, listen).with_context(|| format!("listening on {listen}"))?;
+            let limit = parse_size(&cache_size).map_err(anyhow::Error::msg)?;
+            let storage = Arc::new(DiskStorage::open(&cli.state.join("cas"), limit)?);
+            let tokens = Arc::new(TokenStore::open(&cli.state)?);
+            tracing::info!(addr = %endpoint.local_addr()?, %fingerprint, "rcc-scheduler listening");
+            serve(endpoint, Service { storage, tokens }).await;
+        }
+        Command::Fingerprint => {
+            let identity = tls::load_or_create(&cli.state, None, None)?;
+            println!("{}", identity.fingerprint());
+        }
+        Command::Token { command: TokenCommand::Create { scope, label } } => {
+            let mut scopes = Vec::new();
+            for name in scope.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                match Scope::parse(name) {
+                    Some(s) => scopes.push(s),
+                    None => bail!("unknown scope `{name}` (read, write, execute, worker, admin)"),
+                }
+            }
+            let token = TokenStore::open(&cli.state)?.create(&scopes, &label)?;
+            println!("{token}");
+        }
+    }
+    Ok(())
+}

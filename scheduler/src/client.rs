@@ -1,0 +1,143 @@
+//! A client of the scheduler: one QUIC connection, authenticated once, one stream per request.
+
+use crate::tls::{client_config, Trust};
+use crate::wire::{read_body, read_frame, write_body, write_frame, WireError};
+use rcc_proto::remote::{ActionResult, RemoteError, Request, Response, Scope};
+use rcc_proto::Digest;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// A client failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Connecting or the TLS handshake failed (unreachable scheduler, untrusted certificate, …).
+    #[error("connecting to the scheduler at {addr}: {message}")]
+    Connect {
+        /// The scheduler's address.
+        addr: SocketAddr,
+        /// What failed.
+        message: String,
+    },
+    /// The scheduler refused the request.
+    #[error("the scheduler refused: {0}")]
+    Refused(#[from] RemoteError),
+    /// The stream or its content failed.
+    #[error("{0}")]
+    Wire(#[from] WireError),
+    /// The scheduler answered something this request does not expect.
+    #[error("unexpected answer from the scheduler: {0}")]
+    Unexpected(String),
+    /// A blob from the scheduler did not have the requested digest.
+    #[error("blob {0} from the scheduler failed its digest check")]
+    Corrupt(Digest),
+}
+
+/// An authenticated connection to the scheduler.
+pub struct Client {
+    _endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+    /// What the token allows.
+    pub scopes: Vec<Scope>,
+}
+
+impl Client {
+    /// Connects, verifies the scheduler by `trust`, and authenticates with `token`.
+    pub async fn connect(addr: SocketAddr, trust: &Trust, token: &str) -> Result<Client, ClientError> {
+        let fail = |message: String| ClientError::Connect { addr, message };
+        let tls = client_config(trust).map_err(|e| fail(e.to_string()))?;
+        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| fail(e.to_string()))?;
+        let bind: SocketAddr = if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
+            .parse()
+            .map_err(|e: std::net::AddrParseError| fail(e.to_string()))?;
+        let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| fail(e.to_string()))?;
+        endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+        let conn = endpoint
+            .connect(addr, "rcc-scheduler")
+            .map_err(|e| fail(e.to_string()))?
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let mut client = Client { _endpoint: endpoint, conn, scopes: Vec::new() };
+        match client.call(&Request::Hello { token: token.to_owned() }).await? {
+            Response::Welcome { scopes } => client.scopes = scopes,
+            other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+        Ok(client)
+    }
+
+    async fn open(&self) -> Result<(quinn::SendStream, quinn::RecvStream), ClientError> {
+        self.conn.open_bi().await.map_err(|e| ClientError::Wire(WireError::Stream(e.to_string())))
+    }
+
+    /// Sends a request with no body and reads the response frame.
+    async fn call(&self, request: &Request) -> Result<Response, ClientError> {
+        let (mut send, mut recv) = self.open().await?;
+        write_frame(&mut send, request).await?;
+        send.finish().map_err(|e| ClientError::Wire(WireError::Stream(e.to_string())))?;
+        match read_frame(&mut recv).await? {
+            Response::Refused(e) => Err(ClientError::Refused(e)),
+            other => Ok(other),
+        }
+    }
+
+    /// The digests the scheduler lacks.
+    pub async fn find_missing(&self, digests: Vec<Digest>) -> Result<Vec<Digest>, ClientError> {
+        match self.call(&Request::FindMissing { digests }).await? {
+            Response::Missing { digests } => Ok(digests),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Uploads a blob under the digest given (the scheduler checks it).
+    pub async fn put_blob_as(&self, digest: Digest, data: &[u8]) -> Result<(), ClientError> {
+        let (mut send, mut recv) = self.open().await?;
+        write_frame(&mut send, &Request::PutBlob { digest, size: data.len() as u64 }).await?;
+        write_body(&mut send, data).await?;
+        match read_frame(&mut recv).await? {
+            Response::Stored => Ok(()),
+            Response::Refused(e) => Err(ClientError::Refused(e)),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Uploads a blob; returns its digest.
+    pub async fn put_blob(&self, data: &[u8]) -> Result<Digest, ClientError> {
+        let digest = Digest::of(data);
+        self.put_blob_as(digest, data).await.map(|()| digest)
+    }
+
+    /// Downloads a blob, checked against its digest.
+    pub async fn get_blob(&self, digest: Digest) -> Result<Option<Vec<u8>>, ClientError> {
+        let (mut send, mut recv) = self.open().await?;
+        write_frame(&mut send, &Request::GetBlob { digest }).await?;
+        send.finish().map_err(|e| ClientError::Wire(WireError::Stream(e.to_string())))?;
+        match read_frame(&mut recv).await? {
+            Response::Blob { size } => {
+                let data = read_body(&mut recv, size).await?;
+                if Digest::of(&data) != digest {
+                    return Err(ClientError::Corrupt(digest));
+                }
+                Ok(Some(data))
+            }
+            Response::NotFound => Ok(None),
+            Response::Refused(e) => Err(ClientError::Refused(e)),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// An action result, if the scheduler has one whose blobs are all present.
+    pub async fn get_action_result(&self, key: Digest) -> Result<Option<ActionResult>, ClientError> {
+        match self.call(&Request::GetActionResult { key }).await? {
+            Response::ActionResult(r) => Ok(Some(r)),
+            Response::NotFound => Ok(None),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Records an action result (every blob it names must be uploaded first).
+    pub async fn update_action_result(&self, key: Digest, result: ActionResult) -> Result<(), ClientError> {
+        match self.call(&Request::UpdateActionResult { key, result }).await? {
+            Response::Stored => Ok(()),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+}

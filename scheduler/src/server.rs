@@ -1,0 +1,157 @@
+//! The QUIC service: one connection per client, one request per bidirectional stream, authentication by
+//! the connection's first `Hello`. Storage calls run on the blocking pool.
+
+use crate::storage::{Storage, StorageError};
+use crate::tokens::TokenStore;
+use crate::wire::{read_body, read_frame, write_body, write_frame, WireError};
+use rcc_proto::remote::{RemoteError, Request, Response, Scope, MAX_FIND_MISSING, MAX_OUTPUTS};
+use std::sync::{Arc, RwLock};
+
+/// What every connection handler shares.
+#[derive(Clone)]
+pub struct Service {
+    /// The shared cache.
+    pub storage: Arc<dyn Storage>,
+    /// Known tokens.
+    pub tokens: Arc<TokenStore>,
+}
+
+/// Accepts connections until the endpoint closes.
+pub async fn serve(endpoint: quinn::Endpoint, service: Service) {
+    while let Some(incoming) = endpoint.accept().await {
+        let service = service.clone();
+        tokio::spawn(async move {
+            match incoming.await {
+                Ok(conn) => connection(conn, service).await,
+                Err(e) => tracing::debug!(error = %e, "handshake failed"),
+            }
+        });
+    }
+}
+
+async fn connection(conn: quinn::Connection, service: Service) {
+    let peer = conn.remote_address();
+    let span = tracing::debug_span!("connection", %peer);
+    let _guard = span.enter();
+    let scopes: Arc<RwLock<Option<Vec<Scope>>>> = Arc::new(RwLock::new(None));
+    loop {
+        let (send, recv) = match conn.accept_bi().await {
+            Ok(streams) => streams,
+            Err(e) => {
+                tracing::debug!(error = %e, "connection closed");
+                return;
+            }
+        };
+        let (service, scopes) = (service.clone(), scopes.clone());
+        tokio::spawn(async move {
+            if let Err(e) = stream(send, recv, &service, &scopes).await {
+                tracing::debug!(error = %e, "stream failed");
+            }
+        });
+    }
+}
+
+fn refuse(error: RemoteError) -> Response {
+    Response::Refused(error)
+}
+
+fn storage_refusal(e: StorageError) -> RemoteError {
+    match e {
+        StorageError::DigestMismatch(_) => RemoteError::DigestMismatch,
+        StorageError::MissingBlobs(m) => RemoteError::MissingBlobs(m),
+        other => RemoteError::Internal(other.to_string()),
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, RemoteError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| RemoteError::Internal(e.to_string()))
+}
+
+async fn stream(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    service: &Service,
+    scopes: &RwLock<Option<Vec<Scope>>>,
+) -> Result<(), WireError> {
+    let request: Request = match read_frame(&mut recv).await {
+        Ok(r) => r,
+        Err(WireError::Frame(e)) => {
+            write_frame(&mut send, &refuse(RemoteError::Malformed(e.to_string()))).await?;
+            return send.finish().map_err(|e| WireError::Stream(e.to_string()));
+        }
+        Err(e) => return Err(e),
+    };
+    let allowed = |needed: Scope| -> Result<(), RemoteError> {
+        match scopes.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            None => Err(RemoteError::Unauthenticated),
+            Some(have) if have.contains(&needed) => Ok(()),
+            Some(_) => Err(RemoteError::Forbidden(needed)),
+        }
+    };
+    let storage = service.storage.clone();
+    let response = match request {
+        Request::Hello { token } => match service.tokens.scopes(&token) {
+            Some(granted) => {
+                *scopes.write().unwrap_or_else(|e| e.into_inner()) = Some(granted.clone());
+                Response::Welcome { scopes: granted }
+            }
+            None => refuse(RemoteError::Unauthenticated),
+        },
+        Request::FindMissing { digests } => match allowed(Scope::Read) {
+            Err(e) => refuse(e),
+            Ok(()) if digests.len() > MAX_FIND_MISSING => {
+                refuse(RemoteError::TooLarge(format!("at most {MAX_FIND_MISSING} digests per request")))
+            }
+            Ok(()) => match blocking(move || storage.find_missing(&digests)).await {
+                Ok(Ok(digests)) => Response::Missing { digests },
+                Ok(Err(e)) => refuse(storage_refusal(e)),
+                Err(e) => refuse(e),
+            },
+        },
+        Request::PutBlob { digest, size } => match allowed(Scope::Write) {
+            Err(e) => refuse(e),
+            Ok(()) => match read_body(&mut recv, size).await {
+                Err(e) => refuse(RemoteError::Malformed(e.to_string())),
+                Ok(data) => match blocking(move || storage.put_blob(&digest, &data)).await {
+                    Ok(Ok(())) => Response::Stored,
+                    Ok(Err(e)) => refuse(storage_refusal(e)),
+                    Err(e) => refuse(e),
+                },
+            },
+        },
+        Request::GetBlob { digest } => match allowed(Scope::Read) {
+            Err(e) => refuse(e),
+            Ok(()) => match blocking(move || storage.get_blob(&digest)).await {
+                Ok(Ok(Some(data))) => {
+                    write_frame(&mut send, &Response::Blob { size: data.len() as u64 }).await?;
+                    return write_body(&mut send, &data).await;
+                }
+                Ok(Ok(None)) => Response::NotFound,
+                Ok(Err(e)) => refuse(storage_refusal(e)),
+                Err(e) => refuse(e),
+            },
+        },
+        Request::GetActionResult { key } => match allowed(Scope::Read) {
+            Err(e) => refuse(e),
+            Ok(()) => match blocking(move || storage.get_action_result(&key)).await {
+                Ok(Ok(Some(result))) => Response::ActionResult(result),
+                Ok(Ok(None)) => Response::NotFound,
+                Ok(Err(e)) => refuse(storage_refusal(e)),
+                Err(e) => refuse(e),
+            },
+        },
+        Request::UpdateActionResult { key, result } => match allowed(Scope::Write) {
+            Err(e) => refuse(e),
+            Ok(()) if result.outputs.len() > MAX_OUTPUTS => {
+                refuse(RemoteError::TooLarge(format!("at most {MAX_OUTPUTS} outputs")))
+            }
+            Ok(()) => match blocking(move || storage.update_action_result(&key, &result)).await {
+                Ok(Ok(())) => Response::Stored,
+                Ok(Err(e)) => refuse(storage_refusal(e)),
+                Err(e) => refuse(e),
+            },
+        },
+    };
+    write_frame(&mut send, &response).await?;
+    send.finish().map_err(|e| WireError::Stream(e.to_string()))
+}

@@ -1,0 +1,97 @@
+//! Bearer tokens with scopes, stored hashed (SHA-256) in `<state>/tokens.json`: the scheduler never keeps a
+//! token it could hand out again.
+
+use rcc_proto::remote::Scope;
+use rcc_proto::Digest;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredToken {
+    sha256: String,
+    scopes: Vec<Scope>,
+    label: String,
+}
+
+/// A token store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The file could not be read or written.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// The known tokens.
+pub struct TokenStore {
+    path: PathBuf,
+    by_hash: RwLock<HashMap<Digest, Vec<Scope>>>,
+}
+
+impl TokenStore {
+    /// Loads `<state>/tokens.json` (absent = no tokens).
+    pub fn open(state: &Path) -> Result<TokenStore, TokenError> {
+        let path = state.join("tokens.json");
+        let stored: Vec<StoredToken> = match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| TokenError::File { path: path.clone(), message: e.to_string() })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(TokenError::File { path, message: e.to_string() }),
+        };
+        let by_hash = stored
+            .into_iter()
+            .filter_map(|t| Some((Digest::from_hex(&t.sha256)?, t.scopes)))
+            .collect::<HashMap<_, _>>();
+        Ok(TokenStore { path, by_hash: RwLock::new(by_hash) })
+    }
+
+    /// The scopes of a presented token, or `None` when it is unknown.
+    pub fn scopes(&self, token: &str) -> Option<Vec<Scope>> {
+        self.by_hash.read().unwrap_or_else(|e| e.into_inner()).get(&Digest::of(token.as_bytes())).cloned()
+    }
+
+    /// Creates a token with these scopes, saves its hash and returns the token itself (shown once).
+    pub fn create(&self, scopes: &[Scope], label: &str) -> Result<String, TokenError> {
+        let mut random = [0u8; 32];
+        fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut random))
+            .map_err(|e| TokenError::File { path: "/dev/urandom".into(), message: e.to_string() })?;
+        let token = format!("rcc_{}", hex::encode(random));
+        let mut stored: Vec<StoredToken> =
+            fs::read(&self.path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        let hash = Digest::of(token.as_bytes());
+        stored.push(StoredToken { sha256: hash.to_hex(), scopes: scopes.to_vec(), label: label.to_owned() });
+        let bytes = serde_json::to_vec_pretty(&stored)
+            .map_err(|e| TokenError::File { path: self.path.clone(), message: e.to_string() })?;
+        crate::tls::write_private(&self.path, &bytes)
+            .map_err(|e| TokenError::File { path: self.path.clone(), message: e.to_string() })?;
+        self.by_hash.write().unwrap_or_else(|e| e.into_inner()).insert(hash, scopes.to_vec());
+        Ok(token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_stored_hashed_and_keep_their_scopes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::open(dir.path()).unwrap();
+        let token = store.create(&[Scope::Read], "ci").unwrap();
+        assert_eq!(store.scopes(&token), Some(vec![Scope::Read]));
+        assert_eq!(store.scopes("rcc_wrong"), None);
+        let file = fs::read_to_string(dir.path().join("tokens.json")).unwrap();
+        assert!(!file.contains(&token), "the token itself is never written");
+        let reopened = TokenStore::open(dir.path()).unwrap();
+        assert_eq!(reopened.scopes(&token), Some(vec![Scope::Read]));
+    }
+}
