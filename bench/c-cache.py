@@ -1,16 +1,29 @@
 #!/usr/bin/env python3
-"""Times the plain compiler, ccache and rcc on real C sources in one run and prints a table.
+"""Times the plain compiler, ccache and rcc on real C sources in one run and prints a Markdown table.
 
-Phases per tool: cold build (empty cache, daemon not running), warm rebuild (objects deleted, all hits, through
-the build tool) and the time per hit (every compile command run once more, one after another, from a shell
-script: all hits, without the build tool's own time). Projects: Lua (each .c compiled by a loop, like make -j1), sqlite3.c (one big unit) and
-zlib-ng (CMake + Ninja, -j2). Rounds alternate the tools so that drift of the machine hits them alike; the
-table shows medians. Raw numbers go to bench/runs/c-cache-<time>.csv.
+Projects (sources from ../shared/corpus/get, copied to a temporary directory):
+  lua      every .c of Lua 5.4, compiled one after another by a shell loop (like make -j1), gcc -O2;
+  sqlite   sqlite3.c, one 9 MB translation unit, gcc -O2 (-O0 with --quick);
+  zlib-ng  CMake + Ninja, CMAKE_C_COMPILER_LAUNCHER=ccache|rcc, built with ninja -j2.
 
-Usage: bench/c-cache.sh [--quick] [--rounds N]
+Phases per tool and round:
+  cold    empty cache and no rcc daemon (stopped before every cold phase): a first build, including the
+          daemon's start and the compiler's identification;
+  warm    objects deleted, full rebuild through the same build driver: all hits, checked against the
+          tool's own statistics (a WARNING line if not);
+  serial  every compile command run once more, one after another from a shell script, without the build
+          tool (for zlib-ng: without ninja and its -j2): all hits.
+per hit = warm / compiles; serial hit = serial / compiles. Rounds alternate the tools so that drift of the
+machine hits them alike; the table shows medians. The objects of ccache and rcc (miss and hit) are compared
+byte for byte with the plain compiler's. One CSV line per measurement is appended, as it is taken, to
+bench/runs/c-cache-<date>-<time>.csv.
+
+Usage: bench/c-cache.sh [--quick] [--rounds N] [--only lua,sqlite,zlib-ng] [--no-rcc]
 """
 import argparse
 import csv
+import filecmp
+import json
 import os
 import platform
 import shlex
@@ -27,146 +40,22 @@ RCC = Path(os.environ.get("RCC_BIN", ROOT / "target" / "release" / "rcc"))
 CORPUS = ROOT.parent / "shared" / "corpus" / "get"
 
 
-def sh(cmd, **kw):
-    return subprocess.run(cmd, check=True, **kw)
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def sh(cmd, quiet=True, **kw):
+    """Runs a command; on failure shows its output (hidden otherwise when quiet) and raises."""
+    r = subprocess.run(cmd, capture_output=quiet, text=True, **kw)
+    if r.returncode != 0:
+        if quiet:
+            sys.stderr.write((r.stdout or "")[-4000:] + (r.stderr or "")[-4000:])
+        raise SystemExit(f"c-cache: command failed ({r.returncode}): {shlex.join(map(str, cmd))}")
+    return r
 
 
 def corpus(name):
-    out = subprocess.run([str(CORPUS), name], check=True, capture_output=True, text=True).stdout.strip()
-    return Path(out)
-
-
-class Tool:
-    """How one tool compiles: a prefix for each compile and an environment with its own cache."""
-
-    def __init__(self, name, work):
-        self.name = name
-        self.cache = work / f"cache-{name}"
-        self.env = dict(os.environ)
-        self.env.pop("RCC_DISABLE", None)
-        if name == "rcc":
-            self.env["RCC_DIR"] = str(self.cache)
-            self.prefix = [str(RCC)]
-        elif name == "ccache":
-            self.env["CCACHE_DIR"] = str(self.cache)
-            self.env["CCACHE_NOHASHDIR"] = "1"
-            self.prefix = ["ccache"]
-        else:
-            self.prefix = []
-
-    def reset(self):
-        """Empty cache, no daemon: what a first build meets."""
-        if self.name == "rcc":
-            subprocess.run([str(RCC), "--stop-daemon"], env=self.env, capture_output=True)
-        shutil.rmtree(self.cache, ignore_errors=True)
-        self.cache.mkdir(parents=True, exist_ok=True)
-
-    def hits(self):
-        if self.name == "rcc":
-            import json
-            out = subprocess.run([str(RCC), "stats", "--json"], env=self.env, capture_output=True, text=True)
-            c = json.loads(out.stdout)["counters"]
-            return c["hits_direct"] + c["hits_preprocessor"], c["misses"]
-        if self.name == "ccache":
-            out = subprocess.run(["ccache", "--print-stats"], env=self.env, capture_output=True, text=True).stdout
-            stats = dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
-            hits = int(stats.get("direct_cache_hit", 0)) + int(stats.get("preprocessed_cache_hit", 0))
-            return hits, int(stats.get("cache_miss", 0))
-        return None, None
-
-    def zero(self):
-        if self.name == "rcc":
-            subprocess.run([str(RCC), "stats", "--zero"], env=self.env, capture_output=True)
-        elif self.name == "ccache":
-            subprocess.run(["ccache", "--zero-stats"], env=self.env, capture_output=True)
-
-
-class LoopProject:
-    """Compile every source of a directory one after another, as make -j1 would."""
-
-    def configure(self, tool):
-        pass
-
-    def __init__(self, name, src, sources, flags):
-        self.name, self.src, self.sources, self.flags = name, src, sources, flags
-
-    def prepare(self, work):
-        self.dir = work / self.name
-        if not self.dir.exists():
-            shutil.copytree(self.src, self.dir)
-        return self
-
-    def clean(self):
-        for o in self.dir.glob("*.o"):
-            o.unlink()
-
-    def build(self, tool):
-        # One shell script, one line per compile: process start-up costs every tool the same.
-        lines = [shlex.join(tool.prefix + ["gcc"] + self.flags + ["-c", s, "-o", Path(s).stem + ".o"])
-                 for s in self.sources]
-        script = self.dir / f"build-{tool.name}.sh"
-        script.write_text("set -e\n" + "\n".join(lines) + "\n")
-        sh(["sh", str(script)], cwd=self.dir, env=tool.env)
-
-    def replay(self, tool):
-        """Time every compile one after another (all hits once warm)."""
-        self.clean()
-        return timed(lambda: self.build(tool))
-
-    def objects(self):
-        return {o.name: o.read_bytes() for o in sorted(self.dir.glob("*.o"))}
-
-    def compiles(self):
-        return len(self.sources)
-
-
-class CMakeProject:
-    """A CMake project configured with Ninja and the tool as compiler launcher."""
-
-    def __init__(self, name, src, options):
-        self.name, self.src, self.options = name, src, options
-
-    def prepare(self, work):
-        self.dir = work / self.name
-        if not self.dir.exists():
-            shutil.copytree(self.src, self.dir)
-        self.builds = {}
-        return self
-
-    def build_dir(self, tool):
-        return self.dir / f"build-{tool.name}"
-
-    def clean(self):
-        for b in self.dir.glob("build-*"):
-            if (b / "build.ninja").exists():
-                sh(["ninja", "-C", str(b), "-t", "clean"], capture_output=True)
-
-    def configure(self, tool):
-        b = self.build_dir(tool)
-        if not (b / "build.ninja").exists():
-            launcher = [f"-DCMAKE_C_COMPILER_LAUNCHER={tool.prefix[0]}"] if tool.prefix else []
-            sh(["cmake", "-S", str(self.dir), "-B", str(b), "-G", "Ninja", "-DCMAKE_BUILD_TYPE=Release"]
-               + self.options + launcher, env=tool.env, capture_output=True)
-        sh(["ninja", "-C", str(b), "-t", "clean"], capture_output=True)
-
-    def build(self, tool):
-        b = self.build_dir(tool)
-        sh(["ninja", "-C", str(b), "-j2"], env=tool.env, capture_output=True)
-        self.builds[tool.name] = b
-
-    def compile_lines(self, b):
-        out = subprocess.run(["ninja", "-C", str(b), "-t", "commands"], capture_output=True, text=True).stdout
-        return [line for line in out.splitlines() if " -c " in line]
-
-    def compiles(self):
-        return len(self.compile_lines(next(iter(self.builds.values()))))
-
-    def replay(self, tool):
-        """Time the build's compile commands one after another (all hits once warm), without ninja."""
-        b = self.build_dir(tool)
-        script = b / "replay.sh"
-        script.write_text("set -e\n" + "\n".join(self.compile_lines(b)) + "\n")
-        return timed(lambda: sh(["sh", str(script)], cwd=b, env=tool.env, capture_output=True))
+    return Path(sh([str(CORPUS), name]).stdout.strip())
 
 
 def timed(fn):
@@ -175,88 +64,340 @@ def timed(fn):
     return time.perf_counter() - t
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="Lua and zlib-ng only, sqlite at -O0")
-    ap.add_argument("--rounds", type=int, default=3)
-    args = ap.parse_args()
+def base_env():
+    """The caller's environment without settings of either cache: each tool gets only its own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CCACHE_", "RCC_"))}
+    env["LC_ALL"] = "C"
+    return env
 
+
+def stop_rcc_daemons(tools):
+    for t in tools:
+        if t.name == "rcc":
+            subprocess.run([str(RCC), "--stop-daemon"], env=t.env, capture_output=True)
+
+
+class Tool:
+    """How one tool compiles: a prefix for each compile and an environment with its own cache."""
+
+    def __init__(self, name, work):
+        self.name = name
+        self.cache = work / f"cache-{name}"
+        self.env = base_env()
+        if name == "rcc":
+            self.env["RCC_DIR"] = str(self.cache)
+            self.env["RCC_CONFIG"] = str(work / "rcc-config-absent.toml")  # defaults, not ~/.config/rcc
+            self.prefix = [str(RCC)]
+        elif name == "ccache":
+            self.env["CCACHE_DIR"] = str(self.cache)  # Debian's ccache, default settings (direct mode)
+            self.prefix = ["ccache"]
+        else:
+            self.prefix = []
+
+    def reset(self):
+        """Empty cache: what a first build meets."""
+        shutil.rmtree(self.cache, ignore_errors=True)
+        self.cache.mkdir(parents=True, exist_ok=True)
+
+    def zero(self):
+        if self.name == "rcc":
+            sh([str(RCC), "stats", "--zero"], env=self.env)
+        elif self.name == "ccache":
+            sh(["ccache", "--zero-stats"], env=self.env)
+
+    def stats(self):
+        """(hits, misses, other results, cache bytes) since the last zero; None for the plain compiler."""
+        if self.name == "rcc":
+            s = json.loads(sh([str(RCC), "stats", "--json"], env=self.env).stdout)
+            c = s["counters"]
+            other = sum(c.get("uncacheable", {}).values()) + sum(c.get("errors", {}).values())
+            return c["hits_direct"] + c["hits_preprocessor"], c["misses"], other, s.get("cache_bytes", 0)
+        if self.name == "ccache":
+            out = sh(["ccache", "--print-stats"], env=self.env).stdout
+            st = {k: int(v) for k, v in (l.split("\t", 1) for l in out.splitlines() if "\t" in l) if v.isdigit()}
+            hits = st.get("direct_cache_hit", 0) + st.get("preprocessed_cache_hit", 0)
+            uncacheable = ("called_for_link", "called_for_preprocessing", "compile_failed", "internal_error",
+                           "bad_compiler_arguments", "compiler_produced_stdout", "unsupported_compiler_option",
+                           "unsupported_source_language", "no_input_file", "output_to_stdout",
+                           "could_not_find_compiler", "multiple_source_files", "preprocessor_error",
+                           "unsupported_code_directive", "missing_cache_file", "error_hashing_extra_file")
+            other = sum(st.get(k, 0) for k in uncacheable)
+            return hits, st.get("cache_miss", 0), other, st.get("cache_size_kibibyte", 0) * 1024
+        return None
+
+
+class LoopProject:
+    """Compile every listed source of a directory one after another, as make -j1 would."""
+
+    def __init__(self, name, src, sources, flags):
+        self.name, self.src, self.sources, self.flags = name, src, sources, flags
+
+    def prepare(self, work):
+        self.dir = work / self.name
+        shutil.copytree(self.src, self.dir)  # copy2: timestamps kept
+        return self
+
+    def configure(self, tool):
+        pass
+
+    def clean(self):
+        for o in self.dir.glob("*.o"):
+            o.unlink()
+
+    def script(self, tool):
+        # One shell script, one line per compile: process start-up costs every tool the same.
+        lines = [shlex.join(tool.prefix + ["gcc"] + self.flags + ["-c", s, "-o", Path(s).stem + ".o"])
+                 for s in self.sources]
+        path = self.dir.parent / f"{self.name}-build-{tool.name}.sh"
+        path.write_text("set -e\n" + "\n".join(lines) + "\n")
+        return path
+
+    def build(self, tool):
+        sh(["sh", str(self.script(tool))], cwd=self.dir, env=tool.env)
+
+    def serial(self, tool):
+        """Every compile once more, one after another (the same loop: all hits once warm)."""
+        self.clean()
+        return timed(lambda: self.build(tool))
+
+    def objects(self, tool):
+        return sorted(self.dir.glob("*.o"))
+
+    def compiles(self):
+        return len(self.sources)
+
+
+class CMakeProject:
+    """A CMake project configured with Ninja and the tool as C compiler launcher."""
+
+    def __init__(self, name, src, options, jobs=2):
+        self.name, self.src, self.options, self.jobs = name, src, options, jobs
+
+    def prepare(self, work):
+        self.dir = work / self.name
+        shutil.copytree(self.src, self.dir)
+        return self
+
+    def build_dir(self, tool):
+        return self.dir / f"build-{tool.name}"
+
+    def configure(self, tool):
+        """Configures once per tool (untimed; CMake's own compiler checks do not use the launcher)."""
+        b = self.build_dir(tool)
+        if not (b / "build.ninja").exists():
+            launcher = [f"-DCMAKE_C_COMPILER_LAUNCHER={tool.prefix[0]}"] if tool.prefix else []
+            sh(["cmake", "-S", str(self.dir), "-B", str(b), "-G", "Ninja", "-DCMAKE_BUILD_TYPE=Release"]
+               + self.options + launcher, env=tool.env)
+
+    def clean(self):
+        for b in self.dir.glob("build-*"):
+            if (b / "build.ninja").exists():
+                sh(["ninja", "-C", str(b), "-t", "clean"])
+
+    def build(self, tool):
+        sh(["ninja", "-C", str(self.build_dir(tool)), f"-j{self.jobs}"], env=tool.env)
+
+    def compile_lines(self, tool):
+        out = sh(["ninja", "-C", str(self.build_dir(tool)), "-t", "commands"]).stdout
+        return [line for line in out.splitlines() if " -c " in line]
+
+    def compiles(self):
+        return len(self.compile_lines(Tool("plain", self.dir)))
+
+    def serial(self, tool):
+        """The build's compile commands one after another, without ninja (all hits once warm)."""
+        b = self.build_dir(tool)
+        script = self.dir.parent / f"{self.name}-serial-{tool.name}.sh"
+        script.write_text("set -e\n" + "\n".join(self.compile_lines(tool)) + "\n")
+        return timed(lambda: sh(["sh", str(script)], cwd=b, env=tool.env))
+
+    def objects(self, tool):
+        b = self.build_dir(tool)
+        return sorted(p for p in b.rglob("*.o") if any(part.endswith(".dir") for part in p.relative_to(b).parts))
+
+
+class Csv:
+    """One line per measurement, appended and flushed as it is taken: a run cut short keeps what it measured."""
+
+    FIELDS = ["run", "project", "tool", "round", "phase", "seconds", "compiles", "hits", "misses", "other",
+              "cache_bytes", "flags", "rcc_rev", "gcc", "ccache", "cpu", "nproc"]
+
+    def __init__(self, path, common):
+        self.path, self.common = path, common
+        path.parent.mkdir(parents=True, exist_ok=True)
+        new = not path.exists()
+        self.f = open(path, "a", newline="")
+        self.w = csv.DictWriter(self.f, fieldnames=self.FIELDS)
+        if new:
+            self.w.writeheader()
+
+    def add(self, **row):
+        self.w.writerow({**self.common, **row})
+        self.f.flush()
+
+
+def first_line(cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()[0].strip()
+    except (OSError, IndexError):
+        return "?"
+
+
+def machine():
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    rev = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
+                         text=True).stdout.strip() or "?"
+    return {"cpu": cpu, "nproc": nproc, "gcc": first_line(["gcc", "--version"]),
+            "ccache": first_line(["ccache", "--version"]), "rcc_rev": rev}
+
+
+def compare(reference, project, tool):
+    """(identical, total, first differing names) of the tool's objects against the plain compiler's."""
+    base = project.build_dir(tool) if isinstance(project, CMakeProject) else project.dir
+    objs = {str(p.relative_to(base)): p for p in project.objects(tool)}
+    same = [n for n, ref in reference.items() if n in objs and filecmp.cmp(ref, objs[n], shallow=False)]
+    return len(same), len(reference), sorted(set(reference) - set(same))[:3]
+
+
+def snapshot(project, tool, dest):
+    """Copies the plain compiler's objects aside (the reference for byte-for-byte comparisons)."""
+    base = project.build_dir(tool) if isinstance(project, CMakeProject) else project.dir
+    ref = {}
+    for p in project.objects(tool):
+        rel = str(p.relative_to(base))
+        ref[rel] = dest / rel
+        ref[rel].parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(p, ref[rel])
+    return ref
+
+
+def fmt(v, f):
+    return "-" if v is None else format(v, f)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="sqlite3.c at -O0 instead of -O2")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds for lua and zlib-ng (sqlite -O2: always 1)")
+    ap.add_argument("--only", default="lua,sqlite,zlib-ng", help="comma-separated projects to run")
+    ap.add_argument("--no-rcc", action="store_true", help="plain and ccache only (rcc not built yet)")
+    args = ap.parse_args()
+    only = set(args.only.split(","))
+
+    names = ["plain", "ccache"] + ([] if args.no_rcc else ["rcc"])
+    if not args.no_rcc and not os.access(RCC, os.X_OK):
+        raise SystemExit(f"c-cache: {RCC} is not an executable (build it, or run with --no-rcc)")
     work = Path(tempfile.mkdtemp(prefix="rcc-bench-"))
-    lua = corpus("lua")
-    lua_sources = sorted(p.name for p in lua.glob("*.c") if p.name not in ("lua.c", "luac.c", "onelua.c"))
-    projects = [LoopProject("lua", lua, lua_sources, ["-O2"])]
-    sqlite = corpus("sqlite")
-    projects.append(LoopProject("sqlite", sqlite, ["sqlite3.c"], ["-O0" if args.quick else "-O2"]))
-    zlib = corpus("zlib-ng")
-    projects.append(CMakeProject("zlib-ng", zlib, ["-DZLIB_COMPAT=ON", "-DZLIB_ENABLE_TESTS=OFF", "-DWITH_GTEST=OFF",
-                                                   "-DBUILD_TESTING=OFF", "-DBUILD_SHARED_LIBS=OFF",
-                                                   "-DWITH_FUZZERS=OFF", "-DWITH_BENCHMARKS=OFF"]))
-    tools = [Tool(n, work) for n in ("plain", "ccache", "rcc")]
-    rows = []
-    raw = []
+    tools = [Tool(n, work) for n in names]
+    sqlite_opt = "-O0" if args.quick else "-O2"
+    projects = []
+    if "lua" in only:
+        lua = corpus("lua")
+        sources = sorted(p.name for p in lua.glob("*.c") if p.name not in ("lua.c", "luac.c", "onelua.c"))
+        projects.append(LoopProject("lua", lua, sources, ["-O2"]))
+    if "sqlite" in only:
+        projects.append(LoopProject("sqlite", corpus("sqlite"), ["sqlite3.c"], [sqlite_opt]))
+    if "zlib-ng" in only:
+        # ZLIB_ENABLE_TESTS is deprecated in this zlib-ng: BUILD_TESTING=OFF turns tests, gtest, fuzzers and
+        # benchmarks off. Static library only: 49 compiles.
+        projects.append(CMakeProject("zlib-ng", corpus("zlib-ng"),
+                                     ["-DZLIB_COMPAT=ON", "-DBUILD_TESTING=OFF", "-DBUILD_SHARED_LIBS=OFF"]))
+
+    m = machine()
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    for project in projects:
-        project.prepare(work)
-        cold = {t.name: [] for t in tools}
-        warm = {t.name: [] for t in tools}
-        replay = {t.name: [] for t in tools}
-        for r in range(args.rounds if project.name != "sqlite" or args.quick else 1):
+    out = Csv(ROOT / "bench" / "runs" / f"c-cache-{stamp}.csv", {"run": stamp, **m})
+    log(f"c-cache: work in {work}; raw numbers in {out.path.relative_to(ROOT)}")
+    rows, checks, warnings = [], [], []
+
+    def warn(msg):
+        warnings.append(msg)
+        log("WARNING: " + msg)
+
+    try:
+        for project in projects:
+            project.prepare(work)
+            flags = " ".join(project.flags) if isinstance(project, LoopProject) else "-DCMAKE_BUILD_TYPE=Release"
             for tool in tools:
                 project.configure(tool)
-                tool.reset()
-                project.clean()
-                cold[tool.name].append(timed(lambda: project.build(tool)))
-                if tool.name != "plain":
-                    tool.zero()
+            n = project.compiles()
+            rounds = 1 if project.name == "sqlite" and not args.quick else args.rounds
+            cold = {t.name: [] for t in tools}
+            warm = {t.name: [] for t in tools}
+            serial = {t.name: [] for t in tools}
+            reference, identical = None, {}
+            for r in range(rounds):
+                for tool in tools:
+                    stop_rcc_daemons(tools)  # every cold phase starts without a daemon, rcc's includes the start
+                    tool.reset()
                     project.clean()
-                    warm[tool.name].append(timed(lambda: project.build(tool)))
-                    replay[tool.name].append(project.replay(tool))
-                    hits, misses = tool.hits()
-                    if misses:
-                        print(f"WARNING: {tool.name} warm {project.name} build had {misses} misses", file=sys.stderr)
-                    raw.append((project.name, tool.name, r, cold[tool.name][-1], warm[tool.name][-1], hits, misses))
-                else:
-                    raw.append((project.name, tool.name, r, cold[tool.name][-1], "", "", ""))
-                print(f"  {project.name:8} {tool.name:7} round {r}: cold {cold[tool.name][-1]:.2f}s"
-                      + (f" warm {warm[tool.name][-1]:.3f}s" if warm[tool.name] else ""), file=sys.stderr)
-        if isinstance(project, LoopProject):
-            # rcc's objects must be the plain compiler's, byte for byte.
-            project.clean()
-            project.build(tools[0])
-            plain_objs = project.objects()
-            project.clean()
-            project.build(tools[2])
-            same = plain_objs == project.objects()
-            print(f"  {project.name}: rcc objects identical to plain: {same}", file=sys.stderr)
-        n = project.compiles()
-        med = {k: statistics.median(v) for k, v in cold.items()}
-        wmed = {k: statistics.median(v) for k, v in warm.items() if v}
-        hmed = {k: statistics.median(v) / n * 1000 for k, v in replay.items() if v}
-        for tool in tools:
-            name = tool.name
-            rows.append((project.name, name, n, med[name], wmed.get(name), hmed.get(name),
-                         (med[name] / med["plain"] - 1) * 100,
-                         (hmed[name] / hmed["ccache"]) if name in hmed else None))
-    for tool in tools:
-        tool.reset()
+                    t = timed(lambda: project.build(tool))
+                    cold[tool.name].append(t)
+                    st = tool.stats()
+                    out.add(project=project.name, tool=tool.name, round=r, phase="cold", seconds=f"{t:.4f}",
+                            compiles=n, hits=st and st[0], misses=st and st[1], other=st and st[2],
+                            cache_bytes=st and st[3], flags=flags)
+                    line = f"  {project.name:8} {tool.name:7} round {r}: cold {t:7.2f} s"
+                    if r == 0:
+                        if tool.name == "plain":
+                            reference = snapshot(project, tool, work / f"ref-{project.name}")
+                        else:
+                            identical[(tool.name, "miss")] = compare(reference, project, tool)
+                    if tool.name != "plain":
+                        for phase, run in (("warm", lambda: timed(lambda: project.build(tool))),
+                                           ("serial", lambda: project.serial(tool))):
+                            if phase == "warm":
+                                project.clean()
+                            tool.zero()
+                            t = run()
+                            (warm if phase == "warm" else serial)[tool.name].append(t)
+                            hits, misses, other, size = tool.stats()
+                            out.add(project=project.name, tool=tool.name, round=r, phase=phase,
+                                    seconds=f"{t:.4f}", compiles=n, hits=hits, misses=misses, other=other,
+                                    cache_bytes=size, flags=flags)
+                            line += f" | {phase} {t:6.3f} s, {hits}/{n} hits"
+                            if hits != n or misses or other:
+                                warn(f"{tool.name} {phase} {project.name} round {r}: {hits} hits of {n} compiles, "
+                                     f"{misses} misses, {other} uncacheable/errors: not all hits")
+                            if phase == "warm" and r == 0:
+                                identical[(tool.name, "hit")] = compare(reference, project, tool)
+                    log(line)
+            for (name, kind), (same, total, diff) in identical.items():
+                ok = same == total
+                msg = (f"{project.name}: {name} objects ({kind}) byte-identical to plain gcc: "
+                       f"{'yes' if ok else 'NO'} ({same}/{total})" + ("" if ok else f", e.g. {', '.join(diff)}"))
+                checks.append(msg)
+                log("  " + msg)
+                if not ok and name == "rcc":
+                    warn(msg)
+            med = {k: statistics.median(v) for k, v in cold.items()}
+            ph = {k: statistics.median(v) / n * 1000 for k, v in warm.items() if v}
+            sh_ = {k: statistics.median(v) / n * 1000 for k, v in serial.items() if v}
+            for tool in tools:
+                k = tool.name
+                w = statistics.median(warm[k]) if warm[k] else None
+                rows.append((project.name + ("" if isinstance(project, CMakeProject) else f" {flags}"), k, n,
+                             med[k], w, ph.get(k), sh_.get(k), (med[k] / med["plain"] - 1) * 100,
+                             ph[k] / ph["ccache"] if k in ph and "ccache" in ph else None))
+    finally:
+        stop_rcc_daemons(tools)
+        shutil.rmtree(work, ignore_errors=True)
 
-    gcc = subprocess.run(["gcc", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
-    ccache = subprocess.run(["ccache", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    print(f"\nmachine: {os.cpu_count()} cores, {cpu}; {platform.platform()}")
-    print(f"{gcc}; {ccache}; rounds: {args.rounds} (medians)\n")
-    print("| project | tool | compiles | cold s | warm s | per hit ms | cold vs plain | hit vs ccache |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
-    for p, t, n, c, w, ph, over, vs in rows:
-        fmt = lambda v, f: "-" if v is None else format(v, f)
-        print(f"| {p} | {t} | {n} | {c:.2f} | {fmt(w, '.3f')} | {fmt(ph, '.2f')} | {over:+.1f} % | {fmt(vs, '.2f')} |")
-    runs = ROOT / "bench" / "runs"
-    runs.mkdir(exist_ok=True)
-    with open(runs / f"c-cache-{stamp}.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["project", "tool", "round", "cold_s", "warm_s", "warm_hits", "warm_misses"])
-        w.writerows(raw)
-    shutil.rmtree(work, ignore_errors=True)
+    print(f"\nmachine: {m['nproc']} cores, {m['cpu']}; {platform.platform()}")
+    print(f"{m['gcc']}; {m['ccache']}; rcc {'not run' if args.no_rcc else m['rcc_rev']}; rounds: {args.rounds} (medians; sqlite -O2: 1)\n")
+    print("| project | tool | compiles | cold s | warm s | per-hit ms | serial hit ms | cold vs plain | hit vs ccache |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for p, t, n, c, w, hit, ser, over, vs in rows:
+        print(f"| {p} | {t} | {n} | {c:.2f} | {fmt(w, '.3f')} | {fmt(hit, '.2f')} | {fmt(ser, '.2f')} | "
+              f"{'-' if t == 'plain' else format(over, '+.1f') + ' %'} | {fmt(vs, '.2f')} |")
+    print("\nper-hit = warm / compiles (zlib-ng: ninja -j2); serial hit = the compile commands again, one by one,"
+          " without the build tool.\ncold vs plain: target for rcc < +3 %; hit vs ccache (per-hit): target <= 0.5.")
+    print()
+    for c in checks:
+        print(c)
+    for w in warnings:
+        print("WARNING: " + w)
+    print(f"\nraw numbers: {out.path.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

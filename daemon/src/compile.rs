@@ -113,6 +113,9 @@ pub fn serve(ctx: &Context, req: CompileRequest, conn: &mut UnixStream) -> Resul
             tracing::trace!("result loaded");
             return answer_hit(ctx, &plan, &result, HitMode::Direct, conn);
         }
+        if let Some(result) = lookup_remote(ctx, &plan) {
+            return answer_hit(ctx, &plan, &result, HitMode::Remote, conn);
+        }
     }
     // Depend mode adds a depfile request to the compile: not for -MMD (its depfile omits system headers)
     // nor when the command line is recorded into the object.
@@ -201,6 +204,24 @@ fn lookup_direct(ctx: &Context, plan: &Plan) -> Option<CachedResult> {
     load_result(ctx, &entry.result)
 }
 
+/// The shared cache's manifest and result for this call, copied into the local store on the way.
+fn lookup_remote(ctx: &Context, plan: &Plan) -> Option<CachedResult> {
+    let remote = ctx.remote.as_ref()?;
+    let manifest = remote.manifest(&ctx.stats, &plan.direct_key)?;
+    let entry = manifest.find(&ctx.files, &plan.inv.cwd)?.clone();
+    let result = remote.result(&ctx.stats, &entry.result)?;
+    if let Ok(bytes) = postcard::to_allocvec(&result) {
+        if ctx.store.put(Kind::Result, &entry.result, &bytes).is_ok() {
+            let mut local = load_manifest(ctx, &plan.direct_key);
+            local.add(entry);
+            if let Ok(bytes) = postcard::to_allocvec(&local) {
+                let _ = ctx.store.put(Kind::Manifest, &plan.direct_key, &bytes);
+            }
+        }
+    }
+    Some(result)
+}
+
 fn answer_hit(
     ctx: &Context,
     plan: &Plan,
@@ -217,6 +238,7 @@ fn answer_hit(
         match mode {
             HitMode::Direct => c.hits_direct += 1,
             HitMode::Preprocessor => c.hits_preprocessor += 1,
+            HitMode::Remote => c.hits_remote += 1,
         }
         c.saved_millis += result.compile_millis;
     });
@@ -363,7 +385,11 @@ fn finish_miss(
 ) -> Result<(), FrameError> {
     let _storing = ctx.in_flight.begin(plan.direct_key);
     let answered = write_msg(conn, &Response::Done { exit_code: outcome.exit_code });
-    let stored = prepared.map(|p| commit(ctx, plan, p));
+    let stored = prepared.map(|p| {
+        if let (Some(entry), Some(remote)) = (commit(ctx, plan, &p), &ctx.remote) {
+            remote.upload(ctx.stats.clone(), plan.direct_key, p.result_key, p.result, entry);
+        }
+    });
     ctx.stats.record(|c| {
         c.misses += 1;
         c.miss_millis += outcome.millis;
@@ -394,27 +420,27 @@ fn inputs_of(ctx: &Context, plan: &Plan, deps: &[OsString], start_ns: i64) -> Re
     Ok(inputs)
 }
 
-/// Writes a prepared result and adds its manifest entry. Store failures are counted, not returned: the
-/// compile itself succeeded.
-fn commit(ctx: &Context, plan: &Plan, prepared: Prepared) {
-    let Ok(bytes) = postcard::to_allocvec(&prepared.result) else { return };
+/// Writes a prepared result and adds its manifest entry, which it returns. Store failures are counted, not
+/// returned: the compile itself succeeded.
+fn commit(ctx: &Context, plan: &Plan, prepared: &Prepared) -> Option<Entry> {
+    let bytes = postcard::to_allocvec(&prepared.result).ok()?;
     if let Err(e) = ctx.store.put(Kind::Result, &prepared.result_key, &bytes) {
         tracing::warn!(error = %e, "store write failed");
         ctx.stats.record(|c| c.count_error(ErrorKind::StoreIo));
-        return;
+        return None;
     }
     tracing::trace!("result stored");
-    add_manifest_entry(ctx, plan, prepared.inputs, prepared.result_key);
+    Some(add_manifest_entry(ctx, plan, prepared.inputs.clone(), prepared.result_key))
 }
 
-/// Records that these inputs lead to `result_key` in the direct key's manifest.
-fn add_manifest_entry(ctx: &Context, plan: &Plan, inputs: Vec<(Vec<u8>, Digest)>, result_key: Digest) {
+/// Records that these inputs lead to `result_key` in the direct key's manifest; returns the entry.
+fn add_manifest_entry(ctx: &Context, plan: &Plan, inputs: Vec<(Vec<u8>, Digest)>, result_key: Digest) -> Entry {
     let env_path = plan.inv.var("PATH").unwrap_or_default();
     let dirs = search_dirs::of(ctx, env_path, &plan.inv, &plan.parsed, &plan.compiler);
     let entry = Entry::new(&ctx.files, &plan.inv.cwd, inputs, &dirs, result_key);
     tracing::trace!(dirs = dirs.len(), "manifest entry made");
     let mut manifest = load_manifest(ctx, &plan.direct_key);
-    manifest.add(entry);
+    manifest.add(entry.clone());
     let written = postcard::to_allocvec(&manifest)
         .map_err(|e| e.to_string())
         .and_then(|bytes| ctx.store.put(Kind::Manifest, &plan.direct_key, &bytes).map_err(|e| e.to_string()));
@@ -422,6 +448,7 @@ fn add_manifest_entry(ctx: &Context, plan: &Plan, inputs: Vec<(Vec<u8>, Digest)>
         tracing::warn!(error = %e, "manifest write failed");
         ctx.stats.record(|c| c.count_error(ErrorKind::StoreIo));
     }
+    entry
 }
 
 /// A miss (or a lookup) in preprocessor mode: the key is the preprocessed text's digest; the inputs for a
@@ -464,7 +491,7 @@ fn miss_preprocessor(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixS
         .and_then(|deps| inputs_of(ctx, plan, &deps, start_ns));
     if let Some(result) = load_result(ctx, &result_key) {
         if let (Ok(inputs), true) = (&inputs, ctx.config.direct.value) {
-            add_manifest_entry(ctx, plan, inputs.clone(), result_key);
+            let _ = add_manifest_entry(ctx, plan, inputs.clone(), result_key);
         }
         return answer_hit(ctx, plan, &result, HitMode::Preprocessor, conn);
     }

@@ -3,10 +3,12 @@
 use crate::in_flight::InFlight;
 use crate::key::files::FileCache;
 use crate::key::identity::IdentityCache;
+use crate::remote::Remote;
 use crate::stats::StatsBook;
 use crate::store::Store;
 use rcc_proto::config::Config;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Shared state of the daemon's handlers.
 pub struct Context {
@@ -18,8 +20,10 @@ pub struct Context {
     pub files: FileCache,
     /// Memoized compiler identities.
     pub identities: IdentityCache,
-    /// Statistics.
-    pub stats: StatsBook,
+    /// Statistics (shared with background uploads).
+    pub stats: Arc<StatsBook>,
+    /// The shared cache, when a scheduler is configured.
+    pub remote: Option<Arc<Remote>>,
     /// Scratch directory for depfiles and preprocessed output.
     pub tmp_dir: PathBuf,
     /// Results being stored after their compile returned.

@@ -6,6 +6,7 @@
 //! - [`compile`]: one compile request from lookup to stored result.
 //! - [`key`]: what makes a compile's key (arguments, compiler identity, files, manifests).
 //! - [`outputs`]: stored results and their restoration.
+//! - [`remote`]: the shared cache (rcc-scheduler) as a second tier behind the local store.
 //! - [`store`]: the local store (zstd, atomic writes, digest-checked reads, LRU eviction).
 //! - [`stats`]: counters persisted across restarts.
 //! - [`context`]: the state handlers share.
@@ -18,6 +19,7 @@ pub mod context;
 pub mod in_flight;
 pub mod key;
 pub mod outputs;
+pub mod remote;
 pub mod server;
 pub mod stats;
 pub mod store;

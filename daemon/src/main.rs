@@ -61,8 +61,17 @@ fn run() -> Result<()> {
     fs::create_dir_all(&tmp_dir).with_context(|| format!("creating {}", tmp_dir.display()))?;
     let store = Store::open(&dir.join("store"), config.cache_size.value).context("opening the store")?;
     let idle = Duration::from_secs(config.idle_timeout.value);
+    let remote = match rccd::remote::Remote::from_config(&config) {
+        None => None,
+        Some(Ok(remote)) => Some(Arc::new(remote)),
+        Some(Err(why)) => {
+            tracing::warn!(%why, "shared cache not used");
+            None
+        }
+    };
     let ctx = Arc::new(Context {
-        stats: StatsBook::new(dir.join("stats.json")),
+        stats: Arc::new(StatsBook::new(dir.join("stats.json"))),
+        remote,
         store,
         files: FileCache::new(),
         identities: IdentityCache::persisted(dir.join("compilers.bin")),

@@ -70,6 +70,18 @@ pub struct Config {
     pub cc: Setting<String>,
     /// Default C++ compiler for `CXX=rcc`.
     pub cxx: Setting<String>,
+    /// Shared-cache scheduler address (`host:port`), if any.
+    pub scheduler: Setting<Option<String>>,
+    /// Pinned SHA-256 fingerprint of the scheduler's certificate.
+    pub scheduler_fingerprint: Setting<Option<String>>,
+    /// CA file the scheduler's certificate must chain to.
+    pub scheduler_ca: Setting<Option<PathBuf>>,
+    /// Bearer token for the scheduler.
+    pub token: Setting<Option<String>>,
+    /// Never write to the shared cache.
+    pub read_only: Setting<bool>,
+    /// Longest wait for the scheduler on the compile path, in milliseconds.
+    pub remote_timeout_ms: Setting<u64>,
 }
 
 /// The config file's shape. Unknown keys are an error, so typos are caught.
@@ -86,6 +98,12 @@ struct FileConfig {
     disable: Option<bool>,
     cc: Option<String>,
     cxx: Option<String>,
+    scheduler: Option<String>,
+    scheduler_fingerprint: Option<String>,
+    scheduler_ca: Option<PathBuf>,
+    token: Option<String>,
+    read_only: Option<bool>,
+    remote_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -198,6 +216,30 @@ impl Config {
             disable: pick(false, parsed.disable, from_file, env(vars::RCC_DISABLE), parse_bool)?,
             cc: pick("cc".to_owned(), parsed.cc, from_file, env(vars::RCC_CC), |s| Ok(s.to_owned()))?,
             cxx: pick("c++".to_owned(), parsed.cxx, from_file, env(vars::RCC_CXX), |s| Ok(s.to_owned()))?,
+            scheduler: pick(None, parsed.scheduler.map(Some), from_file, env(vars::RCC_SCHEDULER), |s| {
+                Ok(Some(s.to_owned()))
+            })?,
+            scheduler_fingerprint: pick(
+                None,
+                parsed.scheduler_fingerprint.map(Some),
+                from_file,
+                env(vars::RCC_SCHEDULER_FINGERPRINT),
+                |s| Ok(Some(s.trim().to_owned())),
+            )?,
+            scheduler_ca: pick(None, parsed.scheduler_ca.map(Some), from_file, env(vars::RCC_SCHEDULER_CA), |s| {
+                Ok(Some(PathBuf::from(s)))
+            })?,
+            token: pick(None, parsed.token.map(Some), from_file, env(vars::RCC_TOKEN), |s| {
+                Ok(Some(s.trim().to_owned()))
+            })?,
+            read_only: pick(false, parsed.read_only, from_file, env(vars::RCC_READ_ONLY), parse_bool)?,
+            remote_timeout_ms: pick(
+                2000,
+                parsed.remote_timeout_ms,
+                from_file,
+                env(vars::RCC_REMOTE_TIMEOUT_MS),
+                |s| s.trim().parse::<u64>().map_err(|e| format!("not a number of milliseconds: {e}")),
+            )?,
             dir,
         })
     }
@@ -205,6 +247,7 @@ impl Config {
     /// The settings as `(name, value, source)` rows, in the order `rcc config` prints them.
     pub fn rows(&self) -> Vec<(&'static str, String, String)> {
         let path = |p: &Path| p.display().to_string();
+        let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "none".into());
         vec![
             ("dir", path(&self.dir.value), self.dir.source.to_string()),
             ("cache_size", format_size(self.cache_size.value), self.cache_size.source.to_string()),
@@ -216,6 +259,29 @@ impl Config {
             ("disable", self.disable.value.to_string(), self.disable.source.to_string()),
             ("cc", self.cc.value.clone(), self.cc.source.to_string()),
             ("cxx", self.cxx.value.clone(), self.cxx.source.to_string()),
+            ("scheduler", opt(&self.scheduler.value), self.scheduler.source.to_string()),
+            (
+                "scheduler_fingerprint",
+                opt(&self.scheduler_fingerprint.value),
+                self.scheduler_fingerprint.source.to_string(),
+            ),
+            (
+                "scheduler_ca",
+                self.scheduler_ca.value.as_deref().map(path).unwrap_or_else(|| "none".into()),
+                self.scheduler_ca.source.to_string(),
+            ),
+            // Never shown in full: enough to tell tokens apart.
+            (
+                "token",
+                self.token.value.as_deref().map(mask).unwrap_or_else(|| "none".into()),
+                self.token.source.to_string(),
+            ),
+            ("read_only", self.read_only.value.to_string(), self.read_only.source.to_string()),
+            (
+                "remote_timeout",
+                format!("{}ms", self.remote_timeout_ms.value),
+                self.remote_timeout_ms.source.to_string(),
+            ),
         ]
     }
 }
@@ -234,6 +300,12 @@ pub fn load() -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(&path).ok();
     let default_dir = dirs::cache_dir().unwrap_or_else(std::env::temp_dir).join("rcc");
     Config::resolve((&path, text.as_deref()), &|name| std::env::var(name).ok(), default_dir)
+}
+
+/// A token as `rcc config` shows it: the first 8 characters, the rest masked.
+pub fn mask(token: &str) -> String {
+    let shown: String = token.chars().take(8).collect();
+    format!("{shown}… (masked)")
 }
 
 /// Parses `10G`, `512M`, `64K`, `1.5G`, `4096` (bytes); suffixes are binary (KiB, MiB, GiB, TiB).
@@ -314,6 +386,14 @@ mod tests {
         assert!(e.to_string().contains("RCC_CACHE_SIZE"), "{e}");
         let e = resolve(Some("cache_sise = 3"), &[]).unwrap_err();
         assert!(e.to_string().contains("cache_sise"), "{e}");
+    }
+
+    #[test]
+    fn token_is_masked_in_rows() {
+        let c = resolve(None, &[("RCC_TOKEN", "rcc_0123456789abcdef")]).unwrap();
+        let row = c.rows().into_iter().find(|r| r.0 == "token").unwrap();
+        assert!(!row.1.contains("89abcdef"), "{}", row.1);
+        assert_eq!(c.token.value.as_deref(), Some("rcc_0123456789abcdef"));
     }
 
     #[test]

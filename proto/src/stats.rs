@@ -131,6 +131,8 @@ pub enum HitMode {
     Direct,
     /// From the preprocessed output's digest.
     Preprocessor,
+    /// From the shared cache.
+    Remote,
 }
 
 /// Kinds of internal error, counted; each one fell back to a plain compile or a miss.
@@ -166,8 +168,18 @@ pub struct Counters {
     pub hits_direct: u64,
     /// Hits found through the preprocessed output.
     pub hits_preprocessor: u64,
+    /// Hits served from the shared cache (its entries now also in the local store).
+    pub hits_remote: u64,
     /// Cacheable compiles that missed.
     pub misses: u64,
+    /// Results uploaded to the shared cache.
+    pub uploads: u64,
+    /// Bytes downloaded from the shared cache.
+    pub bytes_down: u64,
+    /// Bytes uploaded to the shared cache.
+    pub bytes_up: u64,
+    /// Shared-cache operations that failed or timed out (each fell back to the local path).
+    pub remote_errors: u64,
     /// Misses whose result was stored.
     pub stored: u64,
     /// Uncacheable compiles by reason name.
@@ -185,7 +197,12 @@ impl Counters {
     pub fn add(&mut self, other: &Counters) {
         self.hits_direct += other.hits_direct;
         self.hits_preprocessor += other.hits_preprocessor;
+        self.hits_remote += other.hits_remote;
         self.misses += other.misses;
+        self.uploads += other.uploads;
+        self.bytes_down += other.bytes_down;
+        self.bytes_up += other.bytes_up;
+        self.remote_errors += other.remote_errors;
         self.stored += other.stored;
         for (k, v) in &other.uncacheable {
             *self.uncacheable.entry(k.clone()).or_default() += v;
@@ -209,7 +226,7 @@ impl Counters {
 
     /// All hits.
     pub fn hits(&self) -> u64 {
-        self.hits_direct + self.hits_preprocessor
+        self.hits_direct + self.hits_preprocessor + self.hits_remote
     }
 
     /// Hit rate over cacheable compiles (hits / (hits + misses)), or `None` before any.

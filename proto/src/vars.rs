@@ -27,6 +27,19 @@ pub const RCC_DAEMON: &str = "RCC_DAEMON";
 /// Milliseconds the wrapper waits for a daemon it started to listen. Default 5000.
 pub const RCC_START_TIMEOUT: &str = "RCC_START_TIMEOUT";
 
+/// Shared-cache scheduler address, `host:port`. Default: none (local cache only).
+pub const RCC_SCHEDULER: &str = "RCC_SCHEDULER";
+/// SHA-256 fingerprint of the scheduler's certificate to pin (`rcc-scheduler fingerprint` prints it).
+pub const RCC_SCHEDULER_FINGERPRINT: &str = "RCC_SCHEDULER_FINGERPRINT";
+/// CA certificate file the scheduler's certificate must chain to (instead of a fingerprint).
+pub const RCC_SCHEDULER_CA: &str = "RCC_SCHEDULER_CA";
+/// Bearer token for the scheduler (`rcc-scheduler token create`).
+pub const RCC_TOKEN: &str = "RCC_TOKEN";
+/// `1`: read the shared cache, never write it.
+pub const RCC_READ_ONLY: &str = "RCC_READ_ONLY";
+/// Longest wait for the scheduler on the compile path, in milliseconds. Default 2000.
+pub const RCC_REMOTE_TIMEOUT_MS: &str = "RCC_REMOTE_TIMEOUT_MS";
+
 /// Variables that are rcc's own and never part of a compile's key.
 pub fn is_rcc_var(name: &[u8]) -> bool {
     name.starts_with(b"RCC_")

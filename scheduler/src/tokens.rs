@@ -30,32 +30,52 @@ pub enum TokenError {
     },
 }
 
-/// The known tokens.
+/// The known tokens. Tokens created by `rcc-scheduler token create` while the service runs are picked up:
+/// an unknown token makes the store re-read its file if the file changed.
 pub struct TokenStore {
     path: PathBuf,
     by_hash: RwLock<HashMap<Digest, Vec<Scope>>>,
+    loaded: RwLock<Option<std::time::SystemTime>>,
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 impl TokenStore {
     /// Loads `<state>/tokens.json` (absent = no tokens).
     pub fn open(state: &Path) -> Result<TokenStore, TokenError> {
         let path = state.join("tokens.json");
+        let loaded = modified(&path);
+        let by_hash = Self::read(&path)?;
+        Ok(TokenStore { path, by_hash: RwLock::new(by_hash), loaded: RwLock::new(loaded) })
+    }
+
+    fn read(path: &Path) -> Result<HashMap<Digest, Vec<Scope>>, TokenError> {
+        let path = path.to_owned();
         let stored: Vec<StoredToken> = match fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map_err(|e| TokenError::File { path: path.clone(), message: e.to_string() })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(TokenError::File { path, message: e.to_string() }),
         };
-        let by_hash = stored
-            .into_iter()
-            .filter_map(|t| Some((Digest::from_hex(&t.sha256)?, t.scopes)))
-            .collect::<HashMap<_, _>>();
-        Ok(TokenStore { path, by_hash: RwLock::new(by_hash) })
+        Ok(stored.into_iter().filter_map(|t| Some((Digest::from_hex(&t.sha256)?, t.scopes))).collect())
     }
 
     /// The scopes of a presented token, or `None` when it is unknown.
     pub fn scopes(&self, token: &str) -> Option<Vec<Scope>> {
-        self.by_hash.read().unwrap_or_else(|e| e.into_inner()).get(&Digest::of(token.as_bytes())).cloned()
+        let hash = Digest::of(token.as_bytes());
+        if let Some(scopes) = self.by_hash.read().unwrap_or_else(|e| e.into_inner()).get(&hash) {
+            return Some(scopes.clone());
+        }
+        let now = modified(&self.path);
+        if now != *self.loaded.read().unwrap_or_else(|e| e.into_inner()) {
+            if let Ok(fresh) = Self::read(&self.path) {
+                *self.by_hash.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+                *self.loaded.write().unwrap_or_else(|e| e.into_inner()) = now;
+            }
+        }
+        self.by_hash.read().unwrap_or_else(|e| e.into_inner()).get(&hash).cloned()
     }
 
     /// Creates a token with these scopes, saves its hash and returns the token itself (shown once).
@@ -93,5 +113,10 @@ mod tests {
         assert!(!file.contains(&token), "the token itself is never written");
         let reopened = TokenStore::open(dir.path()).unwrap();
         assert_eq!(reopened.scopes(&token), Some(vec![Scope::Read]));
+        // A token created by another process (the CLI) while the service runs is picked up.
+        let running = TokenStore::open(dir.path()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let later = TokenStore::open(dir.path()).unwrap().create(&[Scope::Write], "later").unwrap();
+        assert_eq!(running.scopes(&later), Some(vec![Scope::Write]));
     }
 }

@@ -11,3 +11,4 @@ mod failures;
 mod hits;
 mod mutations;
 mod passthrough;
+mod remote;

@@ -42,6 +42,7 @@ pub fn render(s: &StatsSnapshot) -> String {
     let mut line = |k: &str, v: String| out.push_str(&format!("{k:<34}{v:>14}\n"));
     line("cache hits (direct)", c.hits_direct.to_string());
     line("cache hits (preprocessor)", c.hits_preprocessor.to_string());
+    line("cache hits (shared cache)", c.hits_remote.to_string());
     line("cache misses", c.misses.to_string());
     line("results stored", c.stored.to_string());
     line("hit rate", c.hit_rate().map_or_else(|| "-".to_owned(), |r| format!("{:.1} %", r * 100.0)));
@@ -55,6 +56,10 @@ pub fn render(s: &StatsSnapshot) -> String {
     for (kind, n) in &c.errors {
         line(&format!("  {kind}"), n.to_string());
     }
+    line("results uploaded", c.uploads.to_string());
+    line("shared cache downloaded", format_size(c.bytes_down));
+    line("shared cache uploaded", format_size(c.bytes_up));
+    line("shared cache errors (fell back)", c.remote_errors.to_string());
     line("compile time saved", format!("{:.1} s", c.saved_millis as f64 / 1000.0));
     line("compile time of misses", format!("{:.1} s", c.miss_millis as f64 / 1000.0));
     line("cache size", format_size(s.cache_bytes));

@@ -1,0 +1,360 @@
+//! The daemon as a client of the shared cache.
+//!
+//! One long-lived QUIC connection, made on first use and remade after failures with exponential backoff
+//! (1 s doubling to 30 s); while it is down, compiles skip the shared cache at no cost. Every call on the
+//! compile path is bounded by `remote_timeout` (RCC_REMOTE_TIMEOUT_MS). Uploads run on the remote runtime
+//! after the compile has answered, so they never slow a build.
+//!
+//! Remote layout, in the scheduler's action cache and CAS:
+//! - a result: an action result whose outputs are the output files (named by role), stdout, stderr, and an
+//!   `rcc-meta` blob (depfile target, compile time);
+//! - a manifest: the action result of key `H("remote-manifest", direct key)`, whose one output is the
+//!   postcard-encoded [`Manifest`], so a hit on another machine needs no preprocessor run either.
+
+use crate::key::manifest::{Entry, Manifest};
+use crate::outputs::{CachedResult, Role, StoredFile};
+use crate::stats::StatsBook;
+use rcc_proto::config::Config;
+use rcc_proto::remote::{ActionResult, OutputFile, Scope};
+use rcc_proto::{Digest, KeyHasher};
+use rcc_scheduler::client::Client;
+use rcc_scheduler::tls::Trust;
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const MIN_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Bound on a background upload.
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What `rcc-meta` holds.
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    depfile_target: Option<Vec<u8>>,
+    compile_millis: u64,
+}
+
+struct Link {
+    client: Option<Arc<Client>>,
+    retry_at: Instant,
+    backoff: Duration,
+}
+
+/// The shared-cache client of a daemon.
+pub struct Remote {
+    runtime: tokio::runtime::Runtime,
+    addr: SocketAddr,
+    trust: Trust,
+    token: String,
+    read_only: bool,
+    timeout: Duration,
+    link: Mutex<Link>,
+    connecting: AtomicBool,
+}
+
+impl Remote {
+    /// The client the configuration asks for; `None` when no scheduler is configured, `Err` when the
+    /// configuration is incomplete.
+    pub fn from_config(config: &Config) -> Option<Result<Remote, String>> {
+        let addr_text = config.scheduler.value.clone()?;
+        Some((|| {
+            let addr = addr_text
+                .to_socket_addrs()
+                .map_err(|e| format!("scheduler address `{addr_text}`: {e}"))?
+                .next()
+                .ok_or_else(|| format!("scheduler address `{addr_text}` resolves to nothing"))?;
+            let trust = match (&config.scheduler_fingerprint.value, &config.scheduler_ca.value) {
+                (Some(fp), _) => Trust::Fingerprint(
+                    Digest::from_hex(fp).ok_or_else(|| format!("`{fp}` is not a SHA-256 fingerprint"))?,
+                ),
+                (None, Some(ca)) => Trust::CaFile(ca.clone()),
+                (None, None) => return Err("set RCC_SCHEDULER_FINGERPRINT or RCC_SCHEDULER_CA".into()),
+            };
+            let token = config.token.value.clone().ok_or("set RCC_TOKEN for the scheduler")?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("rccd-remote")
+                .enable_all()
+                .build()
+                .map_err(|e| format!("starting the remote runtime: {e}"))?;
+            Ok(Remote {
+                runtime,
+                addr,
+                trust,
+                token,
+                read_only: config.read_only.value,
+                timeout: Duration::from_millis(config.remote_timeout_ms.value),
+                link: Mutex::new(Link { client: None, retry_at: Instant::now(), backoff: MIN_BACKOFF }),
+                connecting: AtomicBool::new(false),
+            })
+        })())
+    }
+
+    /// The connection, (re)made when due; `None` while the scheduler is unreachable or another thread is
+    /// connecting (that compile simply skips the shared cache).
+    fn client(&self, stats: &StatsBook) -> Option<Arc<Client>> {
+        {
+            let link = self.link.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(c) = &link.client {
+                return Some(c.clone());
+            }
+            if Instant::now() < link.retry_at {
+                return None;
+            }
+        }
+        if self.connecting.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        let connected = self.runtime.block_on(async {
+            tokio::time::timeout(self.timeout, Client::connect(self.addr, &self.trust, &self.token)).await
+        });
+        let mut link = self.link.lock().unwrap_or_else(|e| e.into_inner());
+        let client = match connected {
+            Ok(Ok(client)) => {
+                tracing::info!(addr = %self.addr, scopes = ?client.scopes, "connected to the scheduler");
+                link.backoff = MIN_BACKOFF;
+                Some(Arc::new(client))
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(addr = %self.addr, error = %e, "scheduler unavailable");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(addr = %self.addr, "scheduler connection timed out");
+                None
+            }
+        };
+        if client.is_none() {
+            stats.record(|c| c.remote_errors += 1);
+            link.retry_at = Instant::now() + link.backoff;
+            link.backoff = (link.backoff * 2).min(MAX_BACKOFF);
+        }
+        link.client = client.clone();
+        self.connecting.store(false, Ordering::Release);
+        client
+    }
+
+    /// Forgets a connection that failed, so the next use reconnects (after backoff).
+    fn drop_link(&self, stats: &StatsBook) {
+        stats.record(|c| c.remote_errors += 1);
+        let mut link = self.link.lock().unwrap_or_else(|e| e.into_inner());
+        link.client = None;
+        link.retry_at = Instant::now() + link.backoff;
+        link.backoff = (link.backoff * 2).min(MAX_BACKOFF);
+    }
+
+    /// Runs a call on the compile path with the timeout; any failure drops the link and yields `None`.
+    fn bounded<T, F, Fut>(&self, stats: &StatsBook, call: F) -> Option<T>
+    where
+        F: FnOnce(Arc<Client>) -> Fut,
+        Fut: Future<Output = Result<T, rcc_scheduler::client::ClientError>>,
+    {
+        let client = self.client(stats)?;
+        match self.runtime.block_on(async { tokio::time::timeout(self.timeout, call(client)).await }) {
+            Ok(Ok(v)) => Some(v),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "shared cache call failed");
+                self.drop_link(stats);
+                None
+            }
+            Err(_) => {
+                tracing::warn!("shared cache call timed out");
+                self.drop_link(stats);
+                None
+            }
+        }
+    }
+
+    /// The shared manifest for a direct key.
+    pub fn manifest(&self, stats: &StatsBook, direct_key: &Digest) -> Option<Manifest> {
+        let key = manifest_key(direct_key);
+        let bytes = self.bounded(stats, |c| async move {
+            let Some(result) = c.get_action_result(key).await? else { return Ok(None) };
+            let Some(blob) = result.outputs.first() else { return Ok(None) };
+            c.get_blob(blob.digest).await
+        })??;
+        stats.record(|c| c.bytes_down += bytes.len() as u64);
+        postcard::from_bytes(&bytes).ok()
+    }
+
+    /// A shared result, assembled from its blobs.
+    pub fn result(&self, stats: &StatsBook, result_key: &Digest) -> Option<CachedResult> {
+        let key = *result_key;
+        let (result, blobs) = self.bounded(stats, |c| async move {
+            let Some(result) = c.get_action_result(key).await? else { return Ok(None) };
+            let mut blobs = Vec::new();
+            for digest in result.blobs() {
+                match c.get_blob(digest).await? {
+                    Some(data) => blobs.push((digest, data)),
+                    None => return Ok(None),
+                }
+            }
+            Ok(Some((result, blobs)))
+        })??;
+        stats.record(|c| c.bytes_down += blobs.iter().map(|b| b.1.len() as u64).sum::<u64>());
+        from_remote(&result, &blobs)
+    }
+
+    /// Uploads a result and adds its manifest entry to the shared manifest, in the background.
+    pub fn upload(
+        self: &Arc<Self>,
+        stats: Arc<StatsBook>,
+        direct_key: Digest,
+        result_key: Digest,
+        result: CachedResult,
+        entry: Entry,
+    ) {
+        if self.read_only {
+            return;
+        }
+        let Some(client) = self.client(&stats) else { return };
+        if !client.scopes.contains(&Scope::Write) {
+            return;
+        }
+        let this = self.clone();
+        self.runtime.spawn(async move {
+            let work = upload(&client, direct_key, result_key, &result, entry);
+            match tokio::time::timeout(UPLOAD_TIMEOUT, work).await {
+                Ok(Ok(bytes)) => stats.record(|c| {
+                    c.uploads += 1;
+                    c.bytes_up += bytes;
+                }),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "upload failed");
+                    this.drop_link(&stats);
+                }
+                Err(_) => {
+                    tracing::warn!("upload timed out");
+                    this.drop_link(&stats);
+                }
+            }
+        });
+    }
+}
+
+fn manifest_key(direct_key: &Digest) -> Digest {
+    let mut h = KeyHasher::new("remote-manifest", 1);
+    h.digest(b'k', direct_key);
+    h.finish()
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Object => "object",
+        Role::Depfile => "depfile",
+        Role::Dwo => "dwo",
+        Role::Gcno => "gcno",
+    }
+}
+
+fn role_of(name: &str) -> Option<Role> {
+    [Role::Object, Role::Depfile, Role::Dwo, Role::Gcno].into_iter().find(|r| role_name(*r) == name)
+}
+
+/// A local result as an action result plus the blobs it names.
+fn to_remote(result: &CachedResult) -> (ActionResult, Vec<(Digest, Vec<u8>)>) {
+    let mut blobs = Vec::new();
+    let mut outputs = Vec::new();
+    let mut add = |name: &str, data: Vec<u8>| {
+        let digest = Digest::of(&data);
+        outputs.push(OutputFile { name: name.to_owned(), digest, size: data.len() as u64, executable: false });
+        blobs.push((digest, data));
+    };
+    for file in &result.files {
+        add(role_name(file.role), file.data.clone());
+    }
+    let meta = Meta { depfile_target: result.depfile_target.clone(), compile_millis: result.compile_millis };
+    add("rcc-meta", postcard::to_allocvec(&meta).unwrap_or_default());
+    let stdout = Digest::of(&result.stdout);
+    let stderr = Digest::of(&result.stderr);
+    blobs.push((stdout, result.stdout.clone()));
+    blobs.push((stderr, result.stderr.clone()));
+    (ActionResult { outputs, stdout: Some(stdout), stderr: Some(stderr), exit_code: result.exit_code }, blobs)
+}
+
+/// An action result and its blobs as a local result (`None` if anything is missing or malformed).
+fn from_remote(result: &ActionResult, blobs: &[(Digest, Vec<u8>)]) -> Option<CachedResult> {
+    let blob = |d: &Digest| blobs.iter().find(|(k, _)| k == d).map(|(_, v)| v.clone());
+    let mut files = Vec::new();
+    let mut meta = None;
+    for out in &result.outputs {
+        if out.name == "rcc-meta" {
+            meta = postcard::from_bytes::<Meta>(&blob(&out.digest)?).ok();
+        } else {
+            files.push(StoredFile { role: role_of(&out.name)?, data: blob(&out.digest)? });
+        }
+    }
+    let meta = meta?;
+    Some(CachedResult {
+        files,
+        stdout: result.stdout.as_ref().and_then(blob).unwrap_or_default(),
+        stderr: result.stderr.as_ref().and_then(blob).unwrap_or_default(),
+        exit_code: result.exit_code,
+        depfile_target: meta.depfile_target,
+        compile_millis: meta.compile_millis,
+    })
+}
+
+async fn upload(
+    client: &Client,
+    direct_key: Digest,
+    result_key: Digest,
+    result: &CachedResult,
+    entry: Entry,
+) -> Result<u64, rcc_scheduler::client::ClientError> {
+    let (action, blobs) = to_remote(result);
+    let mut sent = 0;
+    let missing = client.find_missing(blobs.iter().map(|b| b.0).collect()).await?;
+    for (digest, data) in &blobs {
+        if missing.contains(digest) {
+            client.put_blob_as(*digest, data).await?;
+            sent += data.len() as u64;
+        }
+    }
+    client.update_action_result(result_key, action).await?;
+    // Merge into the shared manifest (last writer wins a race: a lost entry is only a miss elsewhere).
+    let key = manifest_key(&direct_key);
+    let mut manifest = match client.get_action_result(key).await? {
+        Some(r) => match r.outputs.first() {
+            Some(o) => client.get_blob(o.digest).await?.and_then(|b| postcard::from_bytes(&b).ok()).unwrap_or_default(),
+            None => Manifest::default(),
+        },
+        None => Manifest::default(),
+    };
+    manifest.add(entry);
+    let bytes = postcard::to_allocvec(&manifest).unwrap_or_default();
+    let digest = client.put_blob(&bytes).await?;
+    sent += bytes.len() as u64;
+    let out = OutputFile { name: "manifest".into(), digest, size: bytes.len() as u64, executable: false };
+    client
+        .update_action_result(key, ActionResult { outputs: vec![out], stdout: None, stderr: None, exit_code: 0 })
+        .await?;
+    Ok(sent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_survive_the_remote_encoding() {
+        let result = CachedResult {
+            files: vec![
+                StoredFile { role: Role::Object, data: b"obj".to_vec() },
+                StoredFile { role: Role::Depfile, data: b"a.o: a.c\n".to_vec() },
+            ],
+            stdout: Vec::new(),
+            stderr: b"warning".to_vec(),
+            exit_code: 0,
+            depfile_target: Some(b"a.o".to_vec()),
+            compile_millis: 42,
+        };
+        let (action, blobs) = to_remote(&result);
+        assert_eq!(from_remote(&action, &blobs), Some(result));
+        assert_eq!(from_remote(&action, &blobs[1..]), None, "a missing blob is no result");
+    }
+}

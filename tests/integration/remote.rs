@@ -1,0 +1,187 @@
+//! The shared cache over real QUIC on loopback: the real rcc-scheduler binary and two or more "machines"
+//! (separate cache directories, so separate daemons) building real sources.
+
+use crate::support::{bin_dir, run_ok, TestEnv};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running rcc-scheduler with its address, fingerprint and state directory.
+struct Scheduler {
+    child: Child,
+    addr: String,
+    fingerprint: String,
+    state: PathBuf,
+}
+
+impl Scheduler {
+    fn start(root: &Path) -> Scheduler {
+        let state = root.join("scheduler");
+        let mut child = Command::new(bin_dir().join("rcc-scheduler"))
+            .args(["--state", state.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"])
+            .env("RCC_LOG_LEVEL", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting rcc-scheduler");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let (mut addr, mut fingerprint) = (String::new(), String::new());
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if line.contains("listening") {
+                for word in line.split_whitespace() {
+                    if let Some(v) = word.strip_prefix("addr=") {
+                        addr = v.to_owned();
+                    }
+                    if let Some(v) = word.strip_prefix("fingerprint=") {
+                        fingerprint = v.to_owned();
+                    }
+                }
+                break;
+            }
+        }
+        assert!(!addr.is_empty(), "scheduler printed its address");
+        // Keep draining its log so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Scheduler { child, addr, fingerprint, state }
+    }
+
+    fn token(&self, scopes: &str) -> String {
+        let out = run_ok(Command::new(bin_dir().join("rcc-scheduler")).args([
+            "--state",
+            self.state.to_str().unwrap(),
+            "token",
+            "create",
+            "--scope",
+            scopes,
+        ]));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// A client machine of this scheduler.
+    fn machine(&self, scopes: &str) -> TestEnv {
+        let mut env = TestEnv::new();
+        env.set_env("RCC_SCHEDULER", &self.addr);
+        env.set_env("RCC_SCHEDULER_FINGERPRINT", &self.fingerprint);
+        env.set_env("RCC_TOKEN", &self.token(scopes));
+        env
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The Lua sources (shared corpus), copied into the machine's project directory.
+fn lua_into(env: &TestEnv) -> Vec<String> {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/get");
+    let out = run_ok(Command::new(&corpus).arg("lua"));
+    let src = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let mut sources = Vec::new();
+    for entry in std::fs::read_dir(&src).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".c") || name.ends_with(".h") {
+            std::fs::copy(entry.path(), env.proj.join(&name)).unwrap();
+            crate::support::settle(&env.proj.join(&name));
+        }
+        if name.ends_with(".c") && !matches!(name.as_str(), "lua.c" | "luac.c" | "onelua.c") {
+            sources.push(name);
+        }
+    }
+    sources.sort();
+    sources
+}
+
+fn build(env: &TestEnv, sources: &[String]) {
+    for s in sources {
+        let obj = s.replace(".c", ".o");
+        env.rcc_ok(&["gcc", "-O2", "-c", s, "-o", &obj]);
+    }
+}
+
+fn wait_for(env: &TestEnv, counter: &str, at_least: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while env.counter(counter) < at_least {
+        assert!(Instant::now() < deadline, "{counter} never reached {at_least}\n{}", env.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_second_machine_builds_lua_from_the_shared_cache() {
+    let env_root = TestEnv::new();
+    let scheduler = Scheduler::start(&env_root.root);
+    let a = scheduler.machine("read,write");
+    let sources = lua_into(&a);
+    build(&a, &sources);
+    assert_eq!(a.counter("misses"), sources.len() as u64);
+    wait_for(&a, "uploads", sources.len() as u64);
+
+    let b = scheduler.machine("read");
+    lua_into(&b);
+    build(&b, &sources);
+    assert_eq!(b.counter("hits_remote"), sources.len() as u64, "all remote hits\n{}", b.log());
+    assert_eq!(b.counter("misses"), 0);
+    for s in &sources {
+        let obj = s.replace(".c", ".o");
+        assert_eq!(a.read(&obj), b.read(&obj), "{obj} is byte-identical across machines");
+    }
+    // The remote hits were copied into b's local store: a rebuild is local.
+    build(&b, &sources[..3]);
+    assert_eq!(b.counter("hits_direct"), 3);
+}
+
+#[test]
+fn a_read_only_machine_never_writes_and_a_dead_scheduler_costs_no_build() {
+    let env_root = TestEnv::new();
+    let mut scheduler = Scheduler::start(&env_root.root);
+    let reader = scheduler.machine("read");
+    reader.write("only.c", "int only_here(void) { return 7; }\n");
+    reader.rcc_ok(&["gcc", "-c", "only.c", "-o", "only.o"]);
+    assert_eq!(reader.counter("misses"), 1);
+    assert_eq!(reader.counter("uploads"), 0, "a read-only token uploads nothing");
+
+    let writer = scheduler.machine("read,write");
+    writer.write("only.c", "int only_here(void) { return 7; }\n");
+    writer.rcc_ok(&["gcc", "-c", "only.c", "-o", "only.o"]);
+    assert_eq!(writer.counter("hits_remote"), 0, "nothing of the reader's reached the shared cache");
+
+    // Kill the scheduler mid-build: every compile still succeeds, with the right object.
+    let c = scheduler.machine("read,write");
+    let sources = lua_into(&c);
+    let (first, rest) = sources.split_at(4);
+    build(&c, first);
+    scheduler.child.kill().unwrap();
+    let _ = scheduler.child.wait();
+    let started = Instant::now();
+    build(&c, rest);
+    for s in rest.iter().take(3) {
+        let obj = s.replace(".c", ".o");
+        run_ok(c.command("gcc").args(["-O2", "-c", s, "-o", "plain.o"]));
+        assert_eq!(c.read(&obj), c.read("plain.o"));
+    }
+    assert_eq!(c.counter("misses"), sources.len() as u64);
+    assert!(started.elapsed() < Duration::from_secs(120), "a dead scheduler costs bounded time");
+}
+
+#[test]
+fn unauthenticated_and_wrongly_pinned_machines_fall_back_to_local_builds() {
+    let env_root = TestEnv::new();
+    let scheduler = Scheduler::start(&env_root.root);
+    let mut stranger = scheduler.machine("read,write");
+    stranger.set_env("RCC_TOKEN", "rcc_not_a_real_token");
+    stranger.write("a.c", "int a(void) { return 1; }\n");
+    stranger.rcc_ok(&["gcc", "-c", "a.c", "-o", "a.o"]);
+    assert!(stranger.counter("remote_errors") >= 1, "{}", stranger.log());
+    assert!(stranger.log().contains("not authenticated"), "the log says why\n{}", stranger.log());
+
+    let mut fooled = scheduler.machine("read,write");
+    fooled.set_env("RCC_SCHEDULER_FINGERPRINT", &"0".repeat(64));
+    fooled.write("a.c", "int a(void) { return 1; }\n");
+    fooled.rcc_ok(&["gcc", "-c", "a.c", "-o", "a.o"]);
+    assert!(fooled.log().contains("fingerprint"), "the log names the fingerprint mismatch\n{}", fooled.log());
+    assert!(fooled.proj.join("a.o").is_file());
+}
