@@ -18,7 +18,7 @@ machine hits them alike; the table shows medians. The objects of ccache and rcc 
 byte for byte with the plain compiler's. One CSV line per measurement is appended, as it is taken, to
 bench/runs/c-cache-<date>-<time>.csv.
 
-Usage: bench/c-cache.sh [--quick] [--rounds N] [--only lua,sqlite,zlib-ng] [--no-rcc]
+Usage: bench/c-cache.sh [--quick] [--rounds N] [--sqlite-rounds N] [--only lua,sqlite,zlib-ng] [--no-rcc]
 """
 import argparse
 import csv
@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RCC = Path(os.environ.get("RCC_BIN", ROOT / "target" / "release" / "rcc"))
+RCC = Path(os.environ.get("RCC_BIN", ROOT / "target" / "release" / "rcc")).absolute()
 CORPUS = ROOT.parent / "shared" / "corpus" / "get"
 
 
@@ -58,10 +58,52 @@ def corpus(name):
     return Path(sh([str(CORPUS), name]).stdout.strip())
 
 
+RCC_DIRS = set()  # the rcc caches of this run: their daemons' CPU time is ours
+LAST = {"foreign": 0.0}  # CPU seconds other processes of the machine used during the last timed()
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy():
+    """CPU seconds the whole machine has spent busy (user, nice, system, irq, softirq, steal)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / TICK
+
+
+def our_daemons():
+    """CPU seconds of each rccd serving one of this run's caches (daemons are not our children)."""
+    cpu = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if not os.readlink(f"/proc/{pid}/exe").endswith("/rccd"):
+                continue
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = dict(e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e)
+            if env.get(b"RCC_DIR", b"").decode() not in RCC_DIRS:
+                continue
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            cpu[pid] = (int(fields[11]) + int(fields[12])) / TICK
+        except (OSError, ValueError):
+            continue
+    return cpu
+
+
 def timed(fn):
-    t = time.perf_counter()
+    """Wall time of fn; LAST["foreign"]: CPU time the rest of the machine used meanwhile (a noise gauge)."""
+    busy0, d0, t0 = machine_busy(), our_daemons(), os.times()
+    start = time.perf_counter()
     fn()
-    return time.perf_counter() - t
+    elapsed = time.perf_counter() - start
+    t1, d1, busy1 = os.times(), our_daemons(), machine_busy()
+    ours = sum(t1[i] - t0[i] for i in range(4)) + sum(c - d0.get(p, 0.0) for p, c in d1.items())
+    LAST["foreign"] = max(0.0, busy1 - busy0 - ours)
+    return elapsed
+
+
+def busy(elapsed):
+    """Whether other work on the machine took enough CPU during the last measurement to skew it."""
+    return LAST["foreign"] >= max(0.05, 0.1 * elapsed)
 
 
 def base_env():
@@ -86,6 +128,7 @@ class Tool:
         self.env = base_env()
         if name == "rcc":
             self.env["RCC_DIR"] = str(self.cache)
+            RCC_DIRS.add(str(self.cache))
             self.env["RCC_CONFIG"] = str(work / "rcc-config-absent.toml")  # defaults, not ~/.config/rcc
             self.prefix = [str(RCC)]
         elif name == "ccache":
@@ -220,7 +263,7 @@ class Csv:
     """One line per measurement, appended and flushed as it is taken: a run cut short keeps what it measured."""
 
     FIELDS = ["run", "project", "tool", "round", "phase", "seconds", "compiles", "hits", "misses", "other",
-              "cache_bytes", "flags", "rcc_rev", "gcc", "ccache", "cpu", "nproc"]
+              "cache_bytes", "foreign_cpu_s", "flags", "rcc_rev", "gcc", "ccache", "cpu", "nproc"]
 
     def __init__(self, path, common):
         self.path, self.common = path, common
@@ -246,8 +289,7 @@ def first_line(cmd):
 def machine():
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    rev = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
-                         text=True).stdout.strip() or "?"
+    rev = first_line(["git", "-C", str(ROOT), "describe", "--always", "--dirty"])
     return {"cpu": cpu, "nproc": nproc, "gcc": first_line(["gcc", "--version"]),
             "ccache": first_line(["ccache", "--version"]), "rcc_rev": rev}
 
@@ -279,7 +321,8 @@ def fmt(v, f):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="sqlite3.c at -O0 instead of -O2")
-    ap.add_argument("--rounds", type=int, default=3, help="rounds for lua and zlib-ng (sqlite -O2: always 1)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds (medians are shown)")
+    ap.add_argument("--sqlite-rounds", type=int, default=1, help="rounds for sqlite3.c at -O2 (~40 s a compile)")
     ap.add_argument("--only", default="lua,sqlite,zlib-ng", help="comma-separated projects to run")
     ap.add_argument("--no-rcc", action="store_true", help="plain and ccache only (rcc not built yet)")
     args = ap.parse_args()
@@ -288,8 +331,6 @@ def main():
     names = ["plain", "ccache"] + ([] if args.no_rcc else ["rcc"])
     if not args.no_rcc and not os.access(RCC, os.X_OK):
         raise SystemExit(f"c-cache: {RCC} is not an executable (build it, or run with --no-rcc)")
-    work = Path(tempfile.mkdtemp(prefix="rcc-bench-"))
-    tools = [Tool(n, work) for n in names]
     sqlite_opt = "-O0" if args.quick else "-O2"
     projects = []
     if "lua" in only:
@@ -304,6 +345,8 @@ def main():
         projects.append(CMakeProject("zlib-ng", corpus("zlib-ng"),
                                      ["-DZLIB_COMPAT=ON", "-DBUILD_TESTING=OFF", "-DBUILD_SHARED_LIBS=OFF"]))
 
+    work = Path(tempfile.mkdtemp(prefix="rcc-bench-"))
+    tools = [Tool(n, work) for n in names]
     m = machine()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = Csv(ROOT / "bench" / "runs" / f"c-cache-{stamp}.csv", {"run": stamp, **m})
@@ -314,6 +357,14 @@ def main():
         warnings.append(msg)
         log("WARNING: " + msg)
 
+    skewed = []
+
+    def noisy(elapsed, phase):
+        if not busy(elapsed):
+            return ""
+        skewed.append(phase)
+        return f" (busy: +{LAST['foreign']:.2f} CPU s elsewhere)"
+
     try:
         for project in projects:
             project.prepare(work)
@@ -321,7 +372,7 @@ def main():
             for tool in tools:
                 project.configure(tool)
             n = project.compiles()
-            rounds = 1 if project.name == "sqlite" and not args.quick else args.rounds
+            rounds = args.sqlite_rounds if project.name == "sqlite" and not args.quick else args.rounds
             cold = {t.name: [] for t in tools}
             warm = {t.name: [] for t in tools}
             serial = {t.name: [] for t in tools}
@@ -336,8 +387,8 @@ def main():
                     st = tool.stats()
                     out.add(project=project.name, tool=tool.name, round=r, phase="cold", seconds=f"{t:.4f}",
                             compiles=n, hits=st and st[0], misses=st and st[1], other=st and st[2],
-                            cache_bytes=st and st[3], flags=flags)
-                    line = f"  {project.name:8} {tool.name:7} round {r}: cold {t:7.2f} s"
+                            cache_bytes=st and st[3], flags=flags, foreign_cpu_s=f"{LAST['foreign']:.2f}")
+                    line = f"  {project.name:8} {tool.name:7} round {r}: cold {t:7.2f} s" + noisy(t, "cold")
                     if r == 0:
                         if tool.name == "plain":
                             reference = snapshot(project, tool, work / f"ref-{project.name}")
@@ -354,8 +405,8 @@ def main():
                             hits, misses, other, size = tool.stats()
                             out.add(project=project.name, tool=tool.name, round=r, phase=phase,
                                     seconds=f"{t:.4f}", compiles=n, hits=hits, misses=misses, other=other,
-                                    cache_bytes=size, flags=flags)
-                            line += f" | {phase} {t:6.3f} s, {hits}/{n} hits"
+                                    cache_bytes=size, flags=flags, foreign_cpu_s=f"{LAST['foreign']:.2f}")
+                            line += f" | {phase} {t:6.3f} s, {hits}/{n} hits" + noisy(t, phase)
                             if hits != n or misses or other:
                                 warn(f"{tool.name} {phase} {project.name} round {r}: {hits} hits of {n} compiles, "
                                      f"{misses} misses, {other} uncacheable/errors: not all hits")
@@ -384,7 +435,8 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
 
     print(f"\nmachine: {m['nproc']} cores, {m['cpu']}; {platform.platform()}")
-    print(f"{m['gcc']}; {m['ccache']}; rcc {'not run' if args.no_rcc else m['rcc_rev']}; rounds: {args.rounds} (medians; sqlite -O2: 1)\n")
+    print(f"{m['gcc']}; {m['ccache']}; rcc {'not run' if args.no_rcc else m['rcc_rev']}; rounds: {args.rounds} (medians)"
+          + ("" if args.quick or "sqlite" not in only else f"; sqlite -O2: {args.sqlite_rounds}") + "\n")
     print("| project | tool | compiles | cold s | warm s | per-hit ms | serial hit ms | cold vs plain | hit vs ccache |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for p, t, n, c, w, hit, ser, over, vs in rows:
@@ -397,6 +449,9 @@ def main():
         print(c)
     for w in warnings:
         print("WARNING: " + w)
+    if skewed:
+        print(f"WARNING: other processes used the CPU during {len(skewed)} of the measurements (marked 'busy' above"
+              " and in the CSV's foreign_cpu_s): figures are skewed; rerun on an idle machine")
     print(f"\nraw numbers: {out.path.relative_to(ROOT)}")
 
 

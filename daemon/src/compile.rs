@@ -12,7 +12,7 @@ use crate::key::args::{self, DepKind, ParsedArgs};
 use crate::key::files::{coarse_now_ns, FileInfo};
 use crate::key::identity::{Compiler, IdentityError};
 use crate::key::manifest::{Entry, Manifest};
-use crate::key::{depfile, direct_key, search_dirs};
+use crate::key::{base_dir, depfile, direct_key, search_dirs};
 use crate::outputs::{self, CachedResult};
 use crate::store::{Kind, StoreError};
 use rcc_proto::frame::{read_msg, write_msg, FrameError};
@@ -63,6 +63,8 @@ impl Invocation {
 struct Plan {
     inv: Invocation,
     parsed: ParsedArgs,
+    /// What the compiler runs with on a miss: the original arguments, or their base-directory rewrite.
+    run_args: Vec<OsString>,
     compiler: Arc<Compiler>,
     /// Everything but the source and the headers.
     common_key: Digest,
@@ -139,7 +141,22 @@ fn understand(ctx: &Context, inv: Invocation) -> Result<Plan, Decline> {
     tracing::trace!("request decoded");
     let driver = ctx.identities.identify(&inv.compiler, &[], &env_path)?;
     tracing::trace!("compiler identified");
-    let parsed = args::parse(&inv.args, &inv.cwd, driver.family).map_err(Decline::Uncacheable)?;
+    let mut parsed = args::parse(&inv.args, &inv.cwd, driver.family).map_err(Decline::Uncacheable)?;
+    let mut run_args = inv.args.clone();
+    // The invocation's own RCC_BASE_DIR wins over the daemon's configuration (set per build).
+    let base = inv.var(rcc_proto::vars::RCC_BASE_DIR).map(PathBuf::from).or_else(|| ctx.config.base_dir.value.clone());
+    if let Some(base) = base.filter(|b| !b.as_os_str().is_empty()) {
+        let base = base.canonicalize().unwrap_or(base);
+        if let Some(rewritten) = base_dir::rewrite(&parsed.expanded, &inv.cwd, &base) {
+            parsed = args::parse(&rewritten, &inv.cwd, driver.family).map_err(Decline::Uncacheable)?;
+            // The map rcc appended names this checkout's directory; what it does (cwd -> .) is in the key
+            // through the mapped working directory, so the key names it generically.
+            if let Some(last) = parsed.key_args.last_mut() {
+                *last = OsString::from(base_dir::KEYED_CWD_MAP);
+            }
+            run_args = rewritten;
+        }
+    }
     let compiler = if parsed.b_prefixes.is_empty() {
         driver
     } else {
@@ -153,10 +170,12 @@ fn understand(ctx: &Context, inv: Invocation) -> Result<Plan, Decline> {
     if reads_hidden_files(&source, &parsed) {
         return Err(Decline::Uncacheable(Reason::AssemblerInclude));
     }
+    tracing::trace!(args = ?parsed.key_args, "arguments keyed");
     let common_key = direct_key::common(ctx, &inv, &parsed, &compiler).map_err(Decline::Uncacheable)?;
+    tracing::trace!(common = %common_key, source = %source.digest, "key parts");
     let mut h = KeyHasher::new("c-direct", 1);
     h.digest(b'c', &common_key).digest(b's', &source.digest);
-    Ok(Plan { direct_key: h.finish(), inv, parsed, compiler, common_key, source_date_epoch })
+    Ok(Plan { direct_key: h.finish(), inv, parsed, run_args, compiler, common_key, source_date_epoch })
 }
 
 /// Reads an entry, counting and dropping a corrupt one.
@@ -321,7 +340,7 @@ fn reads_hidden_files(info: &FileInfo, parsed: &ParsedArgs) -> bool {
 /// A miss in depend mode: the compile itself writes the depfile that lists the inputs.
 fn miss_depend(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream) -> Result<(), FrameError> {
     let tmp_dep = TempPath::new(ctx, "d");
-    let mut run_args = plan.inv.args.clone();
+    let mut run_args = plan.run_args.clone();
     let depfile_path = match plan.parsed.depfile_path() {
         Some(user) => plan.inv.cwd.join(user),
         None => {
@@ -495,7 +514,7 @@ fn miss_preprocessor(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixS
         }
         return answer_hit(ctx, plan, &result, HitMode::Preprocessor, conn);
     }
-    let outcome = run_in_wrapper(conn, plan, &plan.inv.args)?;
+    let outcome = run_in_wrapper(conn, plan, &plan.run_args)?;
     if outcome.exit_code != 0 {
         ctx.stats.record(|c| c.count_uncacheable(Reason::CompileFailed));
         return write_msg(conn, &Response::Done { exit_code: outcome.exit_code });

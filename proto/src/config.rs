@@ -82,6 +82,9 @@ pub struct Config {
     pub read_only: Setting<bool>,
     /// Longest wait for the scheduler on the compile path, in milliseconds.
     pub remote_timeout_ms: Setting<u64>,
+    /// Paths under this directory are made relative to the working directory, so checkouts in different
+    /// places share entries.
+    pub base_dir: Setting<Option<PathBuf>>,
 }
 
 /// The config file's shape. Unknown keys are an error, so typos are caught.
@@ -104,6 +107,7 @@ struct FileConfig {
     token: Option<String>,
     read_only: Option<bool>,
     remote_timeout_ms: Option<u64>,
+    base_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -233,6 +237,9 @@ impl Config {
                 Ok(Some(s.trim().to_owned()))
             })?,
             read_only: pick(false, parsed.read_only, from_file, env(vars::RCC_READ_ONLY), parse_bool)?,
+            base_dir: pick(None, parsed.base_dir.map(Some), from_file, env(vars::RCC_BASE_DIR), |s| {
+                Ok(Some(PathBuf::from(s)))
+            })?,
             remote_timeout_ms: pick(
                 2000,
                 parsed.remote_timeout_ms,
@@ -277,6 +284,11 @@ impl Config {
                 self.token.source.to_string(),
             ),
             ("read_only", self.read_only.value.to_string(), self.read_only.source.to_string()),
+            (
+                "base_dir",
+                self.base_dir.value.as_deref().map(path).unwrap_or_else(|| "none".into()),
+                self.base_dir.source.to_string(),
+            ),
             (
                 "remote_timeout",
                 format!("{}ms", self.remote_timeout_ms.value),

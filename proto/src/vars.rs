@@ -40,6 +40,10 @@ pub const RCC_READ_ONLY: &str = "RCC_READ_ONLY";
 /// Longest wait for the scheduler on the compile path, in milliseconds. Default 2000.
 pub const RCC_REMOTE_TIMEOUT_MS: &str = "RCC_REMOTE_TIMEOUT_MS";
 
+/// Base directory: absolute paths under it are rewritten relative to the working directory (and the
+/// working directory is mapped to `.` in debug information), so checkouts in different places share hits.
+pub const RCC_BASE_DIR: &str = "RCC_BASE_DIR";
+
 /// Variables that are rcc's own and never part of a compile's key.
 pub fn is_rcc_var(name: &[u8]) -> bool {
     name.starts_with(b"RCC_")

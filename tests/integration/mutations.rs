@@ -181,3 +181,67 @@ fn manifest_made_in_one_checkout_checks_the_other_checkouts_directories() {
     run_ok(env.command(env.rcc_bin()).current_dir(&b).args(args));
     assert_eq!(env.hits(), 1, "new header in b/first shadows b/include/util.h");
 }
+
+/// Writes the sample project into `dir`.
+fn sample_in(dir: &std::path::Path) {
+    for (rel, text) in [
+        ("include/config.h", "#define FACTOR 3\n"),
+        ("include/util.h", "#include \"config.h\"\nint scale(int x);\n"),
+        (
+            "src/util.c",
+            "#include <assert.h>\n#include \"util.h\"\nint scale(int x) { assert(x > 0); return x * FACTOR; }\n",
+        ),
+    ] {
+        std::fs::create_dir_all(dir.join(rel).parent().unwrap()).unwrap();
+        std::fs::write(dir.join(rel), text).unwrap();
+        crate::support::settle(&dir.join(rel));
+    }
+}
+
+#[test]
+fn two_checkouts_share_hits_with_a_base_directory() {
+    for base in [true, false] {
+        let mut env = TestEnv::new();
+        if base {
+            let proj = env.proj.display().to_string();
+            env.set_env("RCC_BASE_DIR", &proj);
+        }
+        for checkout in ["one", "two"] {
+            let work = env.proj.join(checkout).join("work");
+            sample_in(&work);
+            let src = work.join("src/util.c");
+            let inc = format!("-I{}", work.join("include").display());
+            run_ok(env.command(env.rcc_bin()).current_dir(&work).args([
+                "gcc",
+                "-c",
+                src.to_str().unwrap(),
+                &inc,
+                "-g",
+                "-O1",
+                "-o",
+                "util.o",
+            ]));
+        }
+        let two = env.proj.join("two/work");
+        if base {
+            assert_eq!(env.hits(), 1, "the second checkout hits\n{}", env.log());
+            // What the compiler produces there with rcc's command line (paths relative, cwd mapped to .).
+            let map = format!("-ffile-prefix-map={}=.", two.display());
+            run_ok(env.command("gcc").current_dir(&two).args([
+                "-c",
+                "src/util.c",
+                "-Iinclude",
+                "-g",
+                "-O1",
+                "-o",
+                "plain.o",
+                &map,
+            ]));
+            assert_eq!(std::fs::read(two.join("util.o")).unwrap(), std::fs::read(two.join("plain.o")).unwrap());
+            let strings = String::from_utf8_lossy(&std::fs::read(two.join("util.o")).unwrap()).into_owned();
+            assert!(!strings.contains("/one/"), "nothing of the other checkout's path in the object");
+        } else {
+            assert_eq!(env.hits(), 0, "without a base directory absolute paths keep checkouts apart");
+        }
+    }
+}

@@ -62,7 +62,9 @@ pub fn common(ctx: &Context, inv: &Invocation, parsed: &ParsedArgs, compiler: &C
         };
     }
     if parsed.debug_info {
-        h.bytes(b'w', &map_prefix(&inv.cwd, &parsed.prefix_maps));
+        let mapped = map_prefix(&inv.cwd, &parsed.prefix_maps);
+        tracing::trace!(cwd = %String::from_utf8_lossy(&mapped), "working directory keyed");
+        h.bytes(b'w', &mapped);
     }
     if parsed.coverage {
         // Coverage notes and the object's .gcda path hold the directory unmapped.

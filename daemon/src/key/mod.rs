@@ -2,6 +2,7 @@
 //!
 //! - [`args`]: gcc/clang command lines, table-driven: cacheable or not (with a reason), and what the call
 //!   reads and writes.
+//! - [`base_dir`]: path independence across checkouts (RCC_BASE_DIR).
 //! - [`identity`]: the compiler's identity, digested from the files that produce output.
 //! - [`files`]: memoized file digests and directory listings.
 //! - [`direct_key`]: the part of the key that does not depend on headers.
@@ -10,6 +11,7 @@
 //! - [`depfile`]: reading and retargeting make-style depfiles.
 
 pub mod args;
+pub mod base_dir;
 pub mod depfile;
 pub mod direct_key;
 pub mod files;
