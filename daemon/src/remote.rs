@@ -156,6 +156,12 @@ impl Remote {
         let client = self.client(stats)?;
         match self.runtime.block_on(async { tokio::time::timeout(self.timeout, call(client)).await }) {
             Ok(Ok(v)) => Some(v),
+            Ok(Err(e @ rcc_scheduler::client::ClientError::Corrupt(_))) => {
+                // The scheduler's copy is damaged; the connection is fine. A miss, counted.
+                tracing::warn!(error = %e, "corrupt blob from the shared cache");
+                stats.record(|c| c.remote_errors += 1);
+                None
+            }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "shared cache call failed");
                 self.drop_link(stats);
@@ -186,11 +192,19 @@ impl Remote {
         let key = *result_key;
         let (result, blobs) = self.bounded(stats, |c| async move {
             let Some(result) = c.get_action_result(key).await? else { return Ok(None) };
-            let mut blobs = Vec::new();
+            // All blobs at once: one stream each, so the round trips overlap.
+            let mut fetches = tokio::task::JoinSet::new();
             for digest in result.blobs() {
-                match c.get_blob(digest).await? {
-                    Some(data) => blobs.push((digest, data)),
-                    None => return Ok(None),
+                let c = c.clone();
+                fetches.spawn(async move { c.get_blob(digest).await.map(|b| (digest, b)) });
+            }
+            let mut blobs = Vec::new();
+            while let Some(joined) = fetches.join_next().await {
+                match joined {
+                    Ok(Ok((digest, Some(data)))) => blobs.push((digest, data)),
+                    Ok(Ok((_, None))) => return Ok(None),
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => return Ok(None),
                 }
             }
             Ok(Some((result, blobs)))

@@ -3,7 +3,7 @@
 
 use crate::storage::{Storage, StorageError};
 use crate::tokens::TokenStore;
-use crate::wire::{read_body, read_frame, write_body, write_frame, WireError};
+use crate::wire::{read_compressed_body, read_frame, write_compressed_body, write_frame, WireError};
 use rcc_proto::remote::{RemoteError, Request, Response, Scope, MAX_FIND_MISSING, MAX_OUTPUTS};
 use std::sync::{Arc, RwLock};
 
@@ -110,9 +110,9 @@ async fn stream(
         },
         Request::PutBlob { digest, size } => match allowed(Scope::Write) {
             Err(e) => refuse(e),
-            Ok(()) => match read_body(&mut recv, size).await {
+            Ok(()) => match read_compressed_body(&mut recv, size).await {
                 Err(e) => refuse(RemoteError::Malformed(e.to_string())),
-                Ok(data) => match blocking(move || storage.put_blob(&digest, &data)).await {
+                Ok(body) => match blocking(move || storage.put_compressed(&digest, size, &body)).await {
                     Ok(Ok(())) => Response::Stored,
                     Ok(Err(e)) => refuse(storage_refusal(e)),
                     Err(e) => refuse(e),
@@ -121,10 +121,10 @@ async fn stream(
         },
         Request::GetBlob { digest } => match allowed(Scope::Read) {
             Err(e) => refuse(e),
-            Ok(()) => match blocking(move || storage.get_blob(&digest)).await {
-                Ok(Ok(Some(data))) => {
-                    write_frame(&mut send, &Response::Blob { size: data.len() as u64 }).await?;
-                    return write_body(&mut send, &data).await;
+            Ok(()) => match blocking(move || storage.get_compressed(&digest)).await {
+                Ok(Ok(Some((size, body)))) => {
+                    write_frame(&mut send, &Response::Blob { size }).await?;
+                    return write_compressed_body(&mut send, &body).await;
                 }
                 Ok(Ok(None)) => Response::NotFound,
                 Ok(Err(e)) => refuse(storage_refusal(e)),

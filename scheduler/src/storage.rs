@@ -53,9 +53,18 @@ pub trait Storage: Send + Sync {
     /// The digests among `digests` that are not stored.
     fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>, StorageError>;
     /// Stores a blob after checking that `data` has the digest `digest`.
-    fn put_blob(&self, digest: &Digest, data: &[u8]) -> Result<(), StorageError>;
+    fn put_blob(&self, digest: &Digest, data: &[u8]) -> Result<(), StorageError> {
+        let compressed = zstd::bulk::compress(data, 1)
+            .map_err(|source| StorageError::Io { path: PathBuf::from("<zstd>"), source })?;
+        self.put_compressed(digest, data.len() as u64, &compressed)
+    }
+    /// Stores a blob given as a zstd frame of `size` bytes, after checking its content against `digest`;
+    /// the frame is kept as it came, so serving it later needs no recompression.
+    fn put_compressed(&self, digest: &Digest, size: u64, compressed: &[u8]) -> Result<(), StorageError>;
     /// A stored blob, checked against its digest.
     fn get_blob(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StorageError>;
+    /// A stored blob as its zstd frame and uncompressed size, unchecked (the receiver checks the digest).
+    fn get_compressed(&self, digest: &Digest) -> Result<Option<(u64, Vec<u8>)>, StorageError>;
     /// A stored action result.
     fn get_action_result(&self, key: &Digest) -> Result<Option<ActionResult>, StorageError>;
     /// Stores an action result; refused unless every blob it names is stored.
@@ -233,25 +242,29 @@ impl Storage for DiskStorage {
         Ok(missing)
     }
 
-    fn put_blob(&self, digest: &Digest, data: &[u8]) -> Result<(), StorageError> {
-        if Digest::of(data) != *digest {
+    fn put_compressed(&self, digest: &Digest, size: u64, compressed: &[u8]) -> Result<(), StorageError> {
+        let data =
+            zstd::bulk::decompress(compressed, size as usize).map_err(|_| StorageError::DigestMismatch(*digest))?;
+        if data.len() as u64 != size || Digest::of(&data) != *digest {
             return Err(StorageError::DigestMismatch(*digest));
         }
         let path = self.blob_path(digest);
         let io = |source| StorageError::Io { path: path.clone(), source };
-        let compressed = zstd::bulk::compress(data, 3).map_err(io)?;
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(io)?;
         }
         let tmp = self.dir.join("tmp").join(format!("{}.{}", digest.to_hex(), std::process::id()));
-        fs::write(&tmp, &compressed).map_err(io)?;
+        fs::write(&tmp, compressed).map_err(io)?;
         fs::rename(&tmp, &path).map_err(io)?;
-        let txn = self.db.begin_write().map_err(index_err)?;
+        let mut txn = self.db.begin_write().map_err(index_err)?;
+        // Not forced to disk: a blob whose index entry a crash loses is only uploaded again, and results are
+        // served only while every blob they name is indexed.
+        txn.set_durability(Durability::None).map_err(index_err)?;
         let added = {
             let mut blobs = txn.open_table(BLOBS).map_err(index_err)?;
             let existing = blobs.get(digest.0).map_err(index_err)?.map(|v| v.value());
             let refs = existing.map_or(0, |e| e.3);
-            blobs.insert(digest.0, (data.len() as u64, compressed.len() as u64, now(), refs)).map_err(index_err)?;
+            blobs.insert(digest.0, (size, compressed.len() as u64, now(), refs)).map_err(index_err)?;
             if existing.is_none() {
                 compressed.len() as u64
             } else {
@@ -264,6 +277,26 @@ impl Storage for DiskStorage {
             self.evict()?;
         }
         Ok(())
+    }
+
+    fn get_compressed(&self, digest: &Digest) -> Result<Option<(u64, Vec<u8>)>, StorageError> {
+        let size = {
+            let txn = self.db.begin_read().map_err(index_err)?;
+            let blobs = txn.open_table(BLOBS).map_err(index_err)?;
+            match blobs.get(digest.0).map_err(index_err)? {
+                Some(v) => v.value().0,
+                None => return Ok(None),
+            }
+        };
+        let path = self.blob_path(digest);
+        match fs::read(&path) {
+            Ok(c) => {
+                self.touch(true, digest);
+                Ok(Some((size, c)))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StorageError::Io { path, source }),
+        }
     }
 
     fn get_blob(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StorageError> {

@@ -51,6 +51,20 @@ pub async fn write_body(send: &mut quinn::SendStream, data: &[u8]) -> Result<(),
     send.finish().map_err(stream_err)
 }
 
+/// Writes an already compressed blob body and ends the stream.
+pub async fn write_compressed_body(send: &mut quinn::SendStream, compressed: &[u8]) -> Result<(), WireError> {
+    send.write_all(compressed).await.map_err(stream_err)?;
+    send.finish().map_err(stream_err)
+}
+
+/// Reads a compressed body announced as `size` uncompressed bytes, bounded, without decompressing it.
+pub async fn read_compressed_body(recv: &mut quinn::RecvStream, size: u64) -> Result<Vec<u8>, WireError> {
+    if size > MAX_BLOB {
+        return Err(WireError::Body(format!("{size} bytes exceeds the {MAX_BLOB}-byte limit")));
+    }
+    recv.read_to_end(compressed_bound(size)).await.map_err(|e| WireError::Body(e.to_string()))
+}
+
 /// Reads a blob body of `size` uncompressed bytes to the end of the stream, bounded before decompressing.
 pub async fn read_body(recv: &mut quinn::RecvStream, size: u64) -> Result<Vec<u8>, WireError> {
     if size > MAX_BLOB {
