@@ -71,7 +71,8 @@ def machine_busy():
 
 
 def our_daemons():
-    """CPU seconds of each rccd serving one of this run's caches (daemons are not our children)."""
+    """CPU seconds of each rccd serving one of this run's caches, with the children it waited for (the
+    daemon is not a child we wait for: its time is not in os.times())."""
     cpu = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -83,7 +84,7 @@ def our_daemons():
                 continue
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            cpu[pid] = (int(fields[11]) + int(fields[12])) / TICK
+            cpu[pid] = sum(int(x) for x in fields[11:15]) / TICK  # utime stime cutime cstime
         except (OSError, ValueError):
             continue
     return cpu

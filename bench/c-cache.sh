@@ -2,7 +2,7 @@
 # Plain gcc vs ccache vs rcc on real C sources (Lua, sqlite3.c, zlib-ng): cold build, warm rebuild, time per
 # hit, in one run on the same machine and files. Prints a Markdown table; raw numbers in bench/runs/.
 # About 5 minutes on a 2-core VM (--quick: sqlite3.c at -O0, about 3).
-#   bash bench/c-cache.sh [--quick] [--rounds N] [--only lua,sqlite,zlib-ng] [--no-rcc]
+#   bash bench/c-cache.sh [--quick] [--rounds N] [--sqlite-rounds N] [--only lua,sqlite,zlib-ng] [--no-rcc]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -21,6 +21,10 @@ async fn start() -> Harness {
     let state = tempfile::tempdir().unwrap();
     let identity = tls::load_or_create(state.path(), None, None).unwrap();
     let trust = Trust::Fingerprint(identity.fingerprint());
+    start_with(state, identity, trust).await
+}
+
+async fn start_with(state: tempfile::TempDir, identity: tls::Identity, trust: Trust) -> Harness {
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls::server_config(identity).unwrap()).unwrap();
     let config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let endpoint = quinn::Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).unwrap();
@@ -131,4 +135,39 @@ async fn a_read_only_token_cannot_write() {
         other => panic!("expected Forbidden(write), got {other:?}"),
     }
     assert_eq!(reader.find_missing(vec![Digest::of(b"sneaky")]).await.unwrap().len(), 1);
+}
+
+/// A CA and a scheduler certificate it signed, written as PEM files in `dir`: (ca.pem, cert.pem, key.pem).
+fn ca_signed(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf =
+        rcgen::CertificateParams::new(vec!["rcc-scheduler".to_owned()]).unwrap().signed_by(&leaf_key, &issuer).unwrap();
+    let paths =
+        (dir.join(format!("{name}-ca.pem")), dir.join(format!("{name}-cert.pem")), dir.join(format!("{name}-key.pem")));
+    std::fs::write(&paths.0, ca_cert.pem()).unwrap();
+    std::fs::write(&paths.1, leaf.pem()).unwrap();
+    std::fs::write(&paths.2, leaf_key.serialize_pem()).unwrap();
+    paths
+}
+
+#[tokio::test]
+async fn a_ca_file_trusts_the_certificates_it_signed_only() {
+    let state = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = ca_signed(state.path(), "ours");
+    let (other_ca, _, _) = ca_signed(state.path(), "theirs");
+    let identity = tls::load_or_create(state.path(), Some(&cert), Some(&key)).unwrap();
+    let h = start_with(state, identity, Trust::CaFile(ca)).await;
+    let token = h.tokens.create(&[Scope::Read], "t").unwrap();
+    let c = Client::connect(h.addr, &h.trust, &token).await.unwrap();
+    assert_eq!(c.scopes, vec![Scope::Read]);
+    match Client::connect(h.addr, &Trust::CaFile(other_ca), &token).await {
+        Err(ClientError::Connect { .. }) => {}
+        Err(other) => panic!("expected a connect error, got {other}"),
+        Ok(_) => panic!("a certificate from another CA was trusted"),
+    }
 }
