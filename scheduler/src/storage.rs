@@ -300,25 +300,9 @@ impl Storage for DiskStorage {
     }
 
     fn get_blob(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StorageError> {
-        let size = {
-            let txn = self.db.begin_read().map_err(index_err)?;
-            let blobs = txn.open_table(BLOBS).map_err(index_err)?;
-            match blobs.get(digest.0).map_err(index_err)? {
-                Some(v) => v.value().0,
-                None => return Ok(None),
-            }
-        };
-        let path = self.blob_path(digest);
-        let compressed = match fs::read(&path) {
-            Ok(c) => c,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(StorageError::Io { path, source }),
-        };
+        let Some((size, compressed)) = self.get_compressed(digest)? else { return Ok(None) };
         match zstd::bulk::decompress(&compressed, size as usize) {
-            Ok(data) if Digest::of(&data) == *digest => {
-                self.touch(true, digest);
-                Ok(Some(data))
-            }
+            Ok(data) if Digest::of(&data) == *digest => Ok(Some(data)),
             _ => {
                 // Damaged on disk: drop the file so the next writer replaces it.
                 tracing::warn!(digest = %digest, "corrupt blob removed");
