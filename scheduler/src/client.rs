@@ -64,6 +64,11 @@ impl Client {
         Ok(client)
     }
 
+    /// A raw request stream, for tests and tools that speak the protocol themselves.
+    pub async fn open_raw(&self) -> Result<(quinn::SendStream, quinn::RecvStream), ClientError> {
+        self.open().await
+    }
+
     async fn open(&self) -> Result<(quinn::SendStream, quinn::RecvStream), ClientError> {
         self.conn.open_bi().await.map_err(|e| ClientError::Wire(WireError::Stream(e.to_string())))
     }

@@ -171,3 +171,23 @@ async fn a_ca_file_trusts_the_certificates_it_signed_only() {
         Ok(_) => panic!("a certificate from another CA was trusted"),
     }
 }
+
+#[tokio::test]
+async fn a_peer_of_another_protocol_version_gets_a_clear_refusal() {
+    let h = start().await;
+    let token = h.tokens.create(&[Scope::Read], "t").unwrap();
+    let client = Client::connect(h.addr, &h.trust, &token).await.unwrap();
+    // A frame as a future version would send it.
+    let mut frame =
+        rcc_proto::frame::REMOTE.encode(&rcc_proto::remote::Request::FindMissing { digests: vec![] }).unwrap();
+    frame[2] = rcc_proto::frame::REMOTE.version + 1;
+    let (mut send, mut recv) = client.open_raw().await.unwrap();
+    send.write_all(&frame).await.unwrap();
+    send.finish().unwrap();
+    match crate::wire::read_frame::<rcc_proto::remote::Response>(&mut recv).await.unwrap() {
+        rcc_proto::remote::Response::Refused(RemoteError::Malformed(why)) => {
+            assert!(why.contains("version"), "{why}")
+        }
+        other => panic!("expected a refusal naming the version, got {other:?}"),
+    }
+}

@@ -22,6 +22,9 @@ fn config_shows_values_and_where_they_came_from() {
     assert!(out.contains("cache_size   2.0 GiB") && out.contains("(config file"), "{out}");
     assert!(out.contains("45s") && out.contains("(environment RCC_IDLE_TIMEOUT)"), "{out}");
     assert!(out.contains("(environment RCC_DIR)"), "{out}");
+    env.set_env("RCC_TOKEN", "rcc_supersecret0123456789");
+    let out = String::from_utf8_lossy(&env.rcc_ok(&["config"]).stdout).into_owned();
+    assert!(out.contains("token") && !out.contains("supersecret0123456789"), "token masked: {out}");
     std::fs::write(env.root.join("config.toml"), "cache_sise = 1\n").unwrap();
     let bad = env.rcc(&["config"]);
     assert!(!bad.status.success());
