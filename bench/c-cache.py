@@ -16,7 +16,8 @@ Phases per tool and round:
 per hit = warm / compiles; serial hit = serial / compiles. Rounds alternate the tools so that drift of the
 machine hits them alike; the table shows medians. The objects of ccache and rcc (miss and hit) are compared
 byte for byte with the plain compiler's. One CSV line per measurement is appended, as it is taken, to
-bench/runs/c-cache-<date>-<time>.csv.
+bench/runs/c-cache-<date>-<time>.csv. Each measurement also gauges the CPU time other processes of the
+machine used meanwhile; those above 10 % of the wall time are marked busy (the figures are then skewed).
 
 Usage: bench/c-cache.sh [--quick] [--rounds N] [--sqlite-rounds N] [--only lua,sqlite,zlib-ng] [--no-rcc]
 """

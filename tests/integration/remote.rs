@@ -77,7 +77,10 @@ impl Drop for Scheduler {
 
 /// The Lua sources (shared corpus), copied into the machine's project directory.
 fn lua_into(env: &TestEnv) -> Vec<String> {
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/get");
+    // ../shared beside the checkout (the runner's CARGO_MANIFEST_DIR, not the one compiled in: the tree may move).
+    let manifest_dir =
+        std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    let corpus = manifest_dir.join("../../shared/corpus/get");
     let out = run_ok(Command::new(&corpus).arg("lua"));
     let src = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     let mut sources = Vec::new();
