@@ -362,7 +362,7 @@ fn miss_depend(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream)
         .and_then(|inputs| {
             let mut h = KeyHasher::new("c-result", 1);
             h.digest(b'k', &plan.direct_key);
-            for (path, digest) in &inputs {
+            for (path, digest) in &inputs.files {
                 h.bytes(b'p', path).digest(b'd', digest);
             }
             prepare(plan, &outcome, h.finish(), inputs)
@@ -374,7 +374,7 @@ fn miss_depend(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream)
 /// move them right after), the inputs digested.
 struct Prepared {
     result_key: Digest,
-    inputs: Vec<(Vec<u8>, Digest)>,
+    inputs: Inputs,
     result: CachedResult,
 }
 
@@ -382,7 +382,7 @@ fn prepare(
     plan: &Plan,
     outcome: &rcc_proto::ipc::CompileOutcome,
     result_key: Digest,
-    inputs: Vec<(Vec<u8>, Digest)>,
+    inputs: Inputs,
 ) -> Result<Prepared, Reason> {
     let result =
         outputs::collect(&plan.parsed, &plan.inv.cwd, outcome.stdout.clone(), outcome.stderr.clone(), outcome.millis)
@@ -421,8 +421,16 @@ fn finish_miss(
 }
 
 /// Digests every input a compile read; refuses inputs changed since the compile started and time macros.
-fn inputs_of(ctx: &Context, plan: &Plan, deps: &[OsString], start_ns: i64) -> Result<Vec<(Vec<u8>, Digest)>, Reason> {
+/// What a compile read: every file with its digest, and the names `__has_include` probed.
+#[derive(Clone)]
+struct Inputs {
+    files: Vec<(Vec<u8>, Digest)>,
+    probes: Vec<Vec<u8>>,
+}
+
+fn inputs_of(ctx: &Context, plan: &Plan, deps: &[OsString], start_ns: i64) -> Result<Inputs, Reason> {
     let mut inputs = Vec::with_capacity(deps.len());
+    let mut probes = Vec::new();
     for dep in deps {
         let info = ctx.files.info(&plan.inv.cwd.join(dep)).map_err(|_| Reason::BadDepfile)?;
         if info.stamp.changed_ns() >= start_ns {
@@ -434,9 +442,13 @@ fn inputs_of(ctx: &Context, plan: &Plan, deps: &[OsString], start_ns: i64) -> Re
         if reads_hidden_files(&info, &plan.parsed) {
             return Err(Reason::AssemblerInclude);
         }
+        if info.has_include {
+            let content = std::fs::read(plan.inv.cwd.join(dep)).map_err(|_| Reason::BadDepfile)?;
+            probes.extend(crate::key::files::has_include_names(&content).map_err(|()| Reason::UnhashableInput)?);
+        }
         inputs.push((dep.as_bytes().to_vec(), info.digest));
     }
-    Ok(inputs)
+    Ok(Inputs { files: inputs, probes })
 }
 
 /// Writes a prepared result and adds its manifest entry, which it returns. Store failures are counted, not
@@ -453,10 +465,10 @@ fn commit(ctx: &Context, plan: &Plan, prepared: &Prepared) -> Option<Entry> {
 }
 
 /// Records that these inputs lead to `result_key` in the direct key's manifest; returns the entry.
-fn add_manifest_entry(ctx: &Context, plan: &Plan, inputs: Vec<(Vec<u8>, Digest)>, result_key: Digest) -> Entry {
+fn add_manifest_entry(ctx: &Context, plan: &Plan, inputs: Inputs, result_key: Digest) -> Entry {
     let env_path = plan.inv.var("PATH").unwrap_or_default();
     let dirs = search_dirs::of(ctx, env_path, &plan.inv, &plan.parsed, &plan.compiler);
-    let entry = Entry::new(&ctx.files, &plan.inv.cwd, inputs, &dirs, result_key);
+    let entry = Entry::new(&ctx.files, &plan.inv.cwd, inputs.files, &inputs.probes, &dirs, result_key);
     tracing::trace!(dirs = dirs.len(), "manifest entry made");
     let mut manifest = load_manifest(ctx, &plan.direct_key);
     manifest.add(entry.clone());

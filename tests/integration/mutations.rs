@@ -245,3 +245,17 @@ fn two_checkouts_share_hits_with_a_base_directory() {
         }
     }
 }
+
+with_compilers!(a_header_that_has_include_probed_for_and_later_appears_misses, |env, cc| {
+    env.write(
+        "src/probe.c",
+        "#if __has_include(\"extra.h\")\n#include \"extra.h\"\n#else\n#define EXTRA 0\n#endif\nint extra(void) { return EXTRA; }\n",
+    );
+    let args = ["-c", "src/probe.c"];
+    compile_expect(env, cc, &args, false);
+    compile_expect(env, cc, &args, true);
+    // The probe found nothing; now it would: no input of the old entry changed, yet the output does.
+    env.write("src/extra.h", "#define EXTRA 42\n");
+    compile_expect(env, cc, &args, false);
+    compile_expect(env, cc, &args, true);
+});

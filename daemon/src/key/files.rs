@@ -70,6 +70,8 @@ pub struct FileInfo {
     pub incbin: bool,
     /// The content mentions `.include` (an assembler include when the file is assembler source).
     pub asm_include: bool,
+    /// The content mentions `__has_include`: names it probes must be checked for absence too.
+    pub has_include: bool,
     /// The state the digest belongs to.
     pub stamp: Stamp,
 }
@@ -117,6 +119,7 @@ impl FileCache {
             time_macros: has_time_macros(&content),
             incbin: memmem::find(&content, b".incbin").is_some(),
             asm_include: memmem::find(&content, b".include").is_some(),
+            has_include: memmem::find(&content, b"__has_include").is_some(),
             stamp,
         };
         // Re-check: a file that changed while it was read must not be memoized under the old stamp.
@@ -160,6 +163,29 @@ pub fn has_time_macros(content: &[u8]) -> bool {
     [&b"__DATE__"[..], b"__TIME__", b"__TIMESTAMP__"].iter().any(|m| memmem::find(content, m).is_some())
 }
 
+/// The header names a file probes with `__has_include(<x>)`, `__has_include("x")` or `__has_include_next`.
+/// A probe whose argument is not a literal (a macro) cannot be followed: `Err`.
+pub fn has_include_names(content: &[u8]) -> Result<Vec<Vec<u8>>, ()> {
+    let mut names = Vec::new();
+    for at in memmem::find_iter(content, b"__has_include") {
+        let mut rest = &content[at + b"__has_include".len()..];
+        rest = rest.strip_prefix(b"_next").unwrap_or(rest);
+        let skip_space = |r: &[u8]| -> usize { r.iter().take_while(|c| c.is_ascii_whitespace()).count() };
+        rest = &rest[skip_space(rest)..];
+        // `#ifdef __has_include`, `defined(__has_include)`: a feature test, not a probe.
+        let Some(after_paren) = rest.strip_prefix(b"(") else { continue };
+        let arg = &after_paren[skip_space(after_paren)..];
+        let close = match arg.first() {
+            Some(b'<') => b'>',
+            Some(b'"') => b'"',
+            _ => return Err(()),
+        };
+        let end = arg[1..].iter().position(|c| *c == close).ok_or(())?;
+        names.push(arg[1..1 + end].to_vec());
+    }
+    Ok(names)
+}
+
 /// Streaming digest of a whole file, without memo (for large, rarely repeated inputs such as compilers).
 pub fn digest_file(path: &Path) -> io::Result<Digest> {
     let mut file = fs::File::open(path)?;
@@ -196,6 +222,13 @@ mod tests {
         assert!(has_time_macros(b"const char *d = __DATE__;"));
         assert!(has_time_macros(b"__TIMESTAMP__"));
         assert!(!has_time_macros(b"__TIME"));
+    }
+
+    #[test]
+    fn has_include_probes_are_found() {
+        let src = b"#if __has_include(<optional>) && __has_include( \"cfg.h\" )\n#endif\n#ifdef __has_include\n#endif\n#if __has_include_next(<limits.h>)\n#endif";
+        assert_eq!(has_include_names(src), Ok(vec![b"optional".to_vec(), b"cfg.h".to_vec(), b"limits.h".to_vec()]));
+        assert_eq!(has_include_names(b"#if __has_include(HEADER)"), Err(()));
     }
 
     #[test]

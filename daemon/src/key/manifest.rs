@@ -62,6 +62,7 @@ impl Entry {
         files: &FileCache,
         cwd: &Path,
         inputs: Vec<(Vec<u8>, Digest)>,
+        probes: &[Vec<u8>],
         search_dirs: &[PathBuf],
         result: Digest,
     ) -> Entry {
@@ -80,6 +81,8 @@ impl Entry {
                 }
             }
         }
+        // Names `__has_include` asked for: whether they exist anywhere on the path decided the output too.
+        names.extend(probes.iter().map(|p| PathBuf::from(OsStr::from_bytes(p))));
         let names: Vec<PathBuf> = names.into_iter().collect();
         let name_bytes: Vec<Vec<u8>> = names.iter().map(|n| n.as_os_str().as_bytes().to_vec()).collect();
         let groups = group_by_subdirectory(&name_bytes);
@@ -206,7 +209,8 @@ mod tests {
             (b"a.c".to_vec(), files.info(&root.join("a.c")).unwrap().digest),
             (b"inc2/x.h".to_vec(), files.info(&root.join("inc2/x.h")).unwrap().digest),
         ];
-        let entry = Entry::new(&files, root, inputs, &[PathBuf::from("inc1"), PathBuf::from("inc2")], Digest::of(b"r"));
+        let entry =
+            Entry::new(&files, root, inputs, &[], &[PathBuf::from("inc1"), PathBuf::from("inc2")], Digest::of(b"r"));
         assert!(entry.matches(&files, root));
         fs::write(root.join("inc1/x.h"), "int y;").unwrap();
         assert!(!entry.matches(&files, root), "inc1/x.h now shadows inc2/x.h");
