@@ -444,7 +444,7 @@ fn inputs_of(ctx: &Context, plan: &Plan, deps: &[OsString], start_ns: i64) -> Re
         }
         if info.has_include {
             let content = std::fs::read(plan.inv.cwd.join(dep)).map_err(|_| Reason::BadDepfile)?;
-            probes.extend(crate::key::files::has_include_names(&content).map_err(|()| Reason::UnhashableInput)?);
+            probes.extend(crate::key::files::has_include_names(&content).ok_or(Reason::UnhashableInput)?);
         }
         inputs.push((dep.as_bytes().to_vec(), info.digest));
     }

@@ -164,8 +164,8 @@ pub fn has_time_macros(content: &[u8]) -> bool {
 }
 
 /// The header names a file probes with `__has_include(<x>)`, `__has_include("x")` or `__has_include_next`.
-/// A probe whose argument is not a literal (a macro) cannot be followed: `Err`.
-pub fn has_include_names(content: &[u8]) -> Result<Vec<Vec<u8>>, ()> {
+/// A probe whose argument is not a literal (a macro) cannot be followed: `None`.
+pub fn has_include_names(content: &[u8]) -> Option<Vec<Vec<u8>>> {
     let mut names = Vec::new();
     for at in memmem::find_iter(content, b"__has_include") {
         let mut rest = &content[at + b"__has_include".len()..];
@@ -178,12 +178,12 @@ pub fn has_include_names(content: &[u8]) -> Result<Vec<Vec<u8>>, ()> {
         let close = match arg.first() {
             Some(b'<') => b'>',
             Some(b'"') => b'"',
-            _ => return Err(()),
+            _ => return None,
         };
-        let end = arg[1..].iter().position(|c| *c == close).ok_or(())?;
+        let end = arg[1..].iter().position(|c| *c == close)?;
         names.push(arg[1..1 + end].to_vec());
     }
-    Ok(names)
+    Some(names)
 }
 
 /// Streaming digest of a whole file, without memo (for large, rarely repeated inputs such as compilers).
@@ -227,8 +227,8 @@ mod tests {
     #[test]
     fn has_include_probes_are_found() {
         let src = b"#if __has_include(<optional>) && __has_include( \"cfg.h\" )\n#endif\n#ifdef __has_include\n#endif\n#if __has_include_next(<limits.h>)\n#endif";
-        assert_eq!(has_include_names(src), Ok(vec![b"optional".to_vec(), b"cfg.h".to_vec(), b"limits.h".to_vec()]));
-        assert_eq!(has_include_names(b"#if __has_include(HEADER)"), Err(()));
+        assert_eq!(has_include_names(src), Some(vec![b"optional".to_vec(), b"cfg.h".to_vec(), b"limits.h".to_vec()]));
+        assert_eq!(has_include_names(b"#if __has_include(HEADER)"), None);
     }
 
     #[test]
