@@ -467,7 +467,7 @@ fn commit(ctx: &Context, plan: &Plan, prepared: &Prepared) -> Option<Entry> {
 /// Records that these inputs lead to `result_key` in the direct key's manifest; returns the entry.
 fn add_manifest_entry(ctx: &Context, plan: &Plan, inputs: Inputs, result_key: Digest) -> Entry {
     let env_path = plan.inv.var("PATH").unwrap_or_default();
-    let dirs = search_dirs::of(ctx, env_path, &plan.inv, &plan.parsed, &plan.compiler);
+    let dirs = search_dirs::of(env_path, &plan.inv, &plan.parsed, &plan.compiler);
     let entry = Entry::new(&ctx.files, &plan.inv.cwd, inputs.files, &inputs.probes, &dirs, result_key);
     tracing::trace!(dirs = dirs.len(), "manifest entry made");
     let mut manifest = load_manifest(ctx, &plan.direct_key);
@@ -487,7 +487,7 @@ fn add_manifest_entry(ctx: &Context, plan: &Plan, inputs: Inputs, result_key: Di
 fn miss_preprocessor(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream) -> Result<(), FrameError> {
     let tmp_i = TempPath::new(ctx, "i");
     let tmp_d = TempPath::new(ctx, "d");
-    let mut pp_args = preprocess_args(&plan.parsed.expanded);
+    let mut pp_args = plan.parsed.preprocessor_args();
     pp_args.extend(["-E".into(), "-MD".into(), "-MF".into(), tmp_d.0.clone().into_os_string()]);
     pp_args.extend(["-o".into(), tmp_i.0.clone().into_os_string()]);
     let ran = Command::new(&plan.inv.compiler)
@@ -533,38 +533,4 @@ fn miss_preprocessor(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixS
     }
     let prepared = inputs.and_then(|inputs| prepare(plan, &outcome, result_key, inputs));
     finish_miss(ctx, plan, &outcome, conn, prepared)
-}
-
-/// The arguments of a call with its output and dependency options taken out, for a preprocessor run.
-fn preprocess_args(expanded: &[OsString]) -> Vec<OsString> {
-    let mut out = Vec::with_capacity(expanded.len());
-    let mut skip_next = false;
-    for arg in expanded {
-        if std::mem::take(&mut skip_next) {
-            continue;
-        }
-        let a = arg.as_bytes();
-        match a {
-            b"-c" | b"-S" | b"-MD" | b"-MMD" | b"-MP" => {}
-            b"-o" | b"-MF" | b"-MT" | b"-MQ" => skip_next = true,
-            _ if a.starts_with(b"-o") || a.starts_with(b"-MF") || a.starts_with(b"-MT") || a.starts_with(b"-MQ") => {}
-            _ if a.starts_with(b"-Wp,-MD,") || a.starts_with(b"-Wp,-MMD,") => {}
-            _ => out.push(arg.clone()),
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn preprocess_args_drop_outputs_and_depfiles() {
-        let args: Vec<OsString> = ["-c", "a.c", "-o", "a.o", "-MMD", "-MF", "a.d", "-MTx", "-O2", "-Wp,-MD,k.d"]
-            .iter()
-            .map(OsString::from)
-            .collect();
-        assert_eq!(preprocess_args(&args), vec![OsString::from("a.c"), OsString::from("-O2")]);
-    }
 }

@@ -36,10 +36,20 @@ pub enum Kind {
 }
 
 impl Kind {
+    const ALL: [Kind; 2] = [Kind::Result, Kind::Manifest];
+
     fn tag(self) -> u8 {
         match self {
             Kind::Result => b'r',
             Kind::Manifest => b'm',
+        }
+    }
+
+    /// The subdirectory of the store holding this kind.
+    fn dir(self) -> &'static str {
+        match self {
+            Kind::Result => "r",
+            Kind::Manifest => "m",
         }
     }
 }
@@ -114,7 +124,7 @@ impl Store {
     /// The path an entry lives at.
     pub fn entry_path(&self, kind: Kind, key: &Digest) -> PathBuf {
         let hex = key.to_hex();
-        self.inner.root.join([kind.tag() as char].iter().collect::<String>()).join(&hex[..2]).join(&hex[2..])
+        self.inner.root.join(kind.dir()).join(&hex[..2]).join(&hex[2..])
     }
 
     /// Reads and verifies an entry. `Ok(None)` when absent; a corrupt entry is removed and reported.
@@ -189,8 +199,8 @@ impl Store {
 
     /// Removes every entry.
     pub fn clear(&self) -> Result<(), StoreError> {
-        for kind in [Kind::Result, Kind::Manifest] {
-            let dir = self.inner.root.join([kind.tag() as char].iter().collect::<String>());
+        for kind in Kind::ALL {
+            let dir = self.inner.root.join(kind.dir());
             match fs::remove_dir_all(&dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -243,8 +253,8 @@ impl Store {
     }
 
     fn walk(&self, visit: &mut dyn FnMut(&Path, &fs::Metadata)) {
-        for kind in [Kind::Result, Kind::Manifest] {
-            let dir = self.inner.root.join([kind.tag() as char].iter().collect::<String>());
+        for kind in Kind::ALL {
+            let dir = self.inner.root.join(kind.dir());
             let Ok(shards) = fs::read_dir(&dir) else { continue };
             for shard in shards.flatten() {
                 let Ok(entries) = fs::read_dir(shard.path()) else { continue };

@@ -151,6 +151,9 @@ fn a_read_only_machine_never_writes_and_a_dead_scheduler_costs_no_build() {
     writer.write("only.c", "int only_here(void) { return 7; }\n");
     writer.rcc_ok(&["gcc", "-c", "only.c", "-o", "only.o"]);
     assert_eq!(writer.counter("hits_remote"), 0, "nothing of the reader's reached the shared cache");
+    // The writer did reach the scheduler (so the miss above means something): its own result went up.
+    wait_for(&writer, "uploads", 1);
+    assert_eq!(writer.counter("remote_errors"), 0, "{}", writer.log());
 
     // Kill the scheduler mid-build: every compile still succeeds, with the right object.
     let c = scheduler.machine("read,write");
@@ -186,5 +189,6 @@ fn unauthenticated_and_wrongly_pinned_machines_fall_back_to_local_builds() {
     fooled.write("a.c", "int a(void) { return 1; }\n");
     fooled.rcc_ok(&["gcc", "-c", "a.c", "-o", "a.o"]);
     assert!(fooled.log().contains("fingerprint"), "the log names the fingerprint mismatch\n{}", fooled.log());
+    assert!(fooled.counter("remote_errors") >= 1);
     assert!(fooled.proj.join("a.o").is_file());
 }

@@ -181,10 +181,9 @@ enum Effect {
     PrefixMap,
     /// `-B`.
     BPrefix,
-    /// Changes default include directories or target: hashed and kept for probing.
+    /// Changes default include directories or target (`--sysroot`, `-target`, `-m32`, …): hashed and kept
+    /// for probing; headers under a sysroot reach the key through the depfile.
     SystemProbe,
-    /// `--sysroot`, `-isysroot`: as above (its headers reach the key through the depfile).
-    Sysroot,
     /// Not cacheable.
     Refuse(Reason),
 }
@@ -222,9 +221,9 @@ static FLAGS: &[Flag] = &[
     f("-iwithprefix", T::JoinedOrSeparate, E::SystemProbe),
     f("-iwithprefixbefore", T::JoinedOrSeparate, E::SystemProbe),
     f("-imultilib", T::JoinedOrSeparate, E::SystemProbe),
-    f("-isysroot", T::JoinedOrSeparate, E::Sysroot),
-    f("--sysroot", T::Separate, E::Sysroot),
-    f("--sysroot=", T::Joined, E::Sysroot),
+    f("-isysroot", T::JoinedOrSeparate, E::SystemProbe),
+    f("--sysroot", T::Separate, E::SystemProbe),
+    f("--sysroot=", T::Joined, E::SystemProbe),
     f("-nostdinc", T::Nothing, E::SystemProbe),
     f("-nostdinc++", T::Nothing, E::SystemProbe),
     f("-nostdlibinc", T::Nothing, E::SystemProbe),
@@ -342,48 +341,6 @@ static FLAGS: &[Flag] = &[
     f("-dumpbase", T::Separate, E::Refuse(Reason::ExtraOutputs)),
     f("-dumpdir", T::Separate, E::Refuse(Reason::ExtraOutputs)),
     f("-dumpbase-ext", T::Separate, E::Refuse(Reason::ExtraOutputs)),
-];
-
-/// Flag families hashed without further thought when no table entry matches.
-const PLAIN_FAMILIES: &[&str] = &[
-    "-f",
-    "-W",
-    "-m",
-    "-O",
-    "-std=",
-    "-std",
-    "-ansi",
-    "-pedantic",
-    "-w",
-    "-p",
-    "-pipe",
-    "-pthread",
-    "-v",
-    "-trigraphs",
-    "-traditional",
-    "-undef",
-    "-P",
-    "-C",
-    "-CC",
-    "-H",
-    "-Q",
-    "-dD",
-    "-dM",
-    "-dN",
-    "-dI",
-    "-dU",
-    "-static",
-    "-shared",
-    "-rdynamic",
-    "-s",
-    "-no",
-    "-print",
-    "--driver-mode=",
-    "-rtlib=",
-    "-unwindlib=",
-    "-integrated-as",
-    "-fuse-ld=",
-    "-g",
 ];
 
 /// Placeholder replacing depfile paths and targets in the key (rcc rewrites them on restore).
@@ -719,7 +676,7 @@ pub fn parse(args: &[OsString], cwd: &Path, _family: Family) -> Result<ParsedArg
                 p.system_probe_args.push(OsString::from("-B"));
                 p.system_probe_args.push(v.clone());
             }
-            E::SystemProbe | E::Sysroot => {
+            E::SystemProbe => {
                 // Kept as typed (glued or with its separate value) for the include-directory probe.
                 p.system_probe_args.push(arg.clone());
                 if separate {
@@ -775,7 +732,7 @@ pub fn parse(args: &[OsString], cwd: &Path, _family: Family) -> Result<ParsedArg
     Ok(p)
 }
 
-/// Handles a flag the table does not know: a family member is hashed; a value naming a file refuses.
+/// Handles a flag the table does not know: hashed, unless a value of it names an existing file.
 fn unknown_flag(arg: &[u8], cwd: &Path, p: &mut ParsedArgs) -> Result<(), Reason> {
     if arg.starts_with(b"-g") && arg != b"-g0" {
         p.debug_info = true;
@@ -791,11 +748,9 @@ fn unknown_flag(arg: &[u8], cwd: &Path, p: &mut ParsedArgs) -> Result<(), Reason
             return Err(Reason::UnknownFileFlag);
         }
     }
-    if PLAIN_FAMILIES.iter().any(|fam| arg.starts_with(fam.as_bytes())) || arg.starts_with(b"--") {
-        return Ok(());
-    }
-    // Other unknown single-dash flags are hashed too; if one took a separate value, that value would show
-    // up as an input and make the call uncacheable, the safe outcome.
+    // Everything else is hashed as typed (the -f/-W/-m/-O… families and the rest). An unknown flag never takes
+    // the next argument: if it had a separate value, that value shows up as an input and makes the call
+    // uncacheable, the safe outcome.
     Ok(())
 }
 
@@ -822,15 +777,11 @@ fn make_quote(target: &[u8]) -> Vec<u8> {
     out
 }
 
-fn with_extension(path: &Path, ext: &str) -> PathBuf {
-    path.with_extension(ext)
-}
-
 impl ParsedArgs {
     /// Where the depfile is written: `-MF` path, else the output with `.d`. `None` without a request.
     pub fn depfile_path(&self) -> Option<PathBuf> {
         let req = self.depfile.as_ref()?;
-        Some(req.file.clone().unwrap_or_else(|| with_extension(&self.output, "d")))
+        Some(req.file.clone().unwrap_or_else(|| self.output.with_extension("d")))
     }
 
     /// The target text written before `:` in the depfile.
@@ -852,14 +803,52 @@ impl ParsedArgs {
         Some(OsString::from_vec(out))
     }
 
+    /// `expanded` without `-c`/`-S`, the output and the depfile options (read with the same flag table, so
+    /// joined and separate forms alike): the arguments of a preprocessor run.
+    pub fn preprocessor_args(&self) -> Vec<OsString> {
+        let mut out = Vec::with_capacity(self.expanded.len());
+        let mut args = self.expanded.iter();
+        while let Some(arg) = args.next() {
+            let bytes = arg.as_bytes();
+            let Some((flag, glued)) = lookup(bytes) else {
+                out.push(arg.clone());
+                continue;
+            };
+            let separate_value = glued.is_none() && matches!(flag.takes, T::Separate | T::JoinedOrSeparate);
+            let dropped = match flag.effect {
+                E::Compile
+                | E::Assemble
+                | E::Output
+                | E::Dep(_)
+                | E::DepFile
+                | E::DepTargetRaw
+                | E::DepTargetQuoted
+                | E::DepPhony => true,
+                E::Wp => bytes.starts_with(b"-Wp,-MD,") || bytes.starts_with(b"-Wp,-MMD,"),
+                _ => false,
+            };
+            if dropped {
+                if separate_value {
+                    args.next();
+                }
+                continue;
+            }
+            out.push(arg.clone());
+            if separate_value {
+                out.extend(args.next().cloned());
+            }
+        }
+        out
+    }
+
     /// The split-DWARF file beside the output.
     pub fn dwo_path(&self) -> Option<PathBuf> {
-        self.split_dwarf.then(|| with_extension(&self.output, "dwo"))
+        self.split_dwarf.then(|| self.output.with_extension("dwo"))
     }
 
     /// The coverage notes file beside the output.
     pub fn gcno_path(&self) -> Option<PathBuf> {
-        self.coverage.then(|| with_extension(&self.output, "gcno"))
+        self.coverage.then(|| self.output.with_extension("gcno"))
     }
 }
 
@@ -1019,6 +1008,14 @@ mod tests {
         assert_eq!(ok(&["-x", "c++", "-c", "a.inl"]).language, "c++");
         assert_eq!(ok(&["-c", "a.S"]).language, "assembler-with-cpp");
         assert_eq!(refused(&["-x", "c++-header", "-c", "a.h"]), Reason::PrecompiledHeader);
+    }
+
+    #[test]
+    fn preprocess_args_drop_outputs_and_depfiles() {
+        let p = ok(&["-c", "a.c", "-o", "a.o", "-MMD", "-MF", "a.d", "-MTx", "-O2", "-Wp,-MD,k.d"]);
+        assert_eq!(p.preprocessor_args(), vec![OsString::from("a.c"), OsString::from("-O2")]);
+        let q = ok(&["-I", "inc", "-oout.o", "-c", "a.c", "-D", "X=1"]);
+        assert_eq!(q.preprocessor_args(), os(&["-I", "inc", "a.c", "-D", "X=1"]), "separate values stay paired");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Warm file knowledge: content digests memoized by file metadata, and whether a path exists, answered from
-//! memoized directory listings.
+//! Warm file knowledge: content digests memoized by file metadata, and directory listings (for absent-file
+//! checks) memoized the same way.
 //!
 //! A memo is trusted only while the file's (or directory's) device, inode, size, modification and change
 //! times are unchanged, and is not kept at all for anything changed in the last [`RACY_WINDOW`]: file
@@ -130,14 +130,6 @@ impl FileCache {
         Ok(FileInfo { stamp: after, ..info })
     }
 
-    /// Whether something exists at `path`, answered from the parent directory's memoized listing.
-    pub fn exists(&self, path: &Path) -> bool {
-        match (path.parent(), path.file_name()) {
-            (Some(parent), Some(name)) => self.listing(parent).is_some_and(|names| names.contains(name)),
-            _ => path.exists(),
-        }
-    }
-
     /// The names in a directory (`None` when it is not a readable directory), memoized by its stamp.
     pub fn listing(&self, dir: &Path) -> Option<Arc<HashSet<OsString>>> {
         let meta = fs::metadata(dir).ok().filter(fs::Metadata::is_dir)?;
@@ -235,10 +227,11 @@ mod tests {
     fn existence_follows_creation() {
         let dir = tempfile::tempdir().unwrap();
         let cache = FileCache::new();
+        let exists = |p: &Path| cache.listing(p.parent().unwrap()).is_some_and(|n| n.contains(p.file_name().unwrap()));
         let p = dir.path().join("new.h");
-        assert!(!cache.exists(&p));
+        assert!(!exists(&p));
         fs::write(&p, "").unwrap();
-        assert!(cache.exists(&p));
-        assert!(!cache.exists(&dir.path().join("missing/x.h")));
+        assert!(exists(&p));
+        assert!(!exists(&dir.path().join("missing/x.h")));
     }
 }

@@ -4,18 +4,11 @@
 use super::args::ParsedArgs;
 use super::identity::Compiler;
 use crate::compile::Invocation;
-use crate::context::Context;
 use std::ffi::OsStr;
 use std::path::PathBuf;
 
 /// The directories, in no particular order (every one is checked).
-pub fn of(
-    _ctx: &Context,
-    env_path: &OsStr,
-    inv: &Invocation,
-    parsed: &ParsedArgs,
-    compiler: &Compiler,
-) -> Vec<PathBuf> {
+pub fn of(env_path: &OsStr, inv: &Invocation, parsed: &ParsedArgs, compiler: &Compiler) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = parsed.include_dirs.iter().map(|d| d.path.clone()).collect();
     let lang_var = match parsed.language.as_str() {
         "c++" | "c++-cpp-output" => "CPLUS_INCLUDE_PATH",
