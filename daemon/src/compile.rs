@@ -93,6 +93,9 @@ impl From<IdentityError> for Decline {
 pub fn serve(ctx: &Context, req: CompileRequest, conn: &mut UnixStream) -> Result<(), FrameError> {
     let start_ns = coarse_now_ns();
     let inv = Invocation::from_request(req);
+    if crate::rust::is_rustc(&inv.compiler) {
+        return crate::rust::serve(ctx, inv, conn);
+    }
     let plan = match understand(ctx, inv) {
         Ok(plan) => plan,
         Err(Decline::Uncacheable(reason)) => {
@@ -133,10 +136,6 @@ pub fn serve(ctx: &Context, req: CompileRequest, conn: &mut UnixStream) -> Resul
 }
 
 fn understand(ctx: &Context, inv: Invocation) -> Result<Plan, Decline> {
-    let name = inv.compiler.file_name().map(|n| n.as_bytes()).unwrap_or_default();
-    if name.starts_with(b"rustc") || name.starts_with(b"clippy-driver") {
-        return Err(Decline::Uncacheable(Reason::Rustc));
-    }
     let env_path = inv.var("PATH").unwrap_or_default().to_owned();
     tracing::trace!("request decoded");
     let driver = ctx.identities.identify(&inv.compiler, &[], &env_path)?;
@@ -273,10 +272,11 @@ fn answer_hit(
 }
 
 /// A temporary file under the daemon's directory, removed on drop.
-struct TempPath(PathBuf);
+pub(crate) struct TempPath(pub(crate) PathBuf);
 
 impl TempPath {
-    fn new(ctx: &Context, ext: &str) -> TempPath {
+    /// A new unique path with extension `ext` (nothing is created).
+    pub(crate) fn new(ctx: &Context, ext: &str) -> TempPath {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         TempPath(ctx.tmp_dir.join(format!("{}-{n}.{ext}", std::process::id())))

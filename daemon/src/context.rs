@@ -4,6 +4,7 @@ use crate::in_flight::InFlight;
 use crate::key::files::FileCache;
 use crate::key::identity::IdentityCache;
 use crate::remote::Remote;
+use crate::rust::toolchain::ToolchainCache;
 use crate::stats::StatsBook;
 use crate::store::Store;
 use rcc_proto::config::Config;
@@ -20,6 +21,8 @@ pub struct Context {
     pub files: FileCache,
     /// Memoized compiler identities.
     pub identities: IdentityCache,
+    /// Memoized rustc toolchain identities.
+    pub toolchains: ToolchainCache,
     /// Statistics (shared with background uploads).
     pub stats: Arc<StatsBook>,
     /// The shared cache, when a scheduler is configured.

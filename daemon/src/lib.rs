@@ -4,6 +4,7 @@
 //! statistics, and answers the wrapper's compile requests. Modules:
 //! - [`server`]: the Unix-socket listener, idle exit, shutdown.
 //! - [`compile`]: one compile request from lookup to stored result.
+//! - [`rust`]: rustc calls (cargo's `RUSTC_WRAPPER`), keyed and stored their own way.
 //! - [`key`]: what makes a compile's key (arguments, compiler identity, files, manifests).
 //! - [`outputs`]: stored results and their restoration.
 //! - [`remote`]: the shared cache (rcc-scheduler) as a second tier behind the local store.
@@ -20,6 +21,7 @@ pub mod in_flight;
 pub mod key;
 pub mod outputs;
 pub mod remote;
+pub mod rust;
 pub mod server;
 pub mod stats;
 pub mod store;

@@ -75,6 +75,7 @@ fn run() -> Result<()> {
         store,
         files: FileCache::new(),
         identities: IdentityCache::persisted(dir.join("compilers.bin")),
+        toolchains: rccd::rust::toolchain::ToolchainCache::new(),
         tmp_dir,
         in_flight: rccd::in_flight::InFlight::new(),
         config,

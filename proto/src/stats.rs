@@ -50,6 +50,18 @@ pub enum Reason {
     CompileFailed,
     /// The compiler is not gcc or clang (by its own `--version`), or could not be identified.
     UnsupportedCompiler,
+    /// cargo's probes of rustc (`-vV`, `--print`, `-` on stdin) and other calls that compile nothing.
+    RustcProbe,
+    /// `-C incremental`: rustc reads and writes its incremental state, which a cache cannot restore.
+    Incremental,
+    /// rustc named through the rustup proxy without `RUSTUP_TOOLCHAIN`: the real toolchain is unknown.
+    RustupProxy,
+    /// `-o` or `--emit KIND=PATH`: outputs outside the output directory.
+    RustcOutputPath,
+    /// A rustc option rcc does not know, or one whose effect it cannot key (`--sysroot`, `-C split-debuginfo`).
+    UnsupportedRustcOption,
+    /// rustc wrote no dep-info, so the sources it read are unknown.
+    NoDepInfo,
     /// A Rust compiler invocation (not cached yet).
     Rustc,
     /// The depfile the compiler wrote could not be understood.
@@ -85,6 +97,12 @@ impl Reason {
         Reason::InputModifiedDuringCompile,
         Reason::CompileFailed,
         Reason::UnsupportedCompiler,
+        Reason::RustcProbe,
+        Reason::Incremental,
+        Reason::RustupProxy,
+        Reason::RustcOutputPath,
+        Reason::UnsupportedRustcOption,
+        Reason::NoDepInfo,
         Reason::Rustc,
         Reason::BadDepfile,
         Reason::Disabled,
@@ -116,6 +134,12 @@ impl Reason {
             Reason::InputModifiedDuringCompile => "input-modified-during-compile",
             Reason::CompileFailed => "compile-failed",
             Reason::UnsupportedCompiler => "unsupported-compiler",
+            Reason::RustcProbe => "rustc-probe",
+            Reason::Incremental => "incremental",
+            Reason::RustupProxy => "rustup-proxy",
+            Reason::RustcOutputPath => "rustc-output-path",
+            Reason::UnsupportedRustcOption => "unsupported-rustc-option",
+            Reason::NoDepInfo => "no-dep-info",
             Reason::Rustc => "rustc",
             Reason::BadDepfile => "bad-depfile",
             Reason::Disabled => "disabled",
@@ -190,6 +214,55 @@ pub struct Counters {
     pub saved_millis: u64,
     /// Time spent compiling misses, in milliseconds.
     pub miss_millis: u64,
+    /// rustc invocations, counted apart from C and C++.
+    pub rust: RustCounters,
+}
+
+/// What happened to rustc invocations (`RUSTC_WRAPPER=rcc`, `rcc rustc …`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RustCounters {
+    /// Hits from the local cache.
+    pub hits: u64,
+    /// Hits from the shared cache.
+    pub hits_remote: u64,
+    /// Cacheable invocations that missed.
+    pub misses: u64,
+    /// Misses whose result was stored.
+    pub stored: u64,
+    /// Invocations run without the cache, by reason name.
+    pub uncacheable: BTreeMap<String, u64>,
+    /// Compile time saved by hits, in milliseconds.
+    pub saved_millis: u64,
+    /// Time spent compiling misses, in milliseconds.
+    pub miss_millis: u64,
+}
+
+impl RustCounters {
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &RustCounters) {
+        self.hits += other.hits;
+        self.hits_remote += other.hits_remote;
+        self.misses += other.misses;
+        self.stored += other.stored;
+        for (k, v) in &other.uncacheable {
+            *self.uncacheable.entry(k.clone()).or_default() += v;
+        }
+        self.saved_millis += other.saved_millis;
+        self.miss_millis += other.miss_millis;
+    }
+
+    /// Counts one invocation run without the cache.
+    pub fn count_uncacheable(&mut self, reason: Reason) {
+        *self.uncacheable.entry(reason.name().to_owned()).or_default() += 1;
+    }
+
+    /// Hits over hits and misses, when there were any.
+    pub fn hit_rate(&self) -> Option<f64> {
+        let hits = self.hits + self.hits_remote;
+        let total = hits + self.misses;
+        (total > 0).then(|| hits as f64 / total as f64)
+    }
 }
 
 impl Counters {
@@ -212,6 +285,7 @@ impl Counters {
         }
         self.saved_millis += other.saved_millis;
         self.miss_millis += other.miss_millis;
+        self.rust.add(&other.rust);
     }
 
     /// Counts one uncacheable compile.

@@ -62,6 +62,19 @@ pub fn render(s: &StatsSnapshot) -> String {
     line("shared cache errors (fell back)", c.remote_errors.to_string());
     line("compile time saved", format!("{:.1} s", c.saved_millis as f64 / 1000.0));
     line("compile time of misses", format!("{:.1} s", c.miss_millis as f64 / 1000.0));
+    let r = &c.rust;
+    if r.hits + r.hits_remote + r.misses + r.uncacheable.values().sum::<u64>() > 0 {
+        line("rust: cache hits", r.hits.to_string());
+        line("rust: cache hits (shared cache)", r.hits_remote.to_string());
+        line("rust: cache misses", r.misses.to_string());
+        line("rust: results stored", r.stored.to_string());
+        line("rust: hit rate", r.hit_rate().map_or_else(|| "-".to_owned(), |x| format!("{:.1} %", x * 100.0)));
+        line("rust: uncacheable calls", r.uncacheable.values().sum::<u64>().to_string());
+        for (reason, n) in &r.uncacheable {
+            line(&format!("  {reason}"), n.to_string());
+        }
+        line("rust: compile time saved", format!("{:.1} s", r.saved_millis as f64 / 1000.0));
+    }
     line("cache size", format_size(s.cache_bytes));
     line("cache entries", s.cache_entries.to_string());
     line("cache size limit", format_size(s.cache_limit));

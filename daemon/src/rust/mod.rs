@@ -1,0 +1,368 @@
+//! rustc calls (`RUSTC_WRAPPER=rcc`, `rcc rustc …`): understand, key, look up, and on a miss have the
+//! wrapper run rustc, then store the outputs with the manifest entry that leads to them.
+//!
+//! Like C's direct mode, a hit runs no rustc at all: the direct key covers the toolchain, the arguments
+//! (dependencies by the digest of the rlib/rmeta they name, not by path), the working directory and the
+//! variables cargo sets; the manifest entry adds the sources and `env!` variables from the last dep-info and,
+//! for calls that link (binaries, proc-macros, dylibs), every file the linker read, from the linker command
+//! line rustc prints on a miss.
+//!
+//! - [`args`]: rustc command lines.
+//! - [`toolchain`]: the toolchain's identity.
+//! - [`key`]: the direct key.
+//! - [`paths`]: target- and base-directory independence of stored text.
+//! - [`link`]: the linker command line and what it reads.
+//! - [`entry`]: manifests and results as stored.
+
+pub mod args;
+pub mod entry;
+pub mod key;
+pub mod link;
+pub mod paths;
+pub mod toolchain;
+
+use crate::compile::{Invocation, TempPath};
+use crate::context::Context;
+use crate::key::depfile;
+use crate::key::files::coarse_now_ns;
+use crate::outputs::write_atomically;
+use crate::store::{Kind, StoreError};
+use args::RustArgs;
+use entry::{OutputFile, RustEntry, RustManifest, RustResult};
+use paths::PathMap;
+use rcc_proto::frame::{read_msg, write_msg, FrameError};
+use rcc_proto::ipc::{CompileOutcome, Request, Response};
+use rcc_proto::stats::{ErrorKind, Reason};
+use rcc_proto::Digest;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+/// Whether the named compiler is rustc (or a driver taking rustc's arguments).
+pub fn is_rustc(compiler: &Path) -> bool {
+    compiler
+        .file_name()
+        .is_some_and(|n| n.as_bytes().starts_with(b"rustc") || n.as_bytes().starts_with(b"clippy-driver"))
+}
+
+/// A cacheable rustc call, understood.
+struct Plan {
+    inv: Invocation,
+    args: RustArgs,
+    map: PathMap,
+    /// What rustc runs with on a miss (the base-directory remap added).
+    run_args: Vec<OsString>,
+    direct_key: Digest,
+}
+
+enum Decline {
+    Uncacheable(Reason),
+    Error(ErrorKind, String),
+}
+
+/// Serves one rustc `Compile` request on `conn`.
+pub fn serve(ctx: &Context, inv: Invocation, conn: &mut UnixStream) -> Result<(), FrameError> {
+    let start_ns = coarse_now_ns();
+    let plan = match understand(ctx, inv) {
+        Ok(plan) => plan,
+        Err(Decline::Uncacheable(reason)) => {
+            tracing::debug!(reason = reason.name(), "rustc call not cacheable");
+            ctx.stats.record(|c| c.rust.count_uncacheable(reason));
+            return write_msg(conn, &Response::Passthrough { reason });
+        }
+        Err(Decline::Error(kind, message)) => {
+            tracing::warn!(error = %message, "falling back to rustc");
+            ctx.stats.record(|c| c.count_error(kind));
+            return write_msg(conn, &Response::Error { message });
+        }
+    };
+    let span = tracing::debug_span!("rustc", krate = %plan.args.crate_name, key = %&plan.direct_key.to_hex()[..16]);
+    let _guard = span.enter();
+    ctx.in_flight.wait_for(&plan.direct_key);
+    if let Some(result) = lookup(ctx, &plan) {
+        return answer_hit(ctx, &plan, &result, conn);
+    }
+    miss(ctx, &plan, start_ns, conn)
+}
+
+fn understand(ctx: &Context, inv: Invocation) -> Result<Plan, Decline> {
+    let args = args::parse(&inv.args, &inv.cwd).map_err(Decline::Uncacheable)?;
+    let toolchain =
+        ctx.toolchains.identify(&inv.compiler, args.target.as_deref(), &inv.env, &inv.cwd).map_err(|e| match e {
+            toolchain::ToolchainError::Proxy(_) => Decline::Uncacheable(Reason::RustupProxy),
+            other => Decline::Error(ErrorKind::Identity, other.to_string()),
+        })?;
+    // The invocation's own RCC_BASE_DIR wins over the daemon's configuration (set per build).
+    let base = inv
+        .var(rcc_proto::vars::RCC_BASE_DIR)
+        .map(PathBuf::from)
+        .or_else(|| ctx.config.base_dir.value.clone())
+        .filter(|b| !b.as_os_str().is_empty())
+        .map(|b| b.canonicalize().unwrap_or(b));
+    let map = PathMap::new(&inv.cwd, &args.out_dir, base);
+    let mut run_args = inv.args.clone();
+    let remapped = match &map.base {
+        Some(base) => {
+            // First, so that the user's own remaps (later ones win) still apply to their paths.
+            let mut remap = OsString::from("--remap-path-prefix=");
+            remap.push(base);
+            remap.push("=.");
+            run_args.insert(0, remap);
+            true
+        }
+        None => false,
+    };
+    let direct_key = key::direct_key(ctx, &inv, &args, &toolchain, &map, remapped).map_err(Decline::Uncacheable)?;
+    Ok(Plan { inv, args, map, run_args, direct_key })
+}
+
+/// Reads an entry, counting and dropping a corrupt one.
+fn fetch<T: serde::de::DeserializeOwned>(ctx: &Context, kind: Kind, key: &Digest) -> Option<T> {
+    let bytes = match ctx.store.get(kind, key) {
+        Ok(found) => found?,
+        Err(e @ StoreError::Corrupt { .. }) => {
+            tracing::warn!(error = %e, "dropped a corrupt entry");
+            ctx.stats.record(|c| c.count_error(ErrorKind::CorruptEntry));
+            return None;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "store read failed");
+            ctx.stats.record(|c| c.count_error(ErrorKind::StoreIo));
+            return None;
+        }
+    };
+    match postcard::from_bytes(&bytes) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::warn!(error = %e, "undecodable entry dropped");
+            ctx.store.remove(kind, key);
+            ctx.stats.record(|c| c.count_error(ErrorKind::CorruptEntry));
+            None
+        }
+    }
+}
+
+fn lookup(ctx: &Context, plan: &Plan) -> Option<RustResult> {
+    let manifest: RustManifest = fetch(ctx, Kind::Manifest, &plan.direct_key)?;
+    let entry = manifest.find(&ctx.files, &plan.map, &plan.inv.env)?;
+    fetch(ctx, Kind::Result, &entry.result)
+}
+
+fn out_dir(plan: &Plan) -> PathBuf {
+    plan.inv.cwd.join(&plan.args.out_dir)
+}
+
+fn answer_hit(ctx: &Context, plan: &Plan, result: &RustResult, conn: &mut UnixStream) -> Result<(), FrameError> {
+    if let Err(e) = restore(plan, result) {
+        tracing::warn!(error = %e, "restoring outputs failed");
+        ctx.stats.record(|c| c.count_error(ErrorKind::StoreIo));
+        return write_msg(conn, &Response::Error { message: format!("restoring outputs: {e}") });
+    }
+    ctx.stats.record(|c| {
+        c.rust.hits += 1;
+        c.rust.saved_millis += result.compile_millis;
+    });
+    write_msg(
+        conn,
+        &Response::Hit {
+            stdout: result.stdout.clone(),
+            stderr: plan.map.to_real(&result.stderr),
+            exit_code: 0,
+            forced_color: false,
+        },
+    )
+}
+
+fn restore(plan: &Plan, result: &RustResult) -> Result<(), crate::outputs::OutputError> {
+    let out_dir = out_dir(plan);
+    let umask = plan.inv.umask;
+    for file in &result.files {
+        let mode = if file.executable { 0o777 } else { 0o666 } & !umask;
+        let path = RustResult::destination(&out_dir, &file.name);
+        if result.dep_info.as_deref() == Some(file.name.as_str()) {
+            write_atomically(&path, &plan.map.to_real(&file.data), mode)?;
+        } else {
+            write_atomically(&path, &file.data, mode)?;
+        }
+    }
+    Ok(())
+}
+
+/// Asks the wrapper to run rustc with `args` and waits for its report.
+fn run_in_wrapper(conn: &mut UnixStream, args: &[OsString]) -> Result<CompileOutcome, FrameError> {
+    let args = args.iter().map(|a| a.as_bytes().to_vec()).collect();
+    write_msg(conn, &Response::Run { args, forced_color: false })?;
+    match read_msg(conn)? {
+        Request::Finished(outcome) => Ok(outcome),
+        _ => Err(FrameError::Io(std::io::Error::other("expected the compile's report"))),
+    }
+}
+
+/// A finished miss ready to store.
+struct Prepared {
+    entry: RustEntry,
+    result: RustResult,
+}
+
+fn miss(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream) -> Result<(), FrameError> {
+    let link_args = TempPath::new(ctx, "link");
+    let own_dep_info = TempPath::new(ctx, "d");
+    let mut run_args = plan.run_args.clone();
+    if plan.args.links() {
+        let mut print = OsString::from("--print=link-args=");
+        print.push(&link_args.0);
+        run_args.push(print);
+    }
+    let dep_info_path = match plan.args.dep_info_name() {
+        Some(name) => out_dir(plan).join(name),
+        None => {
+            let mut emit = OsString::from("--emit=dep-info=");
+            emit.push(&own_dep_info.0);
+            run_args.push(emit);
+            own_dep_info.0.clone()
+        }
+    };
+    let outcome = run_in_wrapper(conn, &run_args)?;
+    if outcome.exit_code != 0 {
+        tracing::debug!(code = outcome.exit_code, stderr = %String::from_utf8_lossy(&outcome.stderr), "rustc failed");
+        ctx.stats.record(|c| c.rust.count_uncacheable(Reason::CompileFailed));
+        return write_msg(conn, &Response::Done { exit_code: outcome.exit_code });
+    }
+    let prepared = prepare(ctx, plan, &outcome, &dep_info_path, &link_args.0, start_ns);
+    let _storing = ctx.in_flight.begin(plan.direct_key);
+    let answered = write_msg(conn, &Response::Done { exit_code: 0 });
+    let stored = prepared.map(|p| commit(ctx, plan, p));
+    ctx.stats.record(|c| {
+        c.rust.misses += 1;
+        c.rust.miss_millis += outcome.millis;
+        match stored {
+            Ok(true) => c.rust.stored += 1,
+            Ok(false) => {}
+            Err(reason) => c.rust.count_uncacheable(reason),
+        }
+    });
+    answered
+}
+
+/// Reads what the compile wrote and read; refuses inputs changed since it started.
+fn prepare(
+    ctx: &Context,
+    plan: &Plan,
+    outcome: &CompileOutcome,
+    dep_info_path: &Path,
+    link_args_path: &Path,
+    start_ns: i64,
+) -> Result<Prepared, Reason> {
+    let dep_info = std::fs::read(dep_info_path).map_err(|_| Reason::NoDepInfo)?;
+    let sources = depfile::dependencies(&dep_info).ok_or(Reason::NoDepInfo)?;
+    let mut files = Vec::new();
+    let mut pinned_target = None;
+    let mut record = |path: &Path, is_source: bool| -> Result<(), Reason> {
+        let info = ctx.files.info(&plan.inv.cwd.join(path)).map_err(|_| Reason::UnhashableInput)?;
+        if info.stamp.changed_ns() >= start_ns {
+            tracing::debug!(path = %path.display(), "input changed during the compile");
+            return Err(Reason::InputModifiedDuringCompile);
+        }
+        let stored = plan.map.to_stored(path.as_os_str().as_bytes());
+        if is_source && plan.map.embeds_target_path(&stored) {
+            pinned_target = Some(plan.map.target_root.as_os_str().as_bytes().to_vec());
+        }
+        files.push((stored, info.digest));
+        Ok(())
+    };
+    for source in &sources {
+        record(Path::new(source), true)?;
+    }
+    if plan.args.links() {
+        let text = std::fs::read(link_args_path).map_err(|_| Reason::UnhashableInput)?;
+        let line = link::parse(&text).ok_or(Reason::UnhashableInput)?;
+        for input in link::inputs(&line, &plan.inv.cwd, &plan.args.stem()) {
+            record(&input, false)?;
+        }
+        // The linker driver is in the direct key; the programs it runs are not: `ld` on its PATH.
+        if let Some(ld) = system_ld(&line) {
+            record(&ld, false)?;
+        }
+    }
+    files.sort();
+    files.dedup();
+    let env = env_deps(&dep_info)
+        .into_iter()
+        .map(|name| {
+            let value = plan.inv.env.get(OsStr::from_bytes(&name)).map(|v| plan.map.to_stored(v.as_bytes()));
+            (name, value)
+        })
+        .collect::<Vec<_>>();
+    let result_key = RustEntry::result_key(&plan.direct_key, &files, &env);
+    let out_dir = out_dir(plan);
+    let mut outputs = Vec::new();
+    for name in plan.args.output_names() {
+        let path = out_dir.join(&name);
+        let data = std::fs::read(&path).map_err(|_| Reason::BadDepfile)?;
+        let executable = std::fs::metadata(&path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0);
+        let data =
+            if plan.args.dep_info_name().as_deref() == Some(name.as_str()) { plan.map.to_stored(&data) } else { data };
+        outputs.push(OutputFile { name, data, executable });
+    }
+    let result = RustResult {
+        files: outputs,
+        dep_info: plan.args.dep_info_name(),
+        stdout: outcome.stdout.clone(),
+        stderr: plan.map.to_stored(&outcome.stderr),
+        compile_millis: outcome.millis,
+    };
+    Ok(Prepared { entry: RustEntry { files, env, pinned_target, result: result_key }, result })
+}
+
+/// The `ld` the linker driver runs: found on the PATH rustc gave it.
+fn system_ld(line: &link::LinkLine) -> Option<PathBuf> {
+    let path = line.path_var.clone().unwrap_or_default();
+    std::env::split_paths(&path).map(|d| d.join("ld")).find(|p| p.is_file()).and_then(|p| p.canonicalize().ok())
+}
+
+/// The variable names of dep-info's `# env-dep:NAME[=VALUE]` lines.
+fn env_deps(dep_info: &[u8]) -> Vec<Vec<u8>> {
+    let mut names: Vec<Vec<u8>> = dep_info
+        .split(|&b| b == b'\n')
+        .filter_map(|line| line.strip_prefix(b"# env-dep:"))
+        .map(|rest| rest.split(|&b| b == b'=').next().unwrap_or(rest).to_vec())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Stores a prepared result and its manifest entry; `false` when the store failed (counted).
+fn commit(ctx: &Context, plan: &Plan, prepared: Prepared) -> bool {
+    let store = |kind, key: &Digest, bytes: Result<Vec<u8>, postcard::Error>| match bytes {
+        Ok(bytes) => ctx.store.put(kind, key, &bytes).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let key = prepared.entry.result;
+    if let Err(e) = store(Kind::Result, &key, postcard::to_allocvec(&prepared.result)) {
+        tracing::warn!(error = %e, "store write failed");
+        ctx.stats.record(|c| c.count_error(ErrorKind::StoreIo));
+        return false;
+    }
+    let mut manifest: RustManifest = fetch(ctx, Kind::Manifest, &plan.direct_key).unwrap_or_default();
+    manifest.add(prepared.entry);
+    if let Err(e) = store(Kind::Manifest, &plan.direct_key, postcard::to_allocvec(&manifest)) {
+        tracing::warn!(error = %e, "manifest write failed");
+        ctx.stats.record(|c| c.count_error(ErrorKind::StoreIo));
+        return false;
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_dep_names_are_read() {
+        let text = b"out/m.d: main.rs\n\nmain.rs:\n\n# env-dep:CARGO_PKG_NAME=zz\n# env-dep:MYV\n";
+        assert_eq!(env_deps(text), vec![b"CARGO_PKG_NAME".to_vec(), b"MYV".to_vec()]);
+    }
+}
