@@ -12,3 +12,4 @@ mod hits;
 mod mutations;
 mod passthrough;
 mod remote;
+mod rust;

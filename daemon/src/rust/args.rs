@@ -152,6 +152,12 @@ const VALUE_OPTIONS: &[&str] = &[
     "--sysroot",
     "--crate-attr",
     "--env-set",
+    "--codegen",
+    "--warn",
+    "--allow",
+    "--deny",
+    "--forbid",
+    "--force-warn",
 ];
 
 /// Single-letter options that take a value, joined (`-Copt-level=3`) or separate.
@@ -311,7 +317,7 @@ fn apply(parsed: &mut RustArgs, option: &str, value: &str) -> Result<(), Reason>
         }
         "--remap-path-prefix" => parsed.remaps_paths = true,
         "--error-format" => parsed.json = value == "json",
-        "-C" => codegen(parsed, value)?,
+        "-C" | "--codegen" => codegen(parsed, value)?,
         "-Z" => {
             // Unstable options are keyed verbatim; those that write or read files are refused.
             if value.starts_with("incremental") {

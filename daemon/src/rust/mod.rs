@@ -65,10 +65,11 @@ enum Decline {
 /// Serves one rustc `Compile` request on `conn`.
 pub fn serve(ctx: &Context, inv: Invocation, conn: &mut UnixStream) -> Result<(), FrameError> {
     let start_ns = coarse_now_ns();
+    let inv_args = inv.args.clone();
     let plan = match understand(ctx, inv) {
         Ok(plan) => plan,
         Err(Decline::Uncacheable(reason)) => {
-            tracing::debug!(reason = reason.name(), "rustc call not cacheable");
+            tracing::debug!(reason = reason.name(), args = ?inv_args, "rustc call not cacheable");
             ctx.stats.record(|c| c.rust.count_uncacheable(reason));
             return write_msg(conn, &Response::Passthrough { reason });
         }
@@ -207,6 +208,7 @@ struct Prepared {
 }
 
 fn miss(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream) -> Result<(), FrameError> {
+    tracing::debug!("miss");
     let link_args = TempPath::new(ctx, "link");
     let own_dep_info = TempPath::new(ctx, "d");
     let mut run_args = plan.run_args.clone();
