@@ -324,7 +324,7 @@ fn run_in_wrapper(
     if forced_color {
         args.push(b"-fdiagnostics-color=always".to_vec());
     }
-    write_msg(conn, &Response::Run { args, forced_color })?;
+    write_msg(conn, &Response::Run { args, forced_color, stream_stderr: false })?;
     match read_msg(conn)? {
         Request::Finished(outcome) => Ok(outcome),
         _ => Err(FrameError::Io(std::io::Error::other("expected the compile's report"))),

@@ -75,7 +75,7 @@ fn run() -> Result<()> {
         store,
         files: FileCache::new(),
         identities: IdentityCache::persisted(dir.join("compilers.bin")),
-        toolchains: rccd::rust::toolchain::ToolchainCache::new(),
+        toolchains: rccd::rust::toolchain::ToolchainCache::persisted(dir.join("toolchains.bin")),
         tmp_dir,
         in_flight: rccd::in_flight::InFlight::new(),
         config,

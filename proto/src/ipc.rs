@@ -85,6 +85,9 @@ pub enum Response {
         args: Vec<Vec<u8>>,
         /// rcc added `-fdiagnostics-color=always`: strip colour from the output unless stderr is a terminal.
         forced_color: bool,
+        /// Pass stderr through as it comes (and still report it): rustc's artifact notifications let cargo
+        /// start dependent crates before this one finishes (pipelining).
+        stream_stderr: bool,
     },
     /// The `Finished` report has been handled; exit with this code.
     Done {

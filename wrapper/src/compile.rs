@@ -74,7 +74,9 @@ fn through_daemon(config: &Config, compiler: &Path, args: &[OsString]) -> Result
         }
         Response::Passthrough { .. } => Err(Fallback("not cacheable".into())),
         Response::Error { message } => Err(Fallback(format!("daemon error: {message}"))),
-        Response::Run { args, forced_color } => Ok(run_miss(config, stream, compiler, args, forced_color)),
+        Response::Run { args, forced_color, stream_stderr } => {
+            Ok(run_miss(config, stream, compiler, args, forced_color, stream_stderr))
+        }
         other => Err(Fallback(format!("unexpected daemon answer {other:?}"))),
     }
 }
@@ -82,9 +84,16 @@ fn through_daemon(config: &Config, compiler: &Path, args: &[OsString]) -> Result
 /// Runs the compiler for a miss, reports the outcome to the daemon (which stores it before answering) and
 /// replays the compiler's output. From here on the compile has happened: daemon trouble changes nothing
 /// for the build.
-fn run_miss(config: &Config, mut stream: UnixStream, compiler: &Path, args: Vec<Vec<u8>>, forced_color: bool) -> i32 {
+fn run_miss(
+    config: &Config,
+    mut stream: UnixStream,
+    compiler: &Path,
+    args: Vec<Vec<u8>>,
+    forced_color: bool,
+    stream_stderr: bool,
+) -> i32 {
     let args: Vec<OsString> = args.into_iter().map(OsString::from_vec).collect();
-    let outcome = match capture(compiler, &args) {
+    let outcome = match capture(compiler, &args, stream_stderr) {
         Ok(outcome) => outcome,
         Err(e) => {
             // The compiler could not even be started: report it the way a shell would.
@@ -99,11 +108,14 @@ fn run_miss(config: &Config, mut stream: UnixStream, compiler: &Path, args: Vec<
     if let Err(e) = report {
         log(Some(config), &format!("daemon did not take the compile's result: {e}"));
     }
-    replay(&outcome.stdout, &outcome.stderr, forced_color);
+    let stderr: &[u8] = if stream_stderr { &[] } else { &outcome.stderr };
+    replay(&outcome.stdout, stderr, forced_color);
     exit_code
 }
 
-fn capture(compiler: &Path, args: &[OsString]) -> std::io::Result<CompileOutcome> {
+/// Runs the compiler, collecting stdout and stderr; with `stream_stderr`, stderr is also passed through to
+/// this process's stderr as it arrives.
+fn capture(compiler: &Path, args: &[OsString], stream_stderr: bool) -> std::io::Result<CompileOutcome> {
     let start = Instant::now();
     let mut child = Command::new(compiler)
         .args(args)
@@ -121,7 +133,23 @@ fn capture(compiler: &Path, args: &[OsString]) -> std::io::Result<CompileOutcome
     });
     let mut stderr = Vec::new();
     if let Some(mut p) = child.stderr.take() {
-        let _ = p.read_to_end(&mut stderr);
+        if stream_stderr {
+            let mut out = std::io::stderr();
+            let mut chunk = [0u8; 16 * 1024];
+            loop {
+                match p.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        let _ = out.write_all(&chunk[..n]);
+                        stderr.extend_from_slice(&chunk[..n]);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        } else {
+            let _ = p.read_to_end(&mut stderr);
+        }
     }
     let stdout = reader.join().unwrap_or_default();
     let status = child.wait()?;

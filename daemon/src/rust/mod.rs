@@ -194,7 +194,7 @@ fn restore(plan: &Plan, result: &RustResult) -> Result<(), crate::outputs::Outpu
 /// Asks the wrapper to run rustc with `args` and waits for its report.
 fn run_in_wrapper(conn: &mut UnixStream, args: &[OsString]) -> Result<CompileOutcome, FrameError> {
     let args = args.iter().map(|a| a.as_bytes().to_vec()).collect();
-    write_msg(conn, &Response::Run { args, forced_color: false })?;
+    write_msg(conn, &Response::Run { args, forced_color: false, stream_stderr: true })?;
     match read_msg(conn)? {
         Request::Finished(outcome) => Ok(outcome),
         _ => Err(FrameError::Io(std::io::Error::other("expected the compile's report"))),

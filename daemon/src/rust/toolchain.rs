@@ -7,6 +7,7 @@
 
 use crate::key::files::{digest_file, Stamp};
 use rcc_proto::{Digest, KeyHasher};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -16,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 /// An identified toolchain for one target.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Toolchain {
     /// The real rustc binary.
     pub rustc: PathBuf,
@@ -53,18 +54,39 @@ pub enum ToolchainError {
 
 type MemoKey = (PathBuf, Option<String>);
 
-/// Memo of identified toolchains, by (real rustc path, target).
+/// Memo of identified toolchains, by (real rustc path, target); persisted in a file when one is given, so
+/// that a restarted daemon re-validates by metadata instead of digesting the toolchain again.
 #[derive(Default)]
 pub struct ToolchainCache {
     map: Mutex<HashMap<MemoKey, Arc<Toolchain>>>,
     proxies: Mutex<HashMap<(PathBuf, OsString, OsString), PathBuf>>,
     computing: Mutex<()>,
+    file: Option<PathBuf>,
 }
 
 impl ToolchainCache {
-    /// A new, empty memo.
+    /// A new, empty memo kept only in memory.
     pub fn new() -> ToolchainCache {
         ToolchainCache::default()
+    }
+
+    /// A memo persisted at `file`, loaded now (an unreadable file is an empty memo).
+    pub fn persisted(file: PathBuf) -> ToolchainCache {
+        let records: Vec<(MemoKey, Toolchain)> =
+            fs::read(&file).ok().and_then(|bytes| postcard::from_bytes(&bytes).ok()).unwrap_or_default();
+        let map = records.into_iter().map(|(k, t)| (k, Arc::new(t))).collect();
+        ToolchainCache { map: Mutex::new(map), file: Some(file), ..ToolchainCache::default() }
+    }
+
+    fn save(&self, map: &HashMap<MemoKey, Arc<Toolchain>>) {
+        let Some(file) = &self.file else { return };
+        let records: Vec<(&MemoKey, &Toolchain)> = map.iter().map(|(k, t)| (k, t.as_ref())).collect();
+        if let Ok(bytes) = postcard::to_allocvec(&records) {
+            let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+            if fs::write(&tmp, bytes).is_ok() && fs::rename(&tmp, file).is_err() {
+                let _ = fs::remove_file(&tmp);
+            }
+        }
     }
 
     /// Identifies the toolchain that `rustc` (as invoked, with the invocation's environment and directory)
@@ -90,7 +112,9 @@ impl ToolchainCache {
             return Ok(known);
         }
         let toolchain = Arc::new(identify_uncached(&real, target)?);
-        self.map.lock().unwrap_or_else(|e| e.into_inner()).insert(key, toolchain.clone());
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(key, toolchain.clone());
+        self.save(&map);
         Ok(toolchain)
     }
 
@@ -234,5 +258,22 @@ mod tests {
         assert!(t.files.iter().any(|(p, _)| p.to_string_lossy().contains("libstd-")), "{:?}", t.files);
         assert!(t.files.iter().any(|(p, _)| p.to_string_lossy().contains("librustc_driver")));
         assert_eq!(cache.identify(&rustc, None, &env, &cwd).unwrap().digest, t.digest);
+    }
+
+    #[test]
+    fn a_persisted_identity_is_reloaded() {
+        let Some(rustc) = std::env::var_os("PATH")
+            .and_then(|path| std::env::split_paths(&path).map(|d| d.join("rustc")).find(|p| p.is_file()))
+        else {
+            return;
+        };
+        let env: HashMap<OsString, OsString> = std::env::vars_os().collect();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("toolchains.bin");
+        let cwd = std::env::current_dir().unwrap();
+        let first = ToolchainCache::persisted(file.clone()).identify(&rustc, None, &env, &cwd).unwrap().digest;
+        let reloaded = ToolchainCache::persisted(file);
+        assert_eq!(reloaded.map.lock().unwrap().len(), 1, "loaded from disk");
+        assert_eq!(reloaded.identify(&rustc, None, &env, &cwd).unwrap().digest, first);
     }
 }
