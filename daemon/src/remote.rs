@@ -22,7 +22,6 @@ use rcc_scheduler::tls::Trust;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -53,7 +52,9 @@ pub struct Remote {
     read_only: bool,
     timeout: Duration,
     link: Mutex<Link>,
-    connecting: AtomicBool,
+    /// Held while connecting: compiles arriving meanwhile wait for the outcome (bounded by the timeout)
+    /// instead of missing the shared cache.
+    connecting: Mutex<()>,
 }
 
 impl Remote {
@@ -89,13 +90,14 @@ impl Remote {
                 read_only: config.read_only.value,
                 timeout: Duration::from_millis(config.remote_timeout_ms.value),
                 link: Mutex::new(Link { client: None, retry_at: Instant::now(), backoff: MIN_BACKOFF }),
-                connecting: AtomicBool::new(false),
+                connecting: Mutex::new(()),
             })
         })())
     }
 
-    /// The connection, (re)made when due; `None` while the scheduler is unreachable or another thread is
-    /// connecting (that compile simply skips the shared cache).
+    /// The connection, (re)made when due; `None` while the scheduler is unreachable (until the backoff
+    /// ends, compiles skip the shared cache at no cost). Compiles arriving during a connection attempt wait
+    /// for its outcome.
     fn client(&self, stats: &StatsBook) -> Option<Arc<Client>> {
         {
             let link = self.link.lock().unwrap_or_else(|e| e.into_inner());
@@ -106,8 +108,16 @@ impl Remote {
                 return None;
             }
         }
-        if self.connecting.swap(true, Ordering::AcqRel) {
-            return None;
+        let _connecting = self.connecting.lock().unwrap_or_else(|e| e.into_inner());
+        {
+            // Another compile may have connected (or failed, setting a later retry) while this one waited.
+            let link = self.link.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(c) = &link.client {
+                return Some(c.clone());
+            }
+            if Instant::now() < link.retry_at {
+                return None;
+            }
         }
         let connected = self.runtime.block_on(async {
             tokio::time::timeout(self.timeout, Client::connect(self.addr, &self.trust, &self.token)).await
@@ -134,7 +144,6 @@ impl Remote {
             link.backoff = (link.backoff * 2).min(MAX_BACKOFF);
         }
         link.client = client.clone();
-        self.connecting.store(false, Ordering::Release);
         client
     }
 
@@ -248,6 +257,83 @@ impl Remote {
             }
         });
     }
+}
+
+impl Remote {
+    /// An opaque entry (one blob under an action-cache key), as other kinds of result (rustc's) use.
+    pub fn get_opaque(&self, stats: &StatsBook, key: &Digest) -> Option<Vec<u8>> {
+        let key = *key;
+        let bytes = self.bounded(stats, |c| async move {
+            let Some(result) = c.get_action_result(key).await? else { return Ok(None) };
+            let Some(blob) = result.outputs.first() else { return Ok(None) };
+            c.get_blob(blob.digest).await
+        })??;
+        stats.record(|c| c.bytes_down += bytes.len() as u64);
+        Some(bytes)
+    }
+
+    /// Uploads an opaque result under `result_key` and merges into the opaque manifest under `manifest_key`
+    /// (`merge` gets the current manifest bytes, if any, and returns the new ones), in the background.
+    pub fn upload_opaque(
+        self: &Arc<Self>,
+        stats: Arc<StatsBook>,
+        result_key: Digest,
+        result: Vec<u8>,
+        manifest_key: Digest,
+        merge: impl FnOnce(Option<Vec<u8>>) -> Vec<u8> + Send + 'static,
+    ) {
+        if self.read_only {
+            return;
+        }
+        let Some(client) = self.client(&stats) else { return };
+        if !client.scopes.contains(&Scope::Write) {
+            return;
+        }
+        let this = self.clone();
+        self.runtime.spawn(async move {
+            let work = async {
+                let mut sent = put_opaque(&client, result_key, &result).await?;
+                let current = match client.get_action_result(manifest_key).await? {
+                    Some(r) => match r.outputs.first() {
+                        Some(o) => client.get_blob(o.digest).await?,
+                        None => None,
+                    },
+                    None => None,
+                };
+                sent += put_opaque(&client, manifest_key, &merge(current)).await?;
+                Ok::<u64, rcc_scheduler::client::ClientError>(sent)
+            };
+            match tokio::time::timeout(UPLOAD_TIMEOUT, work).await {
+                Ok(Ok(bytes)) => stats.record(|c| {
+                    c.uploads += 1;
+                    c.bytes_up += bytes;
+                }),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "upload failed");
+                    this.drop_link(&stats);
+                }
+                Err(_) => {
+                    tracing::warn!("upload timed out");
+                    this.drop_link(&stats);
+                }
+            }
+        });
+    }
+}
+
+/// Stores `data` as the one output of the action result under `key`; returns the bytes sent.
+async fn put_opaque(client: &Client, key: Digest, data: &[u8]) -> Result<u64, rcc_scheduler::client::ClientError> {
+    let digest = Digest::of(data);
+    let mut sent = 0;
+    if !client.find_missing(vec![digest]).await?.is_empty() {
+        client.put_blob_as(digest, data).await?;
+        sent = data.len() as u64;
+    }
+    let out = OutputFile { name: "entry".into(), digest, size: data.len() as u64, executable: false };
+    client
+        .update_action_result(key, ActionResult { outputs: vec![out], stdout: None, stderr: None, exit_code: 0 })
+        .await?;
+    Ok(sent)
 }
 
 fn manifest_key(direct_key: &Digest) -> Digest {

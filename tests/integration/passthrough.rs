@@ -65,13 +65,22 @@ fn time_macros_are_uncacheable() {
 }
 
 #[test]
-fn rustc_passes_through() {
+fn rustc_typed_by_hand_is_cached_and_its_probes_pass_through() {
     let env = TestEnv::new();
     env.write("hello.rs", "fn main() { println!(\"hi\"); }\n");
-    env.rcc_ok(&["rustc", "hello.rs", "-o", "hello"]);
-    let out = run_ok(&mut std::process::Command::new(env.proj.join("hello")));
-    assert_eq!(out.stdout, b"hi\n");
-    assert_eq!(env.uncacheable("rustc"), 1);
+    for _ in 0..2 {
+        env.rcc_ok(&["rustc", "hello.rs", "-o", "hello"]);
+        let out = run_ok(&mut std::process::Command::new(env.proj.join("hello")));
+        assert_eq!(out.stdout, b"hi\n");
+    }
+    let rust = &env.stats()["counters"]["rust"];
+    assert_eq!((rust["misses"].as_u64(), rust["hits"].as_u64()), (Some(1), Some(1)), "{rust}");
+    let version = env.rcc_ok(&["rustc", "-vV"]);
+    assert!(String::from_utf8_lossy(&version.stdout).contains("host: "));
+    env.rcc_ok(&["rustc", "hello.rs", "--emit=obj,link", "-o", "x"]);
+    let rust = &env.stats()["counters"]["rust"];
+    assert_eq!(rust["uncacheable"]["rustc-probe"].as_u64(), Some(1), "{rust}");
+    assert_eq!(rust["uncacheable"]["rustc-output-path"].as_u64(), Some(1), "{rust}");
 }
 
 #[test]

@@ -192,3 +192,31 @@ fn unauthenticated_and_wrongly_pinned_machines_fall_back_to_local_builds() {
     assert!(fooled.counter("remote_errors") >= 1);
     assert!(fooled.proj.join("a.o").is_file());
 }
+
+/// Rust through the shared cache: a second machine's clean `cargo build` of the fixture workspace (its
+/// checkout elsewhere, each machine's base directory set to its own root) is all shared-cache hits.
+#[test]
+fn a_second_machine_builds_a_cargo_workspace_from_the_shared_cache() {
+    use crate::rust::{app_binary, cargo_ok, copy_fixture, count, run_app, rust};
+    let env_root = TestEnv::new();
+    let scheduler = Scheduler::start(&env_root.root);
+    let mut a = scheduler.machine("read,write");
+    let root = a.root.to_str().unwrap().to_owned();
+    a.set_env("RCC_BASE_DIR", &root);
+    copy_fixture(&a.proj);
+    cargo_ok(&a, &a.proj, &["build"]);
+    let stored = count(&rust(&a), "stored");
+    assert!(stored >= 15, "{}", rust(&a));
+    wait_for(&a, "uploads", stored);
+
+    let mut b = scheduler.machine("read");
+    let root = b.root.to_str().unwrap().to_owned();
+    b.set_env("RCC_BASE_DIR", &root);
+    copy_fixture(&b.proj);
+    cargo_ok(&b, &b.proj, &["build"]);
+    let r = rust(&b);
+    assert_eq!(count(&r, "misses"), 0, "{r}\n{}", b.log());
+    assert_eq!(count(&r, "hits_remote"), stored, "{r}");
+    assert_eq!(run_app(&b.proj), r#"{"greeting":"hello world","sum":42}"#);
+    assert_eq!(std::fs::read(app_binary(&a.proj)).unwrap(), std::fs::read(app_binary(&b.proj)).unwrap());
+}

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The fixture workspace, copied into `dest`.
-fn copy_fixture(dest: &Path) {
+pub(crate) fn copy_fixture(dest: &Path) {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/rust-ws");
     copy_dir(&src, dest);
 }
@@ -49,10 +49,20 @@ fn cargo(env: &TestEnv, dir: &Path, args: &[&str]) -> Command {
     cmd
 }
 
-fn cargo_ok(env: &TestEnv, dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn cargo_ok(env: &TestEnv, dir: &Path, args: &[&str]) -> Output {
     let out = cargo(env, dir, args).output().expect("running cargo");
     assert!(out.status.success(), "cargo {args:?} failed:\n{}\nlog:\n{}", describe(&out), tail(&env.log()));
     out
+}
+
+/// What the daemon logged of Rust misses and refusals, for assertion messages.
+fn why(env: &TestEnv) -> String {
+    env.log()
+        .lines()
+        .filter(|l| l.contains("rccd::rust") && !l.contains("rustc-probe"))
+        .map(|l| l.chars().take(400).collect::<String>())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn tail(text: &str) -> &str {
@@ -62,19 +72,19 @@ fn tail(text: &str) -> &str {
 }
 
 /// The Rust counters.
-fn rust(env: &TestEnv) -> serde_json::Value {
+pub(crate) fn rust(env: &TestEnv) -> serde_json::Value {
     env.stats()["counters"]["rust"].clone()
 }
 
-fn count(v: &serde_json::Value, name: &str) -> u64 {
+pub(crate) fn count(v: &serde_json::Value, name: &str) -> u64 {
     v[name].as_u64().unwrap_or(0)
 }
 
-fn app_binary(dir: &Path) -> PathBuf {
+pub(crate) fn app_binary(dir: &Path) -> PathBuf {
     dir.join("target/debug/app")
 }
 
-fn run_app(dir: &Path) -> String {
+pub(crate) fn run_app(dir: &Path) -> String {
     let out = run_ok(&mut Command::new(app_binary(dir)));
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
@@ -102,7 +112,7 @@ fn clean_rebuild_hits_every_cacheable_call_and_gives_the_same_binary() {
     clean(&env, &env.proj);
     cargo_ok(&env, &env.proj, &["build"]);
     let warm = rust(&env);
-    assert_eq!(count(&warm, "misses"), 0, "a clean rebuild misses nothing: {warm}");
+    assert_eq!(count(&warm, "misses"), 0, "a clean rebuild misses nothing: {warm}\n{}", why(&env));
     assert_eq!(count(&warm, "hits"), stored, "every stored call hits, the bin and proc-macros included: {warm}");
     assert_eq!(env.counter("misses"), 0, "the C compile hits too");
     assert!(env.hits() >= 1);
@@ -219,7 +229,7 @@ fn pipelined_build_check_and_test_work_and_report_the_same_artifacts() {
     let cold = cargo_ok(&env, &dir, &["build", "--message-format=json"]);
     clean(&env, &dir);
     let warm = cargo_ok(&env, &dir, &["build", "--message-format=json"]);
-    assert_eq!(count(&rust(&env), "misses"), 0);
+    assert_eq!(count(&rust(&env), "misses"), 0, "{}", why(&env));
     assert_eq!(artifacts(&cold), artifacts(&warm), "cargo sees the same artifacts from a cached build");
 
     clean(&env, &dir);

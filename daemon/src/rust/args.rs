@@ -89,6 +89,10 @@ pub struct RustArgs {
     pub remaps_paths: bool,
     /// Diagnostics are JSON (`--error-format=json`): paths in them are rewritten on restore.
     pub json: bool,
+    /// `-o FILE`: the one output's name (then `out_dir` is its directory).
+    pub output_file: Option<PathBuf>,
+    /// `--emit` was given (else rustc emits `link` only, and any `--emit` rcc adds must say `link` too).
+    pub explicit_emit: bool,
 }
 
 impl RustArgs {
@@ -104,6 +108,9 @@ impl RustArgs {
 
     /// The files the call writes, by name inside the output directory.
     pub fn output_names(&self) -> Vec<String> {
+        if let Some(name) = self.output_file.as_ref().and_then(|f| f.file_name()) {
+            return vec![name.to_string_lossy().into_owned()];
+        }
         let stem = self.stem();
         let mut names = Vec::new();
         for emit in &self.emits {
@@ -201,6 +208,8 @@ pub fn parse(args: &[OsString], cwd: &Path) -> Result<RustArgs, Reason> {
         input_files: Vec::new(),
         remaps_paths: false,
         json: false,
+        output_file: None,
+        explicit_emit: false,
     };
     let probe = |a: &OsString| {
         let a = a.as_bytes();
@@ -264,8 +273,16 @@ pub fn parse(args: &[OsString], cwd: &Path) -> Result<RustArgs, Reason> {
     if parsed.crate_types.is_empty() {
         parsed.crate_types.push(CrateType::Bin);
     }
+    parsed.explicit_emit = !parsed.emits.is_empty();
     if parsed.emits.is_empty() {
         parsed.emits.push("link".to_owned());
+    }
+    if let Some(file) = &parsed.output_file {
+        // One output named by -o; with several, rustc derives the others' names (not followed here).
+        if parsed.emits != ["link"] || parsed.crate_types.len() != 1 || file.file_name().is_none() {
+            return Err(Reason::RustcOutputPath);
+        }
+        parsed.out_dir = file.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| ".".into(), Path::to_owned);
     }
     Ok(parsed)
 }
@@ -290,7 +307,7 @@ fn apply(parsed: &mut RustArgs, option: &str, value: &str) -> Result<(), Reason>
             }
         }
         "--out-dir" => parsed.out_dir = PathBuf::from(value),
-        "-o" => return Err(Reason::RustcOutputPath),
+        "-o" => parsed.output_file = Some(PathBuf::from(value)),
         "--explain" | "--print" => return Err(Reason::RustcProbe),
         "--sysroot" => return Err(Reason::UnsupportedRustcOption),
         "--extern" => {
@@ -415,7 +432,9 @@ mod tests {
         assert_eq!(parse(&os(&["-", "--print=cfg"]), cwd).unwrap_err(), Reason::RustcProbe);
         assert_eq!(parse(&os(&["-", "--crate-name", "___"]), cwd).unwrap_err(), Reason::StdinInput);
         assert_eq!(parse(&os(&["a.rs", "-C", "incremental=/x"]), cwd).unwrap_err(), Reason::Incremental);
-        assert_eq!(parse(&os(&["a.rs", "-o", "a"]), cwd).unwrap_err(), Reason::RustcOutputPath);
+        assert_eq!(parse(&os(&["a.rs", "-o", "a", "--emit=link,obj"]), cwd).unwrap_err(), Reason::RustcOutputPath);
+        let p = parse(&os(&["a.rs", "-o", "bin/app"]), cwd).unwrap();
+        assert_eq!((p.output_names(), p.out_dir), (vec!["app".to_owned()], PathBuf::from("bin")));
         assert_eq!(parse(&os(&["a.rs", "--bogus"]), cwd).unwrap_err(), Reason::UnsupportedRustcOption);
         assert_eq!(parse(&os(&["a.rs", "b.rs"]), cwd).unwrap_err(), Reason::MultipleSources);
     }

@@ -33,7 +33,7 @@ use paths::PathMap;
 use rcc_proto::frame::{read_msg, write_msg, FrameError};
 use rcc_proto::ipc::{CompileOutcome, Request, Response};
 use rcc_proto::stats::{ErrorKind, Reason};
-use rcc_proto::Digest;
+use rcc_proto::{Digest, KeyHasher};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
@@ -83,7 +83,10 @@ pub fn serve(ctx: &Context, inv: Invocation, conn: &mut UnixStream) -> Result<()
     let _guard = span.enter();
     ctx.in_flight.wait_for(&plan.direct_key);
     if let Some(result) = lookup(ctx, &plan) {
-        return answer_hit(ctx, &plan, &result, conn);
+        return answer_hit(ctx, &plan, &result, false, conn);
+    }
+    if let Some(result) = lookup_remote(ctx, &plan) {
+        return answer_hit(ctx, &plan, &result, true, conn);
     }
     miss(ctx, &plan, start_ns, conn)
 }
@@ -151,18 +154,63 @@ fn lookup(ctx: &Context, plan: &Plan) -> Option<RustResult> {
     fetch(ctx, Kind::Result, &entry.result)
 }
 
+/// The shared cache's keys for Rust entries.
+fn remote_manifest_key(direct_key: &Digest) -> Digest {
+    let mut h = KeyHasher::new("rust-remote-manifest", 1);
+    h.digest(b'k', direct_key);
+    h.finish()
+}
+
+fn remote_result_key(result_key: &Digest) -> Digest {
+    let mut h = KeyHasher::new("rust-remote-result", 1);
+    h.digest(b'k', result_key);
+    h.finish()
+}
+
+/// The shared cache's manifest and result for this call, copied into the local store on the way. A result
+/// whose bytes do not decode is dropped like a corrupt local entry.
+fn lookup_remote(ctx: &Context, plan: &Plan) -> Option<RustResult> {
+    let remote = ctx.remote.as_ref()?;
+    let manifest_bytes = remote.get_opaque(&ctx.stats, &remote_manifest_key(&plan.direct_key))?;
+    let manifest: RustManifest = postcard::from_bytes(&manifest_bytes).ok()?;
+    let entry = manifest.find(&ctx.files, &plan.map, &plan.inv.env)?.clone();
+    let bytes = remote.get_opaque(&ctx.stats, &remote_result_key(&entry.result))?;
+    let Ok(result) = postcard::from_bytes::<RustResult>(&bytes) else {
+        ctx.stats.record(|c| c.count_error(ErrorKind::CorruptEntry));
+        return None;
+    };
+    if ctx.store.put(Kind::Result, &entry.result, &bytes).is_ok() {
+        let mut local: RustManifest = fetch(ctx, Kind::Manifest, &plan.direct_key).unwrap_or_default();
+        local.add(entry);
+        if let Ok(bytes) = postcard::to_allocvec(&local) {
+            let _ = ctx.store.put(Kind::Manifest, &plan.direct_key, &bytes);
+        }
+    }
+    Some(result)
+}
+
 fn out_dir(plan: &Plan) -> PathBuf {
     plan.inv.cwd.join(&plan.args.out_dir)
 }
 
-fn answer_hit(ctx: &Context, plan: &Plan, result: &RustResult, conn: &mut UnixStream) -> Result<(), FrameError> {
+fn answer_hit(
+    ctx: &Context,
+    plan: &Plan,
+    result: &RustResult,
+    remote: bool,
+    conn: &mut UnixStream,
+) -> Result<(), FrameError> {
     if let Err(e) = restore(plan, result) {
         tracing::warn!(error = %e, "restoring outputs failed");
         ctx.stats.record(|c| c.count_error(ErrorKind::StoreIo));
         return write_msg(conn, &Response::Error { message: format!("restoring outputs: {e}") });
     }
     ctx.stats.record(|c| {
-        c.rust.hits += 1;
+        if remote {
+            c.rust.hits_remote += 1;
+        } else {
+            c.rust.hits += 1;
+        }
         c.rust.saved_millis += result.compile_millis;
     });
     write_msg(
@@ -220,7 +268,9 @@ fn miss(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream) -> Res
     let dep_info_path = match plan.args.dep_info_name() {
         Some(name) => out_dir(plan).join(name),
         None => {
-            let mut emit = OsString::from("--emit=dep-info=");
+            // An --emit replaces rustc's default (link): say it too when the user relied on the default.
+            let mut emit =
+                OsString::from(if plan.args.explicit_emit { "--emit=dep-info=" } else { "--emit=link,dep-info=" });
             emit.push(&own_dep_info.0);
             run_args.push(emit);
             own_dep_info.0.clone()
@@ -343,7 +393,23 @@ fn commit(ctx: &Context, plan: &Plan, prepared: Prepared) -> bool {
         Err(e) => Err(e.to_string()),
     };
     let key = prepared.entry.result;
-    if let Err(e) = store(Kind::Result, &key, postcard::to_allocvec(&prepared.result)) {
+    let result_bytes = postcard::to_allocvec(&prepared.result);
+    if let (Some(remote), Ok(bytes)) = (&ctx.remote, &result_bytes) {
+        let entry = prepared.entry.clone();
+        remote.upload_opaque(
+            ctx.stats.clone(),
+            remote_result_key(&key),
+            bytes.clone(),
+            remote_manifest_key(&plan.direct_key),
+            move |current| {
+                let mut manifest: RustManifest =
+                    current.and_then(|b| postcard::from_bytes(&b).ok()).unwrap_or_default();
+                manifest.add(entry);
+                postcard::to_allocvec(&manifest).unwrap_or_default()
+            },
+        );
+    }
+    if let Err(e) = store(Kind::Result, &key, result_bytes) {
         tracing::warn!(error = %e, "store write failed");
         ctx.stats.record(|c| c.count_error(ErrorKind::StoreIo));
         return false;

@@ -17,7 +17,9 @@ const BASE_TOKEN: &[u8] = b"@@rcc-base@@";
 pub struct PathMap {
     /// The profile directory holding `deps/` and `build/` (the output directory itself outside cargo).
     pub target_root: PathBuf,
-    /// The base directory, when one is set and the working directory is under it.
+    /// The base directory, when one is set. Unlike C, where paths are rewritten relative to the working
+    /// directory, it applies whatever the working directory: cargo compiles registry crates in their own
+    /// source directories.
     pub base: Option<PathBuf>,
     /// The working directory.
     pub cwd: PathBuf,
@@ -27,12 +29,7 @@ impl PathMap {
     /// The map for a call writing into `out_dir` (absolute or relative to `cwd`).
     pub fn new(cwd: &Path, out_dir: &Path, base: Option<PathBuf>) -> PathMap {
         let out_dir = normalize(&cwd.join(out_dir));
-        let target_root = match out_dir.file_name() {
-            Some(name) if name == "deps" => out_dir.parent().map(Path::to_owned).unwrap_or(out_dir.clone()),
-            _ => out_dir.clone(),
-        };
-        let base = base.filter(|b| cwd.starts_with(b));
-        PathMap { target_root, base, cwd: cwd.to_owned() }
+        PathMap { target_root: target_root(&out_dir), base, cwd: cwd.to_owned() }
     }
 
     /// `text` with this invocation's directories replaced by placeholders (target first: it is usually
@@ -54,11 +51,13 @@ impl PathMap {
         out
     }
 
-    /// The working directory as the key sees it: relative to the base when there is one.
+    /// The working directory as the key sees it: relative to the base when under it.
     pub fn keyed_cwd(&self) -> Vec<u8> {
         match &self.base {
-            Some(base) => base_dir::relative(&self.cwd, base).as_os_str().as_bytes().to_vec(),
-            None => self.cwd.as_os_str().as_bytes().to_vec(),
+            Some(base) if self.cwd.starts_with(base) => {
+                base_dir::relative(&self.cwd, base).as_os_str().as_bytes().to_vec()
+            }
+            _ => self.cwd.as_os_str().as_bytes().to_vec(),
         }
     }
 
@@ -66,6 +65,21 @@ impl PathMap {
     /// no base-directory remapping covers it.
     pub fn embeds_target_path(&self, stored: &[u8]) -> bool {
         stored.starts_with(TARGET_TOKEN) && !self.base.as_ref().is_some_and(|b| self.target_root.starts_with(b))
+    }
+}
+
+/// cargo's profile directory for an output directory in its layout: `<profile>/deps`,
+/// `<profile>/build/<pkg>-<hash>` (build scripts), `<profile>/examples`; else the output directory itself.
+fn target_root(out_dir: &Path) -> PathBuf {
+    let name = |p: &Path| p.file_name().map(|n| n.to_owned());
+    match name(out_dir).as_deref().and_then(|n| n.to_str()) {
+        Some("deps" | "examples") => out_dir.parent().map_or_else(|| out_dir.to_owned(), Path::to_owned),
+        _ => match out_dir.parent() {
+            Some(parent) if name(parent).is_some_and(|n| n == "build") => {
+                parent.parent().map_or_else(|| out_dir.to_owned(), Path::to_owned)
+            }
+            _ => out_dir.to_owned(),
+        },
     }
 }
 
@@ -106,6 +120,8 @@ mod tests {
         assert_eq!(based.keyed_cwd(), b"proj");
         assert_eq!(based.to_real(&based.to_stored(b"/home/b/.cargo/x.rs")), b"/home/b/.cargo/x.rs");
         assert!(map.embeds_target_path(b"@@rcc-target@@/build/x/out/g.rs"));
+        let script = PathMap::new(Path::new("/reg/serde"), Path::new("/p/target/debug/build/serde-1"), None);
+        assert_eq!(script.target_root, PathBuf::from("/p/target/debug"));
         assert!(!based.embeds_target_path(b"@@rcc-target@@/build/x/out/g.rs"));
     }
 }
