@@ -3,10 +3,12 @@
 //! included, the standard library, native archives and objects) and every `-lNAME` resolved in its search
 //! directories becomes an input of the manifest entry, as do the linker programs themselves.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock};
 
 /// Directories searched for `-lNAME` after the command line's own `-L` directories.
 const SYSTEM_LIB_DIRS: &[&str] = &[
@@ -95,10 +97,43 @@ fn split_quoted(text: &[u8]) -> Option<Vec<OsString>> {
     Some(words)
 }
 
+/// Start files the C driver links into every executable and shared object, looked up like libraries.
+const START_FILES: &[&str] =
+    &["Scrt1.o", "crt1.o", "crti.o", "crtn.o", "crtbeginS.o", "crtendS.o", "crtbegin.o", "crtend.o"];
+
+/// The library directories a C driver searches (`-print-search-dirs`), memoized per driver and PATH.
+fn driver_library_dirs(line: &LinkLine) -> Vec<PathBuf> {
+    static MEMO: OnceLock<Mutex<HashMap<(OsString, Option<OsString>), Vec<PathBuf>>>> = OnceLock::new();
+    let key = (line.linker.clone(), line.path_var.clone());
+    let memo = MEMO.get_or_init(Default::default);
+    if let Some(known) = memo.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return known.clone();
+    }
+    let mut cmd = Command::new(&line.linker);
+    cmd.arg("-print-search-dirs").env("LC_ALL", "C").stdin(Stdio::null()).stderr(Stdio::null());
+    if let Some(path) = &line.path_var {
+        cmd.env("PATH", path);
+    }
+    let dirs: Vec<PathBuf> = cmd
+        .output()
+        .ok()
+        .map(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .find_map(|l| l.strip_prefix("libraries: =").map(|d| std::env::split_paths(d).collect()))
+                .unwrap_or_default()
+        })
+        .unwrap_or_default();
+    let dirs: Vec<PathBuf> = dirs.into_iter().filter(|d| d.is_dir()).filter_map(|d| d.canonicalize().ok()).collect();
+    memo.lock().unwrap_or_else(|e| e.into_inner()).insert(key, dirs.clone());
+    dirs
+}
+
 /// The files a link reads, as paths (relative ones to the working directory): every argument that names an
-/// existing file, and each `-lNAME` resolved to the `lib{NAME}.so`/`.a` files of the first directory that
-/// has one. Temporary files of rustc's own (its symbols object, the call's codegen units) are left out:
-/// they are outputs of the same call, gone by now.
+/// existing file, each `-lNAME` resolved to the `lib{NAME}.so`/`.a` files of the first directory that
+/// has one (the command line's `-L` directories, then the driver's own), and the driver's start files.
+/// Temporary files of rustc's own (its symbols object, the call's codegen units) are left out: they are
+/// outputs of the same call, gone by now.
 pub fn inputs(line: &LinkLine, cwd: &Path, stem: &str) -> Vec<PathBuf> {
     let mut search: Vec<PathBuf> = Vec::new();
     let mut names: Vec<String> = Vec::new();
@@ -128,7 +163,14 @@ pub fn inputs(line: &LinkLine, cwd: &Path, stem: &str) -> Vec<PathBuf> {
             }
         }
     }
+    let driver_dirs = driver_library_dirs(line);
+    search.extend(driver_dirs.iter().cloned());
     search.extend(SYSTEM_LIB_DIRS.iter().map(PathBuf::from));
+    for start in START_FILES {
+        if let Some(found) = driver_dirs.iter().map(|d| d.join(start)).find(|p| p.is_file()) {
+            files.insert(found);
+        }
+    }
     for name in names {
         let candidates = [format!("lib{name}.so"), format!("lib{name}.a"), name.clone()];
         if let Some(dir) = search.iter().find(|d| candidates.iter().any(|c| d.join(c).is_file())) {
@@ -169,6 +211,10 @@ mod tests {
                 .collect(),
         };
         let found = inputs(&line, dir.path(), "app-1");
-        assert_eq!(found, vec![dir.path().join("native/libfoo.a"), PathBuf::from("libdep-1.rlib")]);
+        assert!(found.contains(&dir.path().join("native/libfoo.a")), "{found:?}");
+        assert!(found.contains(&PathBuf::from("libdep-1.rlib")), "{found:?}");
+        assert!(!found.iter().any(|p| p.to_string_lossy().contains("rcgu")), "temporaries left out: {found:?}");
+        // The C driver's start files are inputs of every link.
+        assert!(found.iter().any(|p| p.ends_with("crti.o")), "{found:?}");
     }
 }

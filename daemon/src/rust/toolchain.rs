@@ -190,6 +190,10 @@ fn identify_uncached(rustc: &Path, target: Option<&str>) -> Result<Toolchain, To
     let target_dir = Path::new(target_name).file_stem().and_then(OsStr::to_str).unwrap_or(target_name).to_owned();
     files.extend(list_files(&sysroot.join("lib/rustlib").join(&target_dir).join("lib"), |_| true));
     files.extend(list_files(&sysroot.join("lib/rustlib").join(&host).join("codegen-backends"), |_| true));
+    // The linker rustc ships (rust-lld, with the gcc-ld shims the C driver is pointed at).
+    let host_bin = sysroot.join("lib/rustlib").join(&host).join("bin");
+    files.extend(list_files(&host_bin, |_| true));
+    files.extend(list_files(&host_bin.join("gcc-ld"), |_| true));
     files.sort();
     files.dedup();
     let digests: Vec<Result<(Stamp, Digest), ToolchainError>> = std::thread::scope(|scope| {
