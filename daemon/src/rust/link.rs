@@ -103,7 +103,8 @@ const START_FILES: &[&str] =
 
 /// The library directories a C driver searches (`-print-search-dirs`), memoized per driver and PATH.
 fn driver_library_dirs(line: &LinkLine) -> Vec<PathBuf> {
-    static MEMO: OnceLock<Mutex<HashMap<(OsString, Option<OsString>), Vec<PathBuf>>>> = OnceLock::new();
+    type DriverKey = (OsString, Option<OsString>);
+    static MEMO: OnceLock<Mutex<HashMap<DriverKey, Vec<PathBuf>>>> = OnceLock::new();
     let key = (line.linker.clone(), line.path_var.clone());
     let memo = MEMO.get_or_init(Default::default);
     if let Some(known) = memo.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
