@@ -62,6 +62,12 @@ fn why(env: &TestEnv) -> String {
         .filter(|l| l.contains("rccd::rust") && !l.contains("rustc-probe"))
         .map(|l| l.chars().take(400).collect::<String>())
         .collect::<Vec<_>>()
+        .iter()
+        .rev()
+        .take(12)
+        .rev()
+        .cloned()
+        .collect::<Vec<_>>()
         .join("\n")
 }
 
@@ -137,7 +143,7 @@ fn changes_miss_exactly_where_the_output_changes() {
     settle(&word);
     clean(&env, &dir);
     cargo_ok(&env, &dir, &["build"]);
-    assert_eq!(count(&rust(&env), "misses"), 0, "same content: {}", rust(&env));
+    assert_eq!(count(&rust(&env), "misses"), 0, "same content: {}\n{}", rust(&env), why(&env));
 
     // A file read by include_str!: texty and the bin linking it miss, nothing else.
     fs::write(&word, "there\n").expect("editing word.txt");
@@ -145,29 +151,40 @@ fn changes_miss_exactly_where_the_output_changes() {
     clean(&env, &dir);
     cargo_ok(&env, &dir, &["build"]);
     let r = rust(&env);
-    assert_eq!(count(&r, "misses"), 2, "texty and app: {r}");
+    assert_eq!(count(&r, "misses"), 2, "texty and app: {r}\n{}", why(&env));
     assert_eq!(count(&r, "hits"), all - 2, "{r}");
     assert_eq!(run_app(&dir), r#"{"greeting":"hello there","sum":42}"#);
+
+    // A Rust source.
+    let lib = dir.join("texty/src/lib.rs");
+    let text = fs::read_to_string(&lib).expect("lib.rs").replace("{} {}", "{}, {}");
+    fs::write(&lib, text).expect("editing lib.rs");
+    settle(&lib);
+    clean(&env, &dir);
+    cargo_ok(&env, &dir, &["build"]);
+    let r = rust(&env);
+    assert_eq!(count(&r, "misses"), 2, "texty and app: {r}\n{}", why(&env));
+    assert_eq!(run_app(&dir), r#"{"greeting":"hello, there","sum":42}"#);
 
     // A feature of texty.
     clean(&env, &dir);
     cargo_ok(&env, &dir, &["build", "--features", "texty/loud"]);
     let r = rust(&env);
-    assert_eq!(count(&r, "misses"), 2, "texty and app: {r}");
-    assert_eq!(run_app(&dir), r#"{"greeting":"HELLO THERE","sum":42}"#);
+    assert_eq!(count(&r, "misses"), 2, "texty and app: {r}\n{}", why(&env));
+    assert_eq!(run_app(&dir), r#"{"greeting":"HELLO, THERE","sum":42}"#);
 
     // A variable read by option_env!.
     env.set_env("RCC_TEST_GREETING", "hi");
     clean(&env, &dir);
     cargo_ok(&env, &dir, &["build"]);
     let r = rust(&env);
-    assert_eq!(count(&r, "misses"), 2, "texty and app: {r}");
-    assert_eq!(run_app(&dir), r#"{"greeting":"hi there","sum":42}"#);
+    assert_eq!(count(&r, "misses"), 2, "texty and app: {r}\n{}", why(&env));
+    assert_eq!(run_app(&dir), r#"{"greeting":"hi, there","sum":42}"#);
 
     // The same again: all hits.
     clean(&env, &dir);
     cargo_ok(&env, &dir, &["build"]);
-    assert_eq!(count(&rust(&env), "misses"), 0, "{}", rust(&env));
+    assert_eq!(count(&rust(&env), "misses"), 0, "{}\n{}", rust(&env), why(&env));
 
     // RUSTFLAGS reach every crate.
     env.set_env("RUSTFLAGS", "--cfg rcc_test_flag");
@@ -238,7 +255,7 @@ fn pipelined_build_check_and_test_work_and_report_the_same_artifacts() {
     assert!(checked >= 3, "check compiles metadata only, under other keys: {}", rust(&env));
     clean(&env, &dir);
     cargo_ok(&env, &dir, &["check"]);
-    assert_eq!(count(&rust(&env), "misses"), 0, "{}", rust(&env));
+    assert_eq!(count(&rust(&env), "misses"), 0, "{}\n{}", rust(&env), why(&env));
 
     clean(&env, &dir);
     let first = cargo_ok(&env, &dir, &["test"]);

@@ -46,6 +46,12 @@ impl Stamp {
         self.mtime_ns.max(self.ctime_ns)
     }
 
+    /// Whether `later` is this same file with the same content, only its inode's metadata changed (a hard
+    /// link added, as cargo does when it copies outputs up to `target/<profile>/`, or a mode change).
+    pub fn same_content_as(&self, later: &Stamp) -> bool {
+        (self.dev, self.ino, self.size, self.mtime_ns) == (later.dev, later.ino, later.size, later.mtime_ns)
+    }
+
     fn racy(&self) -> bool {
         coarse_now_ns() - self.changed_ns() < RACY_WINDOW
     }
@@ -57,6 +63,18 @@ pub fn coarse_now_ns() -> i64 {
     // SAFETY: clock_gettime writes into the timespec we own; CLOCK_REALTIME_COARSE exists on every Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
     ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+}
+
+/// Waits until the coarse clock has moved past `tick_ns` (at most one clock tick, a few milliseconds).
+///
+/// A miss calls this before its compiler runs, with the time its request arrived: a file changed before the
+/// request then has a change time of at most `tick_ns`, and one changed while the compiler ran a later
+/// one — without it, a file a previous compile wrote in the same tick (cargo starts a dependent crate within
+/// milliseconds of its dependency's end) would look changed during the compile.
+pub fn wait_for_tick_after(tick_ns: i64) {
+    while coarse_now_ns() <= tick_ns {
+        std::thread::sleep(std::time::Duration::from_micros(250));
+    }
 }
 
 /// What rcc knows of one file's content.

@@ -7,8 +7,10 @@ use super::paths::PathMap;
 use super::toolchain::Toolchain;
 use crate::compile::Invocation;
 use crate::context::Context;
+use crate::key::files::Stamp;
 use rcc_proto::stats::Reason;
 use rcc_proto::{Digest, KeyHasher};
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -37,7 +39,8 @@ fn keyed_var(name: &[u8]) -> bool {
 /// Variables the linker (a C compiler driver) reads, keyed when the call links.
 const LINKER_VARS: &[&str] = &["LIBRARY_PATH", "GCC_EXEC_PREFIX", "COMPILER_PATH", "LD_RUN_PATH"];
 
-/// The direct key. `remapped` says rcc adds a base-directory `--remap-path-prefix` to the call.
+/// The direct key, and the stamps of the dependency files it digested (taken before any compile runs).
+/// `remapped` says rcc adds a base-directory `--remap-path-prefix` to the call.
 pub fn direct_key(
     ctx: &Context,
     inv: &Invocation,
@@ -45,7 +48,8 @@ pub fn direct_key(
     toolchain: &Toolchain,
     map: &PathMap,
     remapped: bool,
-) -> Result<Digest, Reason> {
+) -> Result<(Digest, HashMap<PathBuf, Stamp>), Reason> {
+    let mut stamps = HashMap::new();
     let mut h = KeyHasher::new("rust-direct", 1);
     h.digest(b'T', &toolchain.digest);
     h.bytes(b'w', &map.keyed_cwd());
@@ -58,9 +62,10 @@ pub fn direct_key(
         match extern_value.and_then(|v| v.iter().position(|&b| b == b'=').map(|eq| (&v[..eq], &v[eq + 1..]))) {
             Some((name, path)) => {
                 // The dependency's content, not where it lies.
-                let info =
-                    ctx.files.info(&inv.cwd.join(OsStr::from_bytes(path))).map_err(|_| Reason::UnhashableInput)?;
+                let path = inv.cwd.join(OsStr::from_bytes(path));
+                let info = ctx.files.info(&path).map_err(|_| Reason::UnhashableInput)?;
                 h.bytes(b'x', name).digest(b'd', &info.digest);
+                stamps.insert(path, info.stamp);
             }
             None => {
                 h.bytes(b'a', &map.to_stored(bytes));
@@ -95,7 +100,7 @@ pub fn direct_key(
     if args.links() {
         h.digest(b'L', &linker_identity(ctx, inv, args)?);
     }
-    Ok(h.finish())
+    Ok((h.finish(), stamps))
 }
 
 /// A native library named by `-l`, looked up in the `-L` directories as rustc does.

@@ -24,7 +24,7 @@ pub mod toolchain;
 use crate::compile::{Invocation, TempPath};
 use crate::context::Context;
 use crate::key::depfile;
-use crate::key::files::coarse_now_ns;
+use crate::key::files::{coarse_now_ns, wait_for_tick_after, Stamp};
 use crate::outputs::write_atomically;
 use crate::store::{Kind, StoreError};
 use args::RustArgs;
@@ -34,6 +34,7 @@ use rcc_proto::frame::{read_msg, write_msg, FrameError};
 use rcc_proto::ipc::{CompileOutcome, Request, Response};
 use rcc_proto::stats::{ErrorKind, Reason};
 use rcc_proto::{Digest, KeyHasher};
+use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
@@ -55,6 +56,8 @@ struct Plan {
     /// What rustc runs with on a miss (the base-directory remap added).
     run_args: Vec<OsString>,
     direct_key: Digest,
+    /// Stamps of the dependency files the key digested, taken before the compile.
+    dependency_stamps: HashMap<PathBuf, Stamp>,
 }
 
 enum Decline {
@@ -92,6 +95,10 @@ pub fn serve(ctx: &Context, inv: Invocation, conn: &mut UnixStream) -> Result<()
 }
 
 fn understand(ctx: &Context, inv: Invocation) -> Result<Plan, Decline> {
+    if !inv.compiler.file_name().is_some_and(|n| n.as_bytes().starts_with(b"rustc")) {
+        // clippy-driver (cargo clippy's RUSTC_WORKSPACE_WRAPPER): its lints are its own; not cached.
+        return Err(Decline::Uncacheable(Reason::UnsupportedCompiler));
+    }
     let args = args::parse(&inv.args, &inv.cwd).map_err(Decline::Uncacheable)?;
     let toolchain =
         ctx.toolchains.identify(&inv.compiler, args.target.as_deref(), &inv.env, &inv.cwd).map_err(|e| match e {
@@ -118,8 +125,9 @@ fn understand(ctx: &Context, inv: Invocation) -> Result<Plan, Decline> {
         }
         None => false,
     };
-    let direct_key = key::direct_key(ctx, &inv, &args, &toolchain, &map, remapped).map_err(Decline::Uncacheable)?;
-    Ok(Plan { inv, args, map, run_args, direct_key })
+    let (direct_key, dependency_stamps) =
+        key::direct_key(ctx, &inv, &args, &toolchain, &map, remapped).map_err(Decline::Uncacheable)?;
+    Ok(Plan { inv, args, map, run_args, direct_key, dependency_stamps })
 }
 
 /// Reads an entry, counting and dropping a corrupt one.
@@ -257,6 +265,7 @@ struct Prepared {
 
 fn miss(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream) -> Result<(), FrameError> {
     tracing::debug!("miss");
+    wait_for_tick_after(start_ns);
     let link_args = TempPath::new(ctx, "link");
     let own_dep_info = TempPath::new(ctx, "d");
     let mut run_args = plan.run_args.clone();
@@ -312,9 +321,12 @@ fn prepare(
     let mut files = Vec::new();
     let mut pinned_target = None;
     let mut record = |path: &Path, is_source: bool| -> Result<(), Reason> {
-        let info = ctx.files.info(&plan.inv.cwd.join(path)).map_err(|_| Reason::UnhashableInput)?;
-        if info.stamp.changed_ns() >= start_ns {
-            tracing::debug!(path = %path.display(), "input changed during the compile");
+        let full = plan.inv.cwd.join(path);
+        let info = ctx.files.info(&full).map_err(|_| Reason::UnhashableInput)?;
+        // A dependency whose inode only gained a link meanwhile (cargo uplifting it) is unchanged.
+        let relinked = plan.dependency_stamps.get(&full).is_some_and(|before| before.same_content_as(&info.stamp));
+        if info.stamp.changed_ns() > start_ns && !relinked {
+            tracing::debug!(path = %path.display(), before = ?plan.dependency_stamps.get(&full), after = ?info.stamp, start_ns, "input changed during the compile");
             return Err(Reason::InputModifiedDuringCompile);
         }
         let stored = plan.map.to_stored(path.as_os_str().as_bytes());
@@ -368,10 +380,23 @@ fn prepare(
     Ok(Prepared { entry: RustEntry { files, env, pinned_target, result: result_key }, result })
 }
 
-/// The `ld` the linker driver runs: found on the PATH rustc gave it.
+/// The linker program the C driver runs: `ld`, or `ld.NAME` for `-fuse-ld=NAME`, found in the `-B`
+/// directories and then on the PATH rustc gave it.
 fn system_ld(line: &link::LinkLine) -> Option<PathBuf> {
+    let mut program = OsString::from("ld");
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for arg in &line.args {
+        let bytes = arg.as_bytes();
+        if let Some(name) = bytes.strip_prefix(b"-fuse-ld=") {
+            program = OsString::from("ld.");
+            program.push(OsStr::from_bytes(name));
+        } else if let Some(dir) = bytes.strip_prefix(b"-B") {
+            dirs.push(PathBuf::from(OsStr::from_bytes(dir)));
+        }
+    }
     let path = line.path_var.clone().unwrap_or_default();
-    std::env::split_paths(&path).map(|d| d.join("ld")).find(|p| p.is_file()).and_then(|p| p.canonicalize().ok())
+    dirs.extend(std::env::split_paths(&path));
+    dirs.iter().map(|d| d.join(&program)).find(|p| p.is_file()).and_then(|p| p.canonicalize().ok())
 }
 
 /// The variable names of dep-info's `# env-dep:NAME[=VALUE]` lines.
