@@ -206,12 +206,17 @@ fn decode<T: serde::de::DeserializeOwned>(ctx: &Context, kind: Kind, key: &Diges
     }
 }
 
+/// An entry of the local store, decoded; a corrupt or undecodable one is counted, dropped and `None`.
+pub(crate) fn load<T: serde::de::DeserializeOwned>(ctx: &Context, kind: Kind, key: &Digest) -> Option<T> {
+    fetch(ctx, kind, key).and_then(|b| decode(ctx, kind, key, &b))
+}
+
 fn load_manifest(ctx: &Context, key: &Digest) -> Manifest {
-    fetch(ctx, Kind::Manifest, key).and_then(|b| decode(ctx, Kind::Manifest, key, &b)).unwrap_or_default()
+    load(ctx, Kind::Manifest, key).unwrap_or_default()
 }
 
 fn load_result(ctx: &Context, key: &Digest) -> Option<CachedResult> {
-    fetch(ctx, Kind::Result, key).and_then(|b| decode(ctx, Kind::Result, key, &b))
+    load(ctx, Kind::Result, key)
 }
 
 fn lookup_direct(ctx: &Context, plan: &Plan) -> Option<CachedResult> {

@@ -7,6 +7,7 @@
 //! - [`rust`]: rustc calls (cargo's `RUSTC_WRAPPER`), keyed and stored their own way.
 //! - [`key`]: what makes a compile's key (arguments, compiler identity, files, manifests).
 //! - [`outputs`]: stored results and their restoration.
+//! - [`persist`]: identity memos kept across restarts.
 //! - [`remote`]: the shared cache (rcc-scheduler) as a second tier behind the local store.
 //! - [`store`]: the local store (zstd, atomic writes, digest-checked reads, LRU eviction).
 //! - [`stats`]: counters persisted across restarts.
@@ -20,6 +21,7 @@ pub mod context;
 pub mod in_flight;
 pub mod key;
 pub mod outputs;
+pub mod persist;
 pub mod remote;
 pub mod rust;
 pub mod server;

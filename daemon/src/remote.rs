@@ -187,11 +187,7 @@ impl Remote {
     /// The shared manifest for a direct key.
     pub fn manifest(&self, stats: &StatsBook, direct_key: &Digest) -> Option<Manifest> {
         let key = manifest_key(direct_key);
-        let bytes = self.bounded(stats, |c| async move {
-            let Some(result) = c.get_action_result(key).await? else { return Ok(None) };
-            let Some(blob) = result.outputs.first() else { return Ok(None) };
-            c.get_blob(blob.digest).await
-        })??;
+        let bytes = self.bounded(stats, |c| async move { first_output(&c, key).await })??;
         stats.record(|c| c.bytes_down += bytes.len() as u64);
         postcard::from_bytes(&bytes).ok()
     }
@@ -231,6 +227,19 @@ impl Remote {
         result: CachedResult,
         entry: Entry,
     ) {
+        self.spawn_upload(
+            stats,
+            move |client| async move { upload(&client, direct_key, result_key, &result, entry).await },
+        );
+    }
+
+    /// Runs an upload on the remote runtime, bounded by [`UPLOAD_TIMEOUT`], counting what it sent; nothing
+    /// when the machine is read-only, the scheduler unreachable or the token may not write.
+    fn spawn_upload<F, Fut>(self: &Arc<Self>, stats: Arc<StatsBook>, work: F)
+    where
+        F: FnOnce(Arc<Client>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<u64, rcc_scheduler::client::ClientError>> + Send + 'static,
+    {
         if self.read_only {
             return;
         }
@@ -240,8 +249,7 @@ impl Remote {
         }
         let this = self.clone();
         self.runtime.spawn(async move {
-            let work = upload(&client, direct_key, result_key, &result, entry);
-            match tokio::time::timeout(UPLOAD_TIMEOUT, work).await {
+            match tokio::time::timeout(UPLOAD_TIMEOUT, work(client)).await {
                 Ok(Ok(bytes)) => stats.record(|c| {
                     c.uploads += 1;
                     c.bytes_up += bytes;
@@ -263,11 +271,7 @@ impl Remote {
     /// An opaque entry (one blob under an action-cache key), as other kinds of result (rustc's) use.
     pub fn get_opaque(&self, stats: &StatsBook, key: &Digest) -> Option<Vec<u8>> {
         let key = *key;
-        let bytes = self.bounded(stats, |c| async move {
-            let Some(result) = c.get_action_result(key).await? else { return Ok(None) };
-            let Some(blob) = result.outputs.first() else { return Ok(None) };
-            c.get_blob(blob.digest).await
-        })??;
+        let bytes = self.bounded(stats, |c| async move { first_output(&c, key).await })??;
         stats.record(|c| c.bytes_down += bytes.len() as u64);
         Some(bytes)
     }
@@ -282,43 +286,20 @@ impl Remote {
         manifest_key: Digest,
         merge: impl FnOnce(Option<Vec<u8>>) -> Vec<u8> + Send + 'static,
     ) {
-        if self.read_only {
-            return;
-        }
-        let Some(client) = self.client(&stats) else { return };
-        if !client.scopes.contains(&Scope::Write) {
-            return;
-        }
-        let this = self.clone();
-        self.runtime.spawn(async move {
-            let work = async {
-                let mut sent = put_opaque(&client, result_key, &result).await?;
-                let current = match client.get_action_result(manifest_key).await? {
-                    Some(r) => match r.outputs.first() {
-                        Some(o) => client.get_blob(o.digest).await?,
-                        None => None,
-                    },
-                    None => None,
-                };
-                sent += put_opaque(&client, manifest_key, &merge(current)).await?;
-                Ok::<u64, rcc_scheduler::client::ClientError>(sent)
-            };
-            match tokio::time::timeout(UPLOAD_TIMEOUT, work).await {
-                Ok(Ok(bytes)) => stats.record(|c| {
-                    c.uploads += 1;
-                    c.bytes_up += bytes;
-                }),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "upload failed");
-                    this.drop_link(&stats);
-                }
-                Err(_) => {
-                    tracing::warn!("upload timed out");
-                    this.drop_link(&stats);
-                }
-            }
+        self.spawn_upload(stats, move |client| async move {
+            let mut sent = put_opaque(&client, result_key, &result).await?;
+            let current = first_output(&client, manifest_key).await?;
+            sent += put_opaque(&client, manifest_key, &merge(current)).await?;
+            Ok(sent)
         });
     }
+}
+
+/// The content of the first output of the action result under `key` (manifests and opaque entries have one).
+async fn first_output(client: &Client, key: Digest) -> Result<Option<Vec<u8>>, rcc_scheduler::client::ClientError> {
+    let Some(result) = client.get_action_result(key).await? else { return Ok(None) };
+    let Some(blob) = result.outputs.first() else { return Ok(None) };
+    client.get_blob(blob.digest).await
 }
 
 /// Stores `data` as the one output of the action result under `key`; returns the bytes sent.
@@ -418,21 +399,10 @@ async fn upload(
     client.update_action_result(result_key, action).await?;
     // Merge into the shared manifest (last writer wins a race: a lost entry is only a miss elsewhere).
     let key = manifest_key(&direct_key);
-    let mut manifest = match client.get_action_result(key).await? {
-        Some(r) => match r.outputs.first() {
-            Some(o) => client.get_blob(o.digest).await?.and_then(|b| postcard::from_bytes(&b).ok()).unwrap_or_default(),
-            None => Manifest::default(),
-        },
-        None => Manifest::default(),
-    };
+    let mut manifest: Manifest =
+        first_output(client, key).await?.and_then(|b| postcard::from_bytes(&b).ok()).unwrap_or_default();
     manifest.add(entry);
-    let bytes = postcard::to_allocvec(&manifest).unwrap_or_default();
-    let digest = client.put_blob(&bytes).await?;
-    sent += bytes.len() as u64;
-    let out = OutputFile { name: "manifest".into(), digest, size: bytes.len() as u64, executable: false };
-    client
-        .update_action_result(key, ActionResult { outputs: vec![out], stdout: None, stderr: None, exit_code: 0 })
-        .await?;
+    sent += put_opaque(client, key, &postcard::to_allocvec(&manifest).unwrap_or_default()).await?;
     Ok(sent)
 }
 

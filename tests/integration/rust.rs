@@ -128,6 +128,27 @@ fn clean_rebuild_hits_every_cacheable_call_and_gives_the_same_binary() {
     assert!(probes >= 1, "cargo's probes pass through, counted: {warm}");
 }
 
+/// A clean build (`cargo clean`, statistics zeroed, `cargo <args>`); returns the Rust counters.
+fn clean_build(env: &TestEnv, dir: &Path, args: &[&str]) -> serde_json::Value {
+    clean(env, dir);
+    cargo_ok(env, dir, args);
+    rust(env)
+}
+
+/// Writes `content` to `path` and waits for the timestamp clock to move on.
+fn rewrite(path: &Path, content: &[u8]) {
+    fs::write(path, content).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    settle(path);
+}
+
+/// A clean build after a change that must miss texty and the bin that links it, and nothing else.
+fn texty_and_app_miss(env: &TestEnv, dir: &Path, args: &[&str], all: u64, greeting: &str) {
+    let r = clean_build(env, dir, args);
+    assert_eq!(count(&r, "misses"), 2, "texty and app: {r}\n{}", why(env));
+    assert_eq!(count(&r, "hits"), all - 2, "{r}");
+    assert_eq!(run_app(dir), format!(r#"{{"greeting":"{greeting}","sum":42}}"#));
+}
+
 #[test]
 fn changes_miss_exactly_where_the_output_changes() {
     let mut env = TestEnv::new();
@@ -138,59 +159,33 @@ fn changes_miss_exactly_where_the_output_changes() {
 
     // A touched file with the same content is no reason to miss.
     let word = dir.join("texty/src/word.txt");
-    let content = fs::read(&word).expect("word.txt");
-    fs::write(&word, content).expect("rewriting word.txt");
-    settle(&word);
-    clean(&env, &dir);
-    cargo_ok(&env, &dir, &["build"]);
-    assert_eq!(count(&rust(&env), "misses"), 0, "same content: {}\n{}", rust(&env), why(&env));
+    rewrite(&word, &fs::read(&word).expect("word.txt"));
+    let r = clean_build(&env, &dir, &["build"]);
+    assert_eq!(count(&r, "misses"), 0, "same content: {r}\n{}", why(&env));
 
-    // A file read by include_str!: texty and the bin linking it miss, nothing else.
-    fs::write(&word, "there\n").expect("editing word.txt");
-    settle(&word);
-    clean(&env, &dir);
-    cargo_ok(&env, &dir, &["build"]);
-    let r = rust(&env);
-    assert_eq!(count(&r, "misses"), 2, "texty and app: {r}\n{}", why(&env));
-    assert_eq!(count(&r, "hits"), all - 2, "{r}");
-    assert_eq!(run_app(&dir), r#"{"greeting":"hello there","sum":42}"#);
+    // A file read by include_str!.
+    rewrite(&word, b"there\n");
+    texty_and_app_miss(&env, &dir, &["build"], all, "hello there");
 
     // A Rust source.
     let lib = dir.join("texty/src/lib.rs");
-    let text = fs::read_to_string(&lib).expect("lib.rs").replace("{} {}", "{}, {}");
-    fs::write(&lib, text).expect("editing lib.rs");
-    settle(&lib);
-    clean(&env, &dir);
-    cargo_ok(&env, &dir, &["build"]);
-    let r = rust(&env);
-    assert_eq!(count(&r, "misses"), 2, "texty and app: {r}\n{}", why(&env));
-    assert_eq!(run_app(&dir), r#"{"greeting":"hello, there","sum":42}"#);
+    rewrite(&lib, fs::read_to_string(&lib).expect("lib.rs").replace("{} {}", "{}, {}").as_bytes());
+    texty_and_app_miss(&env, &dir, &["build"], all, "hello, there");
 
     // A feature of texty.
-    clean(&env, &dir);
-    cargo_ok(&env, &dir, &["build", "--features", "texty/loud"]);
-    let r = rust(&env);
-    assert_eq!(count(&r, "misses"), 2, "texty and app: {r}\n{}", why(&env));
-    assert_eq!(run_app(&dir), r#"{"greeting":"HELLO, THERE","sum":42}"#);
+    texty_and_app_miss(&env, &dir, &["build", "--features", "texty/loud"], all, "HELLO, THERE");
 
     // A variable read by option_env!.
     env.set_env("RCC_TEST_GREETING", "hi");
-    clean(&env, &dir);
-    cargo_ok(&env, &dir, &["build"]);
-    let r = rust(&env);
-    assert_eq!(count(&r, "misses"), 2, "texty and app: {r}\n{}", why(&env));
-    assert_eq!(run_app(&dir), r#"{"greeting":"hi, there","sum":42}"#);
+    texty_and_app_miss(&env, &dir, &["build"], all, "hi, there");
 
     // The same again: all hits.
-    clean(&env, &dir);
-    cargo_ok(&env, &dir, &["build"]);
-    assert_eq!(count(&rust(&env), "misses"), 0, "{}\n{}", rust(&env), why(&env));
+    let r = clean_build(&env, &dir, &["build"]);
+    assert_eq!(count(&r, "misses"), 0, "{r}\n{}", why(&env));
 
     // RUSTFLAGS reach every crate.
     env.set_env("RUSTFLAGS", "--cfg rcc_test_flag");
-    clean(&env, &dir);
-    cargo_ok(&env, &dir, &["build"]);
-    let r = rust(&env);
+    let r = clean_build(&env, &dir, &["build"]);
     assert_eq!(count(&r, "hits"), 0, "every call has a new argument: {r}");
     assert_eq!(count(&r, "misses"), all);
 }
@@ -217,9 +212,7 @@ fn another_toolchain_misses_everything() {
     fs::set_permissions(&new_rustc, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
     env.set_env("RUSTC", new_rustc.to_str().expect("utf-8 path"));
 
-    clean(&env, &dir);
-    cargo_ok(&env, &dir, &["build"]);
-    let r = rust(&env);
+    let r = clean_build(&env, &dir, &["build"]);
     assert_eq!(count(&r, "hits"), 0, "{r}");
     assert_eq!(count(&r, "misses"), all, "{r}");
     assert_eq!(run_app(&dir), r#"{"greeting":"hello world","sum":42}"#);

@@ -90,8 +90,7 @@ impl IdentityCache {
 
     /// A memo persisted at `file`, loaded now (an unreadable file is an empty memo).
     pub fn persisted(file: PathBuf) -> IdentityCache {
-        let records: Vec<Record> =
-            fs::read(&file).ok().and_then(|bytes| postcard::from_bytes(&bytes).ok()).unwrap_or_default();
+        let records: Vec<Record> = crate::persist::load(&file);
         let map = records.into_iter().map(|r| (r.key.clone(), Arc::new(Compiler::from_record(r)))).collect();
         IdentityCache { map: Mutex::new(map), computing: Mutex::new(()), file: Some(file) }
     }
@@ -99,12 +98,7 @@ impl IdentityCache {
     fn save(&self, map: &HashMap<IdentityKey, Arc<Compiler>>) {
         let Some(file) = &self.file else { return };
         let records: Vec<&Record> = map.values().map(|c| &c.record).collect();
-        if let Ok(bytes) = postcard::to_allocvec(&records) {
-            let tmp = file.with_extension(format!("tmp{}", std::process::id()));
-            if fs::write(&tmp, bytes).is_ok() && fs::rename(&tmp, file).is_err() {
-                let _ = fs::remove_file(&tmp);
-            }
-        }
+        crate::persist::save(file, &records);
     }
 
     /// Identifies the compiler at `path`, from the memo when none of its files changed.

@@ -21,12 +21,12 @@ pub mod link;
 pub mod paths;
 pub mod toolchain;
 
-use crate::compile::{Invocation, TempPath};
+use crate::compile::{load, Invocation, TempPath};
 use crate::context::Context;
 use crate::key::depfile;
 use crate::key::files::{coarse_now_ns, wait_for_tick_after, Stamp};
 use crate::outputs::write_atomically;
-use crate::store::{Kind, StoreError};
+use crate::store::Kind;
 use args::RustArgs;
 use entry::{OutputFile, RustEntry, RustManifest, RustResult};
 use paths::PathMap;
@@ -130,36 +130,10 @@ fn understand(ctx: &Context, inv: Invocation) -> Result<Plan, Decline> {
     Ok(Plan { inv, args, map, run_args, direct_key, dependency_stamps })
 }
 
-/// Reads an entry, counting and dropping a corrupt one.
-fn fetch<T: serde::de::DeserializeOwned>(ctx: &Context, kind: Kind, key: &Digest) -> Option<T> {
-    let bytes = match ctx.store.get(kind, key) {
-        Ok(found) => found?,
-        Err(e @ StoreError::Corrupt { .. }) => {
-            tracing::warn!(error = %e, "dropped a corrupt entry");
-            ctx.stats.record(|c| c.count_error(ErrorKind::CorruptEntry));
-            return None;
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "store read failed");
-            ctx.stats.record(|c| c.count_error(ErrorKind::StoreIo));
-            return None;
-        }
-    };
-    match postcard::from_bytes(&bytes) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            tracing::warn!(error = %e, "undecodable entry dropped");
-            ctx.store.remove(kind, key);
-            ctx.stats.record(|c| c.count_error(ErrorKind::CorruptEntry));
-            None
-        }
-    }
-}
-
 fn lookup(ctx: &Context, plan: &Plan) -> Option<RustResult> {
-    let manifest: RustManifest = fetch(ctx, Kind::Manifest, &plan.direct_key)?;
+    let manifest: RustManifest = load(ctx, Kind::Manifest, &plan.direct_key)?;
     let entry = manifest.find(&ctx.files, &plan.map, &plan.inv.env)?;
-    fetch(ctx, Kind::Result, &entry.result)
+    load(ctx, Kind::Result, &entry.result)
 }
 
 /// The shared cache's keys for Rust entries.
@@ -188,7 +162,7 @@ fn lookup_remote(ctx: &Context, plan: &Plan) -> Option<RustResult> {
         return None;
     };
     if ctx.store.put(Kind::Result, &entry.result, &bytes).is_ok() {
-        let mut local: RustManifest = fetch(ctx, Kind::Manifest, &plan.direct_key).unwrap_or_default();
+        let mut local: RustManifest = load(ctx, Kind::Manifest, &plan.direct_key).unwrap_or_default();
         local.add(entry);
         if let Ok(bytes) = postcard::to_allocvec(&local) {
             let _ = ctx.store.put(Kind::Manifest, &plan.direct_key, &bytes);
@@ -439,7 +413,7 @@ fn commit(ctx: &Context, plan: &Plan, prepared: Prepared) -> bool {
         ctx.stats.record(|c| c.count_error(ErrorKind::StoreIo));
         return false;
     }
-    let mut manifest: RustManifest = fetch(ctx, Kind::Manifest, &plan.direct_key).unwrap_or_default();
+    let mut manifest: RustManifest = load(ctx, Kind::Manifest, &plan.direct_key).unwrap_or_default();
     manifest.add(prepared.entry);
     if let Err(e) = store(Kind::Manifest, &plan.direct_key, postcard::to_allocvec(&manifest)) {
         tracing::warn!(error = %e, "manifest write failed");

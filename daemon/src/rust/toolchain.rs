@@ -72,8 +72,7 @@ impl ToolchainCache {
 
     /// A memo persisted at `file`, loaded now (an unreadable file is an empty memo).
     pub fn persisted(file: PathBuf) -> ToolchainCache {
-        let records: Vec<(MemoKey, Toolchain)> =
-            fs::read(&file).ok().and_then(|bytes| postcard::from_bytes(&bytes).ok()).unwrap_or_default();
+        let records: Vec<(MemoKey, Toolchain)> = crate::persist::load(&file);
         let map = records.into_iter().map(|(k, t)| (k, Arc::new(t))).collect();
         ToolchainCache { map: Mutex::new(map), file: Some(file), ..ToolchainCache::default() }
     }
@@ -81,12 +80,7 @@ impl ToolchainCache {
     fn save(&self, map: &HashMap<MemoKey, Arc<Toolchain>>) {
         let Some(file) = &self.file else { return };
         let records: Vec<(&MemoKey, &Toolchain)> = map.iter().map(|(k, t)| (k, t.as_ref())).collect();
-        if let Ok(bytes) = postcard::to_allocvec(&records) {
-            let tmp = file.with_extension(format!("tmp{}", std::process::id()));
-            if fs::write(&tmp, bytes).is_ok() && fs::rename(&tmp, file).is_err() {
-                let _ = fs::remove_file(&tmp);
-            }
-        }
+        crate::persist::save(file, &records);
     }
 
     /// Identifies the toolchain that `rustc` (as invoked, with the invocation's environment and directory)
