@@ -36,6 +36,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import Csv, first_line  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 RCC = Path(os.environ.get("RCC_BIN", ROOT / "target" / "release" / "rcc")).absolute()
 CORPUS = ROOT.parent / "shared" / "corpus" / "get"
@@ -261,31 +264,9 @@ class CMakeProject:
         return sorted(p for p in b.rglob("*.o") if any(part.endswith(".dir") for part in p.relative_to(b).parts))
 
 
-class Csv:
-    """One line per measurement, appended and flushed as it is taken: a run cut short keeps what it measured."""
-
-    FIELDS = ["run", "project", "tool", "round", "phase", "seconds", "compiles", "hits", "misses", "other",
+CSV_FIELDS = ["run", "project", "tool", "round", "phase", "seconds", "compiles", "hits", "misses", "other",
               "cache_bytes", "foreign_cpu_s", "flags", "rcc_rev", "gcc", "ccache", "cpu", "nproc"]
 
-    def __init__(self, path, common):
-        self.path, self.common = path, common
-        path.parent.mkdir(parents=True, exist_ok=True)
-        new = not path.exists()
-        self.f = open(path, "a", newline="")
-        self.w = csv.DictWriter(self.f, fieldnames=self.FIELDS)
-        if new:
-            self.w.writeheader()
-
-    def add(self, **row):
-        self.w.writerow({**self.common, **row})
-        self.f.flush()
-
-
-def first_line(cmd):
-    try:
-        return subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()[0].strip()
-    except (OSError, IndexError):
-        return "?"
 
 
 def machine():
@@ -351,7 +332,7 @@ def main():
     tools = [Tool(n, work) for n in names]
     m = machine()
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = Csv(ROOT / "bench" / "runs" / f"c-cache-{stamp}.csv", {"run": stamp, **m})
+    out = Csv(ROOT / "bench" / "runs" / f"c-cache-{stamp}.csv", CSV_FIELDS, {"run": stamp, **m})
     log(f"c-cache: work in {work}; raw numbers in {out.path.relative_to(ROOT)}")
     rows, checks, warnings = [], [], []
 

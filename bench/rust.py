@@ -43,6 +43,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import Csv, first_line  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 GRAPH = ROOT / "bench" / "rust-graph"
 RCC = Path(os.environ.get("RCC_BIN", ROOT / "target" / "release" / "rcc")).absolute()
@@ -275,30 +278,10 @@ def sha256(path):
     return h.hexdigest()
 
 
-class Csv:
-    FIELDS = ["run", "tool", "round", "phase", "ok", "seconds", "units", "build_scripts", "hits", "misses",
+RUST_FIELDS = ["run", "tool", "round", "phase", "ok", "seconds", "units", "build_scripts", "hits", "misses",
               "uncached", "hit_rate", "rust_hits", "rust_hit_rate", "cache_bytes", "bin_same_as_plain", "foreign_cpu_s", "crates", "rustc",
               "sccache", "rcc_rev", "cpu", "nproc", "detail"]
 
-    def __init__(self, path, common):
-        self.path, self.common = path, common
-        path.parent.mkdir(parents=True, exist_ok=True)
-        new = not path.exists()
-        self.f = open(path, "a", newline="")
-        self.w = csv.DictWriter(self.f, fieldnames=self.FIELDS)
-        if new:
-            self.w.writeheader()
-
-    def add(self, **row):
-        self.w.writerow({**self.common, **row})
-        self.f.flush()
-
-
-def first_line(cmd, env=None):
-    try:
-        return subprocess.run(cmd, capture_output=True, text=True, env=env).stdout.splitlines()[0].strip()
-    except (OSError, IndexError):
-        return "?"
 
 
 def fmt(v, f):
@@ -340,7 +323,7 @@ def main():
          "rcc_rev": first_line(["git", "-C", str(ROOT), "describe", "--always", "--dirty"]) if "rcc" in names else "-",
          "crates": crates}
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = Csv(ROOT / "bench" / "runs" / f"rust-{stamp}.csv", {"run": stamp, **m})
+    out = Csv(ROOT / "bench" / "runs" / f"rust-{stamp}.csv", RUST_FIELDS, {"run": stamp, **m})
     log(f"rust: {crates} crates in the graph ({from_registry} from crates.io); work in {work}; "
         f"raw numbers in {out.path.relative_to(ROOT)}")
 
