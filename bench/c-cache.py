@@ -22,7 +22,6 @@ machine used meanwhile; those above 10 % of the wall time are marked busy (the f
 Usage: bench/c-cache.sh [--quick] [--rounds N] [--sqlite-rounds N] [--only lua,sqlite,zlib-ng] [--no-rcc]
 """
 import argparse
-import csv
 import filecmp
 import json
 import os

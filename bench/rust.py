@@ -28,7 +28,6 @@ messages, not fresh). One CSV line per build is appended, as it is taken, to ben
 Usage: bench/rust.sh [--rounds N] [--no-rcc] [--no-sccache] [--separate-target-dirs] [--idle-wait S] [--keep]
 """
 import argparse
-import csv
 import hashlib
 import json
 import os
