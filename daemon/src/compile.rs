@@ -9,7 +9,7 @@
 
 use crate::context::Context;
 use crate::key::args::{self, DepKind, ParsedArgs};
-use crate::key::files::{coarse_now_ns, wait_for_tick_after, FileInfo};
+use crate::key::files::{coarse_now_ns, FileInfo};
 use crate::key::identity::{Compiler, IdentityError};
 use crate::key::manifest::{Entry, Manifest};
 use crate::key::{base_dir, depfile, direct_key, search_dirs};
@@ -344,7 +344,6 @@ fn reads_hidden_files(info: &FileInfo, parsed: &ParsedArgs) -> bool {
 
 /// A miss in depend mode: the compile itself writes the depfile that lists the inputs.
 fn miss_depend(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream) -> Result<(), FrameError> {
-    wait_for_tick_after(start_ns);
     let tmp_dep = TempPath::new(ctx, "d");
     let mut run_args = plan.run_args.clone();
     let depfile_path = match plan.parsed.depfile_path() {
@@ -439,7 +438,7 @@ fn inputs_of(ctx: &Context, plan: &Plan, deps: &[OsString], start_ns: i64) -> Re
     let mut probes = Vec::new();
     for dep in deps {
         let info = ctx.files.info(&plan.inv.cwd.join(dep)).map_err(|_| Reason::BadDepfile)?;
-        if info.stamp.changed_ns() > start_ns {
+        if info.stamp.changed_ns() >= start_ns {
             return Err(Reason::InputModifiedDuringCompile);
         }
         if info.time_macros && !plan.source_date_epoch {
@@ -491,7 +490,6 @@ fn add_manifest_entry(ctx: &Context, plan: &Plan, inputs: Inputs, result_key: Di
 /// A miss (or a lookup) in preprocessor mode: the key is the preprocessed text's digest; the inputs for a
 /// direct-mode manifest come from a depfile the preprocessor run writes.
 fn miss_preprocessor(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream) -> Result<(), FrameError> {
-    wait_for_tick_after(start_ns);
     let tmp_i = TempPath::new(ctx, "i");
     let tmp_d = TempPath::new(ctx, "d");
     let mut pp_args = plan.parsed.preprocessor_args();

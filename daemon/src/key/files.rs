@@ -67,10 +67,11 @@ pub fn coarse_now_ns() -> i64 {
 
 /// Waits until the coarse clock has moved past `tick_ns` (at most one clock tick, a few milliseconds).
 ///
-/// A miss calls this before its compiler runs, with the time its request arrived: a file changed before the
-/// request then has a change time of at most `tick_ns`, and one changed while the compiler ran a later
-/// one — without it, a file a previous compile wrote in the same tick (cargo starts a dependent crate within
-/// milliseconds of its dependency's end) would look changed during the compile.
+/// A rustc miss calls this before rustc runs, with the time its request arrived: a file changed before the
+/// request then has a change time of at most `tick_ns` (on file systems with tick-grained timestamps), and
+/// one changed while the compiler ran a later one — without it, a file a previous compile wrote in the same
+/// tick (cargo starts a dependent crate within milliseconds of its dependency's end) would look changed
+/// during the compile. C misses, often shorter than a tick, keep the stricter `>=` test instead.
 pub fn wait_for_tick_after(tick_ns: i64) {
     while coarse_now_ns() <= tick_ns {
         std::thread::sleep(std::time::Duration::from_micros(250));
