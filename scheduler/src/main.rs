@@ -53,6 +53,24 @@ enum Command {
         #[arg(long)]
         token: String,
     },
+    /// Simulate the dispatch core alone with many workers and queued actions (for bench/dispatch.sh).
+    BenchDispatch {
+        /// Simulated workers.
+        #[arg(long, default_value_t = 10_000)]
+        workers: usize,
+        /// Actions queued at the start.
+        #[arg(long, default_value_t = 1_000_000)]
+        actions: usize,
+        /// Pools to spread workers and actions over.
+        #[arg(long, default_value_t = 4)]
+        pools: usize,
+        /// Seed of the simulation's pseudo-random choices.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print a CSV header and row instead of a Markdown table.
+        #[arg(long)]
+        csv: bool,
+    },
     /// Manage tokens.
     Token {
         #[command(subcommand)]
@@ -99,6 +117,25 @@ async fn main() -> Result<()> {
         Command::BenchClient { addr, fingerprint, token } => {
             let fp = rcc_proto::Digest::from_hex(&fingerprint).context("parsing --fingerprint")?;
             bench_client(addr, fp, &token).await?;
+        }
+        Command::BenchDispatch { workers, actions, pools, seed, csv } => {
+            use rcc_scheduler::dispatch::bench::{run, BenchOptions, BenchReport};
+            let report = run(&BenchOptions { workers, actions, pools, seed, ..BenchOptions::default() });
+            if csv {
+                println!("{}\n{}", BenchReport::CSV_HEADER, report.csv_row());
+            } else {
+                println!("| workers | actions | decisions/s | p50 µs | p99 µs | max µs | twins | delivered |");
+                println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+                println!(
+                    "| {workers} | {actions} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {} |",
+                    report.decisions_per_sec,
+                    report.p50_us,
+                    report.p99_us,
+                    report.max_us,
+                    report.twins,
+                    report.delivered
+                );
+            }
         }
         Command::Fingerprint => {
             let identity = tls::load_or_create(&cli.state, None, None)?;
