@@ -7,9 +7,12 @@
 //! - [`rust`]: rustc calls (cargo's `RUSTC_WRAPPER`), keyed and stored their own way.
 //! - [`key`]: what makes a compile's key (arguments, compiler identity, files, manifests).
 //! - [`outputs`]: stored results and their restoration.
+//! - [`pack`]: toolchains packed as content-addressed files and links, for workers with no compiler.
+//! - [`links`]: following a path's symbolic links one component at a time.
 //! - [`persist`]: identity memos kept across restarts.
 //! - [`remote`]: the shared cache (rcc-scheduler) as a second tier behind the local store.
 //! - [`store`]: the local store (zstd, atomic writes, digest-checked reads, LRU eviction).
+//! - [`sandbox`]: the hermetic sandbox (bubblewrap, seccomp, limits) pool workers run remote actions in.
 //! - [`stats`]: counters persisted across restarts.
 //! - [`context`]: the state handlers share.
 //! - [`in_flight`]: results stored after their compile returned, and who waits for them.
@@ -20,10 +23,13 @@ pub mod compile;
 pub mod context;
 pub mod in_flight;
 pub mod key;
+pub mod links;
 pub mod outputs;
+pub mod pack;
 pub mod persist;
 pub mod remote;
 pub mod rust;
+pub mod sandbox;
 pub mod server;
 pub mod stats;
 pub mod store;
