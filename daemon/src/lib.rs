@@ -14,6 +14,7 @@
 //! - [`store`]: the local store (zstd, atomic writes, digest-checked reads, LRU eviction).
 //! - [`sandbox`]: the hermetic sandbox (bubblewrap, seccomp, limits) pool workers run remote actions in.
 //! - [`stats`]: counters persisted across restarts.
+//! - [`worker`]: `rccd worker`, a pool machine registered with the scheduler.
 //! - [`context`]: the state handlers share.
 //! - [`in_flight`]: results stored after their compile returned, and who waits for them.
 //!
@@ -33,3 +34,4 @@ pub mod sandbox;
 pub mod server;
 pub mod stats;
 pub mod store;
+pub mod worker;

@@ -24,6 +24,9 @@ fn run() -> Result<()> {
         println!("rccd {}", env!("CARGO_PKG_VERSION"));
         return Ok(());
     }
+    if std::env::args().nth(1).as_deref() == Some("worker") {
+        return worker(std::env::args().skip(2).collect());
+    }
     let config = rcc_proto::config::load().context("reading the configuration")?;
     let dir = config.dir.value.clone();
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -83,4 +86,43 @@ fn run() -> Result<()> {
     rccd::server::run(ctx, listener, socket, idle);
     drop(lock);
     Ok(())
+}
+
+/// `rccd worker --scheduler ADDR --fingerprint HEX --token T [--pool P] [--slots N] [--name NAME]`; the
+/// first three also from RCC_SCHEDULER, RCC_SCHEDULER_FINGERPRINT, RCC_TOKEN.
+fn worker(args: Vec<String>) -> Result<()> {
+    use rccd::worker::{run, WorkerOptions};
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RCC_LOG_LEVEL").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    let value = |flag: &str, var: &str| -> Option<String> {
+        args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1).cloned()).or_else(|| std::env::var(var).ok())
+    };
+    let scheduler = value("--scheduler", rcc_proto::vars::RCC_SCHEDULER)
+        .context("--scheduler ADDR (or RCC_SCHEDULER) is required")?;
+    let scheduler = std::net::ToSocketAddrs::to_socket_addrs(&scheduler)
+        .with_context(|| format!("resolving {scheduler}"))?
+        .next()
+        .with_context(|| format!("{scheduler} resolves to nothing"))?;
+    let fingerprint = value("--fingerprint", rcc_proto::vars::RCC_SCHEDULER_FINGERPRINT)
+        .context("--fingerprint HEX (or RCC_SCHEDULER_FINGERPRINT) is required")?;
+    let fingerprint = rcc_proto::Digest::from_hex(&fingerprint).context("--fingerprint is not a SHA-256 in hex")?;
+    let token = value("--token", rcc_proto::vars::RCC_TOKEN).context("--token (or RCC_TOKEN) is required")?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let slots = match value("--slots", rcc_proto::vars::RCC_WORKER_SLOTS) {
+        Some(s) => s.parse().with_context(|| format!("--slots {s}"))?,
+        None => cores,
+    };
+    let options = WorkerOptions {
+        scheduler,
+        trust: rcc_scheduler::tls::Trust::Fingerprint(fingerprint),
+        token,
+        name: value("--name", rcc_proto::vars::RCC_WORKER_NAME).unwrap_or_else(WorkerOptions::default_name),
+        pool: value("--pool", rcc_proto::vars::RCC_WORKER_POOL).unwrap_or_else(WorkerOptions::default_pool),
+        slots,
+        memory_bytes: WorkerOptions::default_memory(),
+    };
+    run(&options).map_err(anyhow::Error::from)
 }

@@ -95,6 +95,19 @@ impl ActionResult {
     }
 }
 
+/// Longest worker name or pool name accepted.
+pub const MAX_NAME: usize = 256;
+
+/// What a registered worker sends on its registration stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkerMessage {
+    /// Still alive.
+    Heartbeat {
+        /// Slots busy with work the scheduler did not assign.
+        external_load: u32,
+    },
+}
+
 /// A request: the first frame of a stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
@@ -132,6 +145,21 @@ pub enum Request {
         /// The result.
         result: ActionResult,
     },
+    /// Register as a pool worker (scope `worker`). The stream stays open: after
+    /// [`Response::Registered`] the worker sends [`WorkerMessage`] frames on it; when it ends, the worker
+    /// is gone (the scheduler notices at the latest when its heartbeats stop).
+    RegisterWorker {
+        /// A name for humans (the host's).
+        name: String,
+        /// The pool it serves, e.g. `linux-x86_64`.
+        pool: String,
+        /// Actions it runs at once.
+        slots: u32,
+        /// Its memory in bytes.
+        memory_bytes: u64,
+    },
+    /// The pool's state as JSON: workers, queues, running actions, desired worker counts (scope `admin`).
+    Status,
 }
 
 /// A response: the first frame the server writes on a stream.
@@ -160,6 +188,18 @@ pub enum Response {
     NotFound,
     /// The request was refused.
     Refused(RemoteError),
+    /// Answer to [`Request::RegisterWorker`]: the id the scheduler knows the worker by.
+    Registered {
+        /// The worker's id.
+        id: u64,
+        /// How often to heartbeat, in milliseconds.
+        heartbeat_ms: u64,
+    },
+    /// Answer to [`Request::Status`]: the pool's state, JSON-encoded.
+    Status {
+        /// The JSON text.
+        json: String,
+    },
 }
 
 /// Why a request was refused.

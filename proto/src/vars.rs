@@ -40,6 +40,13 @@ pub const RCC_READ_ONLY: &str = "RCC_READ_ONLY";
 /// Longest wait for the scheduler on the compile path, in milliseconds. Default 2000.
 pub const RCC_REMOTE_TIMEOUT_MS: &str = "RCC_REMOTE_TIMEOUT_MS";
 
+/// `rccd worker`: actions run at once. Default: the number of cores.
+pub const RCC_WORKER_SLOTS: &str = "RCC_WORKER_SLOTS";
+/// `rccd worker`: the pool served. Default: `<os>-<arch>`, e.g. `linux-x86_64`.
+pub const RCC_WORKER_POOL: &str = "RCC_WORKER_POOL";
+/// `rccd worker`: the name shown in `rcc-scheduler status`. Default: the host name.
+pub const RCC_WORKER_NAME: &str = "RCC_WORKER_NAME";
+
 /// Base directory: absolute paths under it are rewritten relative to the working directory (and the
 /// working directory is mapped to `.` in debug information), so checkouts in different places share hits.
 pub const RCC_BASE_DIR: &str = "RCC_BASE_DIR";

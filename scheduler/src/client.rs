@@ -145,4 +145,12 @@ impl Client {
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
     }
+
+    /// The pool's state as JSON (needs the `admin` scope).
+    pub async fn status(&self) -> Result<String, ClientError> {
+        match self.call(&Request::Status).await? {
+            Response::Status { json } => Ok(json),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
 }

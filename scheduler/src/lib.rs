@@ -8,12 +8,14 @@
 //! - [`tokens`]: bearer tokens with scopes, stored hashed.
 //! - [`server`]: the QUIC service; [`client`]: the matching client; [`wire`]: frames and blob bodies on
 //!   QUIC streams.
+//! - [`pool`]: the dispatch core as the service holds it (clock, worker ids, periodic checks).
 //! - [`dispatch`]: the remote build pool's dispatch core (sans-IO): which worker runs which action, and when.
 //!
 //! The wire protocol itself lives in `rcc_proto::remote`. See `../shared/DESIGN.md` for the whole system.
 
 pub mod client;
 pub mod dispatch;
+pub mod pool;
 pub mod server;
 pub mod storage;
 pub mod tls;

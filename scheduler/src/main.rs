@@ -4,6 +4,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use rcc_proto::config::parse_size;
 use rcc_proto::remote::Scope;
+use rcc_scheduler::pool::Pool;
 use rcc_scheduler::server::{serve, Service};
 use rcc_scheduler::storage::DiskStorage;
 use rcc_scheduler::tls;
@@ -38,6 +39,22 @@ enum Command {
         /// Storage size limit (e.g. 100G).
         #[arg(long, default_value = "50G")]
         cache_size: String,
+        /// How often pool workers heartbeat, in milliseconds.
+        #[arg(long, default_value_t = 5_000)]
+        heartbeat_ms: u64,
+        /// A worker silent this long is lost and its actions go elsewhere (default: 3 heartbeats).
+        #[arg(long)]
+        heartbeat_timeout_ms: Option<u64>,
+    },
+    /// Show the pool: workers (pool, slots, load, state, last heartbeat), queue depth and desired worker
+    /// count per pool, running actions. Asks the scheduler serving this state directory.
+    Status {
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Scheduler address (default: the one `serve` recorded in the state directory).
+        #[arg(long)]
+        addr: Option<SocketAddr>,
     },
     /// Print the SHA-256 fingerprint clients pin (RCC_SCHEDULER_FINGERPRINT).
     Fingerprint,
@@ -101,7 +118,7 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     std::fs::create_dir_all(&cli.state).with_context(|| format!("creating {}", cli.state.display()))?;
     match cli.command {
-        Command::Serve { listen, cert, key, cache_size } => {
+        Command::Serve { listen, cert, key, cache_size, heartbeat_ms, heartbeat_timeout_ms } => {
             let identity = tls::load_or_create(&cli.state, cert.as_deref(), key.as_deref())?;
             let fingerprint = identity.fingerprint();
             let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls::server_config(identity)?)
@@ -111,8 +128,15 @@ async fn main() -> Result<()> {
             let limit = parse_size(&cache_size).map_err(anyhow::Error::msg)?;
             let storage = Arc::new(DiskStorage::open(&cli.state.join("cas"), limit)?);
             let tokens = Arc::new(TokenStore::open(&cli.state)?);
-            tracing::info!(addr = %endpoint.local_addr()?, %fingerprint, "rcc-scheduler listening");
-            serve(endpoint, Service { storage, tokens }).await;
+            let addr = endpoint.local_addr()?;
+            std::fs::write(cli.state.join(ADDR_FILE), addr.to_string()).context("recording the address")?;
+            let dispatch = rcc_scheduler::dispatch::Config {
+                heartbeat_timeout: heartbeat_timeout_ms.unwrap_or(3 * heartbeat_ms),
+                ..rcc_scheduler::dispatch::Config::default()
+            };
+            let pool = Arc::new(Pool::new(dispatch, std::time::Duration::from_millis(heartbeat_ms.max(1))));
+            tracing::info!(%addr, %fingerprint, "rcc-scheduler listening");
+            serve(endpoint, Service { storage, tokens, pool }).await;
         }
         Command::BenchClient { addr, fingerprint, token } => {
             let fp = rcc_proto::Digest::from_hex(&fingerprint).context("parsing --fingerprint")?;
@@ -137,6 +161,14 @@ async fn main() -> Result<()> {
                 );
             }
         }
+        Command::Status { json, addr } => {
+            let text = fetch_status(&cli.state, addr).await?;
+            if json {
+                println!("{text}");
+            } else {
+                print!("{}", render_status(&text)?);
+            }
+        }
         Command::Fingerprint => {
             let identity = tls::load_or_create(&cli.state, None, None)?;
             println!("{}", identity.fingerprint());
@@ -154,6 +186,87 @@ async fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Where `serve` records its address in the state directory.
+const ADDR_FILE: &str = "listen.addr";
+/// The admin token `status` keeps in the state directory.
+const STATUS_TOKEN_FILE: &str = "status.token";
+
+/// Asks the scheduler serving `state` for the pool's status (JSON), with an admin token kept in `state`.
+async fn fetch_status(state: &std::path::Path, addr: Option<SocketAddr>) -> Result<String> {
+    let addr = match addr {
+        Some(a) => a,
+        None => std::fs::read_to_string(state.join(ADDR_FILE))
+            .context("no scheduler address recorded in the state directory: is `rcc-scheduler serve` running? (or pass --addr)")?
+            .trim()
+            .parse()
+            .context("parsing the recorded address")?,
+    };
+    let token_file = state.join(STATUS_TOKEN_FILE);
+    let token = match std::fs::read_to_string(&token_file) {
+        Ok(t) => t.trim().to_owned(),
+        Err(_) => {
+            let token = TokenStore::open(state)?.create(&[Scope::Admin], "rcc-scheduler status")?;
+            std::fs::write(&token_file, &token).context("saving the status token")?;
+            std::fs::set_permissions(&token_file, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+            token
+        }
+    };
+    let identity = tls::load_or_create(state, None, None)?;
+    let trust = tls::Trust::Fingerprint(identity.fingerprint());
+    let client = rcc_scheduler::client::Client::connect(addr, &trust, &token)
+        .await
+        .with_context(|| format!("connecting to the scheduler at {addr}"))?;
+    Ok(client.status().await?)
+}
+
+/// The status as tables: workers, then pools.
+fn render_status(json: &str) -> Result<String> {
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let v: serde_json::Value = serde_json::from_str(json).context("decoding the status")?;
+    let now = v["now"].as_u64().unwrap_or(0);
+    let mut out = String::from("workers:\n");
+    out.push_str(&format!(
+        "{:>4}  {:<20} {:<16} {:>5} {:>7} {:>6}  {:<12} {:>14}\n",
+        "id", "name", "pool", "slots", "running", "load", "state", "heartbeat ago"
+    ));
+    for w in v["workers"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        let slots = w["slots"].as_u64().unwrap_or(0);
+        let busy = w["running"].as_u64().unwrap_or(0) + w["external_load"].as_u64().unwrap_or(0);
+        let load = if slots > 0 { busy as f64 / slots as f64 } else { 0.0 };
+        let ago = now.saturating_sub(w["last_heartbeat"].as_u64().unwrap_or(now));
+        out.push_str(&format!(
+            "{:>4}  {:<20} {:<16} {:>5} {:>7} {:>5.0}%  {:<12} {:>12.1} s\n",
+            n(&w["id"]),
+            w["name"].as_str().unwrap_or("?"),
+            w["pool"].as_str().unwrap_or("?"),
+            slots,
+            n(&w["running"]),
+            load * 100.0,
+            w["state"].as_str().unwrap_or("?"),
+            ago as f64 / 1000.0
+        ));
+    }
+    out.push_str("pools:\n");
+    out.push_str(&format!(
+        "{:<16} {:>7} {:>7} {:>7} {:>6} {:>5} {:>8}\n",
+        "pool", "queued", "running", "workers", "slots", "idle", "desired"
+    ));
+    for p in v["pools"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        out.push_str(&format!(
+            "{:<16} {:>7} {:>7} {:>7} {:>6} {:>5} {:>8}\n",
+            p["pool"].as_str().unwrap_or("?"),
+            n(&p["queued"]),
+            n(&p["running"]),
+            n(&p["workers"]),
+            n(&p["slots"]),
+            n(&p["idle_workers"]),
+            n(&p["desired_workers"])
+        ));
+    }
+    out.push_str(&format!("running actions: {}\n", v["running"].as_array().map_or(0, Vec::len)));
+    Ok(out)
 }
 
 /// Puts and gets many small and a few large blobs, sequentially and 16 at a time, and prints a table.

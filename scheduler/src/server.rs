@@ -1,10 +1,13 @@
 //! The QUIC service: one connection per client, one request per bidirectional stream, authentication by
 //! the connection's first `Hello`. Storage calls run on the blocking pool.
 
+use crate::pool::Pool;
 use crate::storage::{Storage, StorageError};
 use crate::tokens::TokenStore;
 use crate::wire::{read_compressed_body, read_frame, write_compressed_body, write_frame, WireError};
-use rcc_proto::remote::{RemoteError, Request, Response, Scope, MAX_FIND_MISSING, MAX_OUTPUTS};
+use rcc_proto::remote::{
+    RemoteError, Request, Response, Scope, WorkerMessage, MAX_FIND_MISSING, MAX_NAME, MAX_OUTPUTS,
+};
 use std::sync::{Arc, RwLock};
 
 /// What every connection handler shares.
@@ -14,10 +17,21 @@ pub struct Service {
     pub storage: Arc<dyn Storage>,
     /// Known tokens.
     pub tokens: Arc<TokenStore>,
+    /// The remote build pool: registered workers and the dispatch core.
+    pub pool: Arc<Pool>,
 }
 
 /// Accepts connections until the endpoint closes.
 pub async fn serve(endpoint: quinn::Endpoint, service: Service) {
+    let pool = service.pool.clone();
+    tokio::spawn(async move {
+        // Lost workers are noticed within a fraction of the heartbeat interval.
+        let period = (pool.heartbeat_interval() / 4).max(std::time::Duration::from_millis(50));
+        loop {
+            tokio::time::sleep(period).await;
+            pool.tick();
+        }
+    });
     while let Some(incoming) = endpoint.accept().await {
         let service = service.clone();
         tokio::spawn(async move {
@@ -88,6 +102,30 @@ async fn stream(
             Some(_) => Err(RemoteError::Forbidden(needed)),
         }
     };
+    if let Request::RegisterWorker { name, pool, slots, memory_bytes } = request {
+        let registered = allowed(Scope::Worker).and_then(|()| {
+            if name.len() > MAX_NAME || pool.len() > MAX_NAME {
+                return Err(RemoteError::TooLarge(format!("names of at most {MAX_NAME} bytes")));
+            }
+            service
+                .pool
+                .register(name.clone(), pool.clone(), slots, memory_bytes)
+                .map_err(|e| RemoteError::Malformed(e.to_string()))
+        });
+        return match registered {
+            Err(e) => {
+                write_frame(&mut send, &refuse(e)).await?;
+                send.finish().map_err(|e| WireError::Stream(e.to_string()))
+            }
+            Ok(id) => {
+                tracing::info!(worker = id.0, %name, %pool, slots, "worker registered");
+                let heartbeat_ms = service.pool.heartbeat_interval().as_millis() as u64;
+                write_frame(&mut send, &Response::Registered { id: id.0, heartbeat_ms }).await?;
+                worker_session(id, &mut recv, &service.pool).await;
+                send.finish().map_err(|e| WireError::Stream(e.to_string()))
+            }
+        };
+    }
     let storage = service.storage.clone();
     let response = match request {
         Request::Hello { token } => match service.tokens.scopes(&token) {
@@ -140,6 +178,11 @@ async fn stream(
                 Err(e) => refuse(e),
             },
         },
+        Request::Status => match allowed(Scope::Admin) {
+            Err(e) => refuse(e),
+            Ok(()) => Response::Status { json: service.pool.status_json() },
+        },
+        Request::RegisterWorker { .. } => refuse(RemoteError::Internal("handled above".into())),
         Request::UpdateActionResult { key, result } => match allowed(Scope::Write) {
             Err(e) => refuse(e),
             Ok(()) if result.outputs.len() > MAX_OUTPUTS => {
@@ -154,4 +197,22 @@ async fn stream(
     };
     write_frame(&mut send, &response).await?;
     send.finish().map_err(|e| WireError::Stream(e.to_string()))
+}
+
+/// A registered worker's stream: heartbeats until it ends (the worker stopped, crashed or lost its
+/// connection; the dispatch core marks it lost when its heartbeats stop).
+async fn worker_session(id: crate::dispatch::WorkerId, recv: &mut quinn::RecvStream, pool: &Pool) {
+    loop {
+        match read_frame::<WorkerMessage>(recv).await {
+            Ok(WorkerMessage::Heartbeat { external_load }) => {
+                if let Err(e) = pool.heartbeat(id, external_load) {
+                    tracing::debug!(worker = id.0, error = %e, "heartbeat refused");
+                }
+            }
+            Err(e) => {
+                tracing::info!(worker = id.0, error = %e, "worker stream ended");
+                return;
+            }
+        }
+    }
 }

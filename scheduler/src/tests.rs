@@ -31,7 +31,10 @@ async fn start_with(state: tempfile::TempDir, identity: tls::Identity, trust: Tr
     let addr = endpoint.local_addr().unwrap();
     let storage = Arc::new(DiskStorage::open(&state.path().join("cas"), 1 << 30).unwrap());
     let tokens = Arc::new(TokenStore::open(state.path()).unwrap());
-    tokio::spawn(serve(endpoint, Service { storage, tokens: tokens.clone() }));
+    tokio::spawn(serve(
+        endpoint,
+        Service { storage, tokens: tokens.clone(), pool: Arc::new(crate::pool::Pool::with_defaults()) },
+    ));
     Harness { addr, trust, tokens, _state: state }
 }
 

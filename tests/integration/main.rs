@@ -11,5 +11,6 @@ mod failures;
 mod hits;
 mod mutations;
 mod passthrough;
+mod pool;
 mod remote;
 mod rust;

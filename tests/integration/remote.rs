@@ -8,18 +8,24 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A running rcc-scheduler with its address, fingerprint and state directory.
-struct Scheduler {
+pub(crate) struct Scheduler {
     child: Child,
-    addr: String,
-    fingerprint: String,
-    state: PathBuf,
+    pub(crate) addr: String,
+    pub(crate) fingerprint: String,
+    pub(crate) state: PathBuf,
 }
 
 impl Scheduler {
-    fn start(root: &Path) -> Scheduler {
+    pub(crate) fn start(root: &Path) -> Scheduler {
+        Scheduler::start_with(root, &[])
+    }
+
+    /// Started with extra `serve` arguments.
+    pub(crate) fn start_with(root: &Path, extra: &[&str]) -> Scheduler {
         let state = root.join("scheduler");
         let mut child = Command::new(bin_dir().join("rcc-scheduler"))
             .args(["--state", state.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
             .env("RCC_LOG_LEVEL", "info")
             .stderr(Stdio::piped())
             .spawn()
@@ -46,7 +52,7 @@ impl Scheduler {
         Scheduler { child, addr, fingerprint, state }
     }
 
-    fn token(&self, scopes: &str) -> String {
+    pub(crate) fn token(&self, scopes: &str) -> String {
         let out = run_ok(Command::new(bin_dir().join("rcc-scheduler")).args([
             "--state",
             self.state.to_str().unwrap(),

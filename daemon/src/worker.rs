@@ -1,0 +1,116 @@
+//! `rccd worker`: a pool machine. It dials out to the scheduler over QUIC (so workers need no open port),
+//! registers its pool, slots and memory, and heartbeats on the registration stream; a lost connection is
+//! redialled with backoff (1 s doubling to 30 s). Running actions in the sandbox ([`crate::sandbox`]) with
+//! toolchains from packs ([`crate::pack`]) comes with the dispatch protocol; this is the registration half.
+
+use rcc_proto::remote::{Request, Response, WorkerMessage};
+use rcc_scheduler::client::Client;
+use rcc_scheduler::tls::Trust;
+use rcc_scheduler::wire::{read_frame, write_frame};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+const MIN_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// What a worker says of itself and where it reports.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// The scheduler's address.
+    pub scheduler: SocketAddr,
+    /// How the scheduler's certificate is checked.
+    pub trust: Trust,
+    /// A token with the `worker` scope.
+    pub token: String,
+    /// A name for humans (default: the host name).
+    pub name: String,
+    /// The pool served (default: `<os>-<arch>`, e.g. `linux-x86_64`).
+    pub pool: String,
+    /// Actions run at once (default: the number of cores).
+    pub slots: u32,
+    /// Memory in bytes (default: the host's).
+    pub memory_bytes: u64,
+}
+
+impl WorkerOptions {
+    /// The pool this host serves by default.
+    pub fn default_pool() -> String {
+        format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH)
+    }
+
+    /// The host's name.
+    pub fn default_name() -> String {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "worker".into())
+    }
+
+    /// The host's memory (MemTotal), 0 when unknown.
+    pub fn default_memory() -> u64 {
+        std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|text| {
+                let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+                let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+                Some(kib * 1024)
+            })
+            .unwrap_or(0)
+    }
+}
+
+/// Why a session with the scheduler ended.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// Connecting, the stream or a frame failed.
+    #[error("{0}")]
+    Link(String),
+    /// The scheduler refused the registration (token, names, slots): retrying will not help.
+    #[error("registration refused: {0}")]
+    Refused(String),
+}
+
+/// Serves until the process is stopped; returns only when the scheduler refuses the registration.
+pub fn run(options: &WorkerOptions) -> Result<(), WorkerError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| WorkerError::Link(format!("starting the runtime: {e}")))?;
+    runtime.block_on(async {
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            match session(options, &mut backoff).await {
+                Err(WorkerError::Refused(why)) => return Err(WorkerError::Refused(why)),
+                Err(e) => tracing::warn!(error = %e, retry_in = ?backoff, "scheduler session ended"),
+                Ok(()) => {}
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    })
+}
+
+/// One connection: register, then heartbeat until something fails.
+async fn session(options: &WorkerOptions, backoff: &mut Duration) -> Result<(), WorkerError> {
+    let link = |e: &dyn std::fmt::Display| WorkerError::Link(e.to_string());
+    let client = Client::connect(options.scheduler, &options.trust, &options.token).await.map_err(|e| link(&e))?;
+    let (mut send, mut recv) = client.open_raw().await.map_err(|e| link(&e))?;
+    let register = Request::RegisterWorker {
+        name: options.name.clone(),
+        pool: options.pool.clone(),
+        slots: options.slots,
+        memory_bytes: options.memory_bytes,
+    };
+    write_frame(&mut send, &register).await.map_err(|e| link(&e))?;
+    let (id, every) = match read_frame::<Response>(&mut recv).await.map_err(|e| link(&e))? {
+        Response::Registered { id, heartbeat_ms } => (id, Duration::from_millis(heartbeat_ms.max(10))),
+        Response::Refused(e) => return Err(WorkerError::Refused(e.to_string())),
+        other => return Err(WorkerError::Link(format!("unexpected answer {other:?}"))),
+    };
+    tracing::info!(id, pool = %options.pool, slots = options.slots, "registered with the scheduler");
+    *backoff = MIN_BACKOFF;
+    loop {
+        tokio::time::sleep(every).await;
+        write_frame(&mut send, &WorkerMessage::Heartbeat { external_load: 0 }).await.map_err(|e| link(&e))?;
+    }
+}
