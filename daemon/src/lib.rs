@@ -15,6 +15,7 @@
 //! - [`sandbox`]: the hermetic sandbox (bubblewrap, seccomp, limits) pool workers run remote actions in.
 //! - [`stats`]: counters persisted across restarts.
 //! - [`worker`]: `rccd worker`, a pool machine registered with the scheduler.
+//! - [`worker_exec`]: a worker running one action: toolchain, inputs, sandbox, outputs to CAS.
 //! - [`context`]: the state handlers share.
 //! - [`in_flight`]: results stored after their compile returned, and who waits for them.
 //!
@@ -35,3 +36,4 @@ pub mod server;
 pub mod stats;
 pub mod store;
 pub mod worker;
+pub mod worker_exec;

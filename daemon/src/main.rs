@@ -123,6 +123,10 @@ fn worker(args: Vec<String>) -> Result<()> {
         pool: value("--pool", rcc_proto::vars::RCC_WORKER_POOL).unwrap_or_else(WorkerOptions::default_pool),
         slots,
         memory_bytes: WorkerOptions::default_memory(),
+        cache_dir: match value("--dir", rcc_proto::vars::RCC_WORKER_DIR) {
+            Some(dir) => dir.into(),
+            None => rcc_proto::config::load().context("reading the configuration")?.dir.value.join("worker"),
+        },
     };
     run(&options).map_err(anyhow::Error::from)
 }

@@ -3,7 +3,8 @@
 //! redialled with backoff (1 s doubling to 30 s). Running actions in the sandbox ([`crate::sandbox`]) with
 //! toolchains from packs ([`crate::pack`]) comes with the dispatch protocol; this is the registration half.
 
-use rcc_proto::remote::{Request, Response, WorkerMessage};
+use crate::worker_exec::{execute, WorkerCache};
+use rcc_proto::remote::{Request, Response, SchedulerMessage, WorkerMessage};
 use rcc_scheduler::client::Client;
 use rcc_scheduler::tls::Trust;
 use rcc_scheduler::wire::{read_frame, write_frame};
@@ -30,6 +31,8 @@ pub struct WorkerOptions {
     pub slots: u32,
     /// Memory in bytes (default: the host's).
     pub memory_bytes: u64,
+    /// Where materialized toolchains and work directories live.
+    pub cache_dir: std::path::PathBuf,
 }
 
 impl WorkerOptions {
@@ -76,10 +79,13 @@ pub fn run(options: &WorkerOptions) -> Result<(), WorkerError> {
         .enable_all()
         .build()
         .map_err(|e| WorkerError::Link(format!("starting the runtime: {e}")))?;
+    let cache = std::sync::Arc::new(
+        WorkerCache::new(options.cache_dir.clone()).map_err(|e| WorkerError::Link(format!("worker cache: {e}")))?,
+    );
     runtime.block_on(async {
         let mut backoff = MIN_BACKOFF;
         loop {
-            match session(options, &mut backoff).await {
+            match session(options, &cache, &mut backoff).await {
                 Err(WorkerError::Refused(why)) => return Err(WorkerError::Refused(why)),
                 Err(e) => tracing::warn!(error = %e, retry_in = ?backoff, "scheduler session ended"),
                 Ok(()) => {}
@@ -90,10 +96,16 @@ pub fn run(options: &WorkerOptions) -> Result<(), WorkerError> {
     })
 }
 
-/// One connection: register, then heartbeat until something fails.
-async fn session(options: &WorkerOptions, backoff: &mut Duration) -> Result<(), WorkerError> {
+/// One connection: register, then heartbeat and run assigned actions until something fails.
+async fn session(
+    options: &WorkerOptions,
+    cache: &std::sync::Arc<WorkerCache>,
+    backoff: &mut Duration,
+) -> Result<(), WorkerError> {
     let link = |e: &dyn std::fmt::Display| WorkerError::Link(e.to_string());
-    let client = Client::connect(options.scheduler, &options.trust, &options.token).await.map_err(|e| link(&e))?;
+    let client = std::sync::Arc::new(
+        Client::connect(options.scheduler, &options.trust, &options.token).await.map_err(|e| link(&e))?,
+    );
     let (mut send, mut recv) = client.open_raw().await.map_err(|e| link(&e))?;
     let register = Request::RegisterWorker {
         name: options.name.clone(),
@@ -109,8 +121,70 @@ async fn session(options: &WorkerOptions, backoff: &mut Duration) -> Result<(), 
     };
     tracing::info!(id, pool = %options.pool, slots = options.slots, "registered with the scheduler");
     *backoff = MIN_BACKOFF;
-    loop {
-        tokio::time::sleep(every).await;
-        write_frame(&mut send, &WorkerMessage::Heartbeat { external_load: 0 }).await.map_err(|e| link(&e))?;
+    // Assignments are read by their own task; results and heartbeats are written here, one writer.
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<WorkerMessage>();
+    let running: std::sync::Arc<
+        std::sync::Mutex<std::collections::HashMap<rcc_proto::Digest, tokio::task::AbortHandle>>,
+    > = Default::default();
+    let reader = {
+        let (client, cache, running) = (client.clone(), cache.clone(), running.clone());
+        tokio::spawn(async move {
+            loop {
+                match read_frame::<SchedulerMessage>(&mut recv).await {
+                    Ok(SchedulerMessage::Run { action }) => {
+                        let digest = action.digest();
+                        let (client, cache, done_tx, running2) =
+                            (client.clone(), cache.clone(), done_tx.clone(), running.clone());
+                        let task = tokio::spawn(async move {
+                            tracing::info!(action = %&digest.to_hex()[..16], "running an action");
+                            let (result, error) = match execute(&client, &cache, &action).await {
+                                Ok(result) => (Some(result), None),
+                                Err(e) => {
+                                    tracing::warn!(action = %&digest.to_hex()[..16], error = %e, "action could not run");
+                                    (None, Some(e))
+                                }
+                            };
+                            running2.lock().unwrap_or_else(|e| e.into_inner()).remove(&digest);
+                            let _ = done_tx.send(WorkerMessage::Done { action: digest, result, error });
+                        });
+                        running.lock().unwrap_or_else(|e| e.into_inner()).insert(digest, task.abort_handle());
+                    }
+                    Ok(SchedulerMessage::Cancel { action }) => {
+                        if let Some(task) = running.lock().unwrap_or_else(|e| e.into_inner()).remove(&action) {
+                            tracing::info!(action = %&action.to_hex()[..16], "cancelled");
+                            task.abort();
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "assignment stream ended");
+                        return;
+                    }
+                }
+            }
+        })
+    };
+    let mut beat = tokio::time::interval(every);
+    let result = loop {
+        tokio::select! {
+            _ = beat.tick() => {
+                // Slots busy with the scheduler's own assignments are counted by the scheduler.
+                if let Err(e) = write_frame(&mut send, &WorkerMessage::Heartbeat { external_load: 0 }).await {
+                    break Err(link(&e));
+                }
+            }
+            Some(done) = done_rx.recv() => {
+                if let Err(e) = write_frame(&mut send, &done).await {
+                    break Err(link(&e));
+                }
+            }
+        }
+        if reader.is_finished() {
+            break Err(WorkerError::Link("the scheduler closed the assignment stream".into()));
+        }
+    };
+    reader.abort();
+    for (_, task) in running.lock().unwrap_or_else(|e| e.into_inner()).drain() {
+        task.abort();
     }
+    result
 }

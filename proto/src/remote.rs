@@ -106,6 +106,90 @@ pub enum WorkerMessage {
         /// Slots busy with work the scheduler did not assign.
         external_load: u32,
     },
+    /// An assigned action ended: its outputs are uploaded (`result`), or it could not run (`error`).
+    Done {
+        /// The action's digest.
+        action: Digest,
+        /// The result, when the action ran.
+        result: Option<ActionResult>,
+        /// Why it could not run.
+        error: Option<String>,
+    },
+}
+
+/// What the scheduler sends a registered worker on its registration stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SchedulerMessage {
+    /// Run this action.
+    Run {
+        /// The action.
+        action: RemoteAction,
+    },
+    /// Stop running this action (another copy won, or every requester left).
+    Cancel {
+        /// The action's digest.
+        action: Digest,
+    },
+}
+
+/// Most input or output files of a [`RemoteAction`].
+pub const MAX_ACTION_FILES: usize = 1_024;
+/// Most arguments or variables of a [`RemoteAction`].
+pub const MAX_ACTION_ARGS: usize = 4_096;
+
+/// A compile to run on a pool worker: the program of a toolchain pack, its arguments and environment, run
+/// in a work directory holding the inputs; the named outputs are collected from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteAction {
+    /// The toolchain pack's blob (see the daemon's `pack` module).
+    pub toolchain: Digest,
+    /// The program to run: an absolute path inside the pack.
+    pub program: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Its whole environment.
+    pub env: Vec<(String, String)>,
+    /// Input files by name in the work directory, with their blobs.
+    pub inputs: Vec<(String, Digest)>,
+    /// Output files by name in the work directory.
+    pub outputs: Vec<String>,
+    /// The pool that can run it.
+    pub pool: String,
+    /// What makes actions similar (for duration history and failure comparison).
+    pub kind: Digest,
+    /// Wall-clock limit in milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl RemoteAction {
+    /// The action's digest: identical actions share it and run once.
+    pub fn digest(&self) -> Digest {
+        Digest::of(&postcard::to_allocvec(self).unwrap_or_default())
+    }
+
+    /// Checks an action from the network: bounded, file names plain relative names.
+    pub fn validate(&self) -> Result<(), RemoteError> {
+        let names = self.inputs.iter().map(|(n, _)| n).chain(&self.outputs);
+        if self.inputs.len() + self.outputs.len() > MAX_ACTION_FILES
+            || self.args.len() + self.env.len() > MAX_ACTION_ARGS
+            || self.pool.len() > MAX_NAME
+        {
+            return Err(RemoteError::TooLarge("action files, arguments or pool name".into()));
+        }
+        for name in names {
+            let plain = !name.is_empty()
+                && name.len() <= MAX_NAME
+                && !name.starts_with('/')
+                && name.split('/').all(|part| !part.is_empty() && part != "." && part != "..");
+            if !plain {
+                return Err(RemoteError::Malformed(format!("file name `{name}`")));
+            }
+        }
+        if !self.program.starts_with('/') {
+            return Err(RemoteError::Malformed("the program must be an absolute path".into()));
+        }
+        Ok(())
+    }
 }
 
 /// A request: the first frame of a stream.
@@ -160,6 +244,12 @@ pub enum Request {
     },
     /// The pool's state as JSON: workers, queues, running actions, desired worker counts (scope `admin`).
     Status,
+    /// Run an action on a pool worker and wait for its result (scope `execute`). Refused at once with
+    /// [`RemoteError::NoWorkers`] when its pool has no active worker: the client compiles locally.
+    Execute {
+        /// The action.
+        action: RemoteAction,
+    },
 }
 
 /// A response: the first frame the server writes on a stream.
@@ -200,6 +290,12 @@ pub enum Response {
         /// The JSON text.
         json: String,
     },
+    /// Answer to [`Request::Execute`]: the action ran (maybe failing); every blob it names is stored and
+    /// verified.
+    Executed {
+        /// Outputs, stdout, stderr, exit code.
+        result: ActionResult,
+    },
 }
 
 /// Why a request was refused.
@@ -226,6 +322,12 @@ pub enum RemoteError {
     /// The server failed.
     #[error("server error: {0}")]
     Internal(String),
+    /// The action's pool has no active worker.
+    #[error("no active worker in pool `{0}`")]
+    NoWorkers(String),
+    /// Every attempt to run the action failed.
+    #[error("the action failed on the pool: {0}")]
+    ExecutionFailed(String),
 }
 
 #[cfg(test)]

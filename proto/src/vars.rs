@@ -47,6 +47,9 @@ pub const RCC_WORKER_POOL: &str = "RCC_WORKER_POOL";
 /// `rccd worker`: the name shown in `rcc-scheduler status`. Default: the host name.
 pub const RCC_WORKER_NAME: &str = "RCC_WORKER_NAME";
 
+/// `rccd worker`: where toolchains are materialized and actions run. Default: `<dir>/worker`.
+pub const RCC_WORKER_DIR: &str = "RCC_WORKER_DIR";
+
 /// Base directory: absolute paths under it are rewritten relative to the working directory (and the
 /// working directory is mapped to `.` in debug information), so checkouts in different places share hits.
 pub const RCC_BASE_DIR: &str = "RCC_BASE_DIR";

@@ -146,6 +146,15 @@ impl Client {
         }
     }
 
+    /// Runs an action on the pool and waits for its result (needs the `execute` scope); refused at once
+    /// with `NoWorkers` when its pool has no active worker.
+    pub async fn execute(&self, action: rcc_proto::remote::RemoteAction) -> Result<ActionResult, ClientError> {
+        match self.call(&Request::Execute { action }).await? {
+            Response::Executed { result } => Ok(result),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
     /// The pool's state as JSON (needs the `admin` scope).
     pub async fn status(&self) -> Result<String, ClientError> {
         match self.call(&Request::Status).await? {

@@ -117,12 +117,12 @@ async fn stream(
                 write_frame(&mut send, &refuse(e)).await?;
                 send.finish().map_err(|e| WireError::Stream(e.to_string()))
             }
-            Ok(id) => {
+            Ok((id, assignments)) => {
                 tracing::info!(worker = id.0, %name, %pool, slots, "worker registered");
                 let heartbeat_ms = service.pool.heartbeat_interval().as_millis() as u64;
                 write_frame(&mut send, &Response::Registered { id: id.0, heartbeat_ms }).await?;
-                worker_session(id, &mut recv, &service.pool).await;
-                send.finish().map_err(|e| WireError::Stream(e.to_string()))
+                worker_session(id, send, recv, assignments, service).await;
+                Ok(())
             }
         };
     }
@@ -183,6 +183,13 @@ async fn stream(
             Ok(()) => Response::Status { json: service.pool.status_json() },
         },
         Request::RegisterWorker { .. } => refuse(RemoteError::Internal("handled above".into())),
+        Request::Execute { action } => match allowed(Scope::Execute) {
+            Err(e) => refuse(e),
+            Ok(()) => match service.pool.execute(action).await {
+                Ok(result) => Response::Executed { result },
+                Err(e) => refuse(e),
+            },
+        },
         Request::UpdateActionResult { key, result } => match allowed(Scope::Write) {
             Err(e) => refuse(e),
             Ok(()) if result.outputs.len() > MAX_OUTPUTS => {
@@ -199,20 +206,41 @@ async fn stream(
     send.finish().map_err(|e| WireError::Stream(e.to_string()))
 }
 
-/// A registered worker's stream: heartbeats until it ends (the worker stopped, crashed or lost its
-/// connection; the dispatch core marks it lost when its heartbeats stop).
-async fn worker_session(id: crate::dispatch::WorkerId, recv: &mut quinn::RecvStream, pool: &Pool) {
-    loop {
-        match read_frame::<WorkerMessage>(recv).await {
-            Ok(WorkerMessage::Heartbeat { external_load }) => {
-                if let Err(e) = pool.heartbeat(id, external_load) {
-                    tracing::debug!(worker = id.0, error = %e, "heartbeat refused");
-                }
-            }
-            Err(e) => {
-                tracing::info!(worker = id.0, error = %e, "worker stream ended");
+/// A registered worker's stream: assignments go out from the pool's channel (a writer task owns the send
+/// side), heartbeats and results come in, until the stream ends (the worker stopped, crashed or lost its
+/// connection; the dispatch core requeues its actions when its heartbeats are overdue).
+async fn worker_session(
+    id: crate::dispatch::WorkerId,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    mut assignments: tokio::sync::mpsc::UnboundedReceiver<rcc_proto::remote::SchedulerMessage>,
+    service: &Service,
+) {
+    let writer = tokio::spawn(async move {
+        while let Some(message) = assignments.recv().await {
+            if let Err(e) = write_frame(&mut send, &message).await {
+                tracing::debug!(worker = id.0, error = %e, "writing to a worker failed");
                 return;
             }
         }
+    });
+    loop {
+        match read_frame::<WorkerMessage>(&mut recv).await {
+            Ok(WorkerMessage::Heartbeat { external_load }) => {
+                if let Err(e) = service.pool.heartbeat(id, external_load) {
+                    tracing::debug!(worker = id.0, error = %e, "heartbeat refused");
+                }
+            }
+            Ok(WorkerMessage::Done { action, result, error }) => {
+                let (pool, storage) = (service.pool.clone(), service.storage.clone());
+                let _ = blocking(move || pool.finished(id, action, result, error, storage.as_ref())).await;
+            }
+            Err(e) => {
+                tracing::info!(worker = id.0, error = %e, "worker stream ended");
+                break;
+            }
+        }
     }
+    service.pool.disconnected(id);
+    writer.abort();
 }

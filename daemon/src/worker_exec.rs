@@ -1,0 +1,141 @@
+//! What a pool worker does with an assigned action: materialize its toolchain pack (once, cached by
+//! digest), write its inputs into a fresh work directory, run the program in the sandbox with only the
+//! toolchain and the work directory visible, and upload the outputs, stdout and stderr to CAS.
+
+use crate::pack::Pack;
+use crate::sandbox::{self, ExitStatus, Mount, SandboxSpec};
+use rcc_proto::remote::{ActionResult, OutputFile, RemoteAction};
+use rcc_proto::Digest;
+use rcc_scheduler::client::Client;
+use std::collections::HashMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Where a worker keeps materialized toolchains and work directories.
+pub struct WorkerCache {
+    root: PathBuf,
+    /// One materialization at a time (two actions of a new toolchain arrive together).
+    materializing: tokio::sync::Mutex<()>,
+}
+
+impl WorkerCache {
+    /// A cache under `root` (created, and opened to the sandbox's unprivileged user: 0755).
+    pub fn new(root: PathBuf) -> std::io::Result<WorkerCache> {
+        for dir in [root.clone(), root.join("toolchains"), root.join("work")] {
+            fs::create_dir_all(&dir)?;
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))?;
+        }
+        Ok(WorkerCache { root, materializing: tokio::sync::Mutex::new(()) })
+    }
+
+    /// The materialized tree of a toolchain pack, fetched and verified on first use.
+    async fn toolchain(&self, client: &Client, digest: Digest) -> Result<PathBuf, String> {
+        let dir = self.root.join("toolchains").join(digest.to_hex());
+        if dir.join("root").is_dir() {
+            return Ok(dir.join("root"));
+        }
+        let _one = self.materializing.lock().await;
+        if dir.join("root").is_dir() {
+            return Ok(dir.join("root"));
+        }
+        let bytes = fetch(client, digest).await?;
+        let pack = Pack::decode(&bytes).map_err(|e| e.to_string())?;
+        let mut blobs = HashMap::new();
+        for blob in pack.blobs() {
+            blobs.insert(blob, fetch(client, blob).await?);
+        }
+        let tmp = self.root.join("toolchains").join(format!("{}.partial-{}", digest.to_hex(), std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir_all(tmp.join("root")).map_err(|e| e.to_string())?;
+        for d in [&tmp, &tmp.join("root")] {
+            fs::set_permissions(d, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+        }
+        pack.materialize(&tmp.join("root"), |d| {
+            blobs.get(d).cloned().ok_or_else(|| std::io::Error::other("blob missing"))
+        })
+        .map_err(|e| e.to_string())?;
+        fs::rename(&tmp, &dir).map_err(|e| e.to_string())?;
+        tracing::info!(toolchain = %&digest.to_hex()[..16], files = pack.entries.len(), "toolchain materialized");
+        Ok(dir.join("root"))
+    }
+}
+
+async fn fetch(client: &Client, digest: Digest) -> Result<Vec<u8>, String> {
+    client.get_blob(digest).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("blob {digest} is not stored"))
+}
+
+/// Mounts showing a materialized tree at `/`: each top-level entry bound read-only or linked.
+fn root_mounts(root: &Path) -> Result<Vec<Mount>, String> {
+    let mut mounts = Vec::new();
+    for entry in fs::read_dir(root).map_err(|e| e.to_string())? {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let inside = Path::new("/").join(entry.file_name());
+        if entry.file_type().map_err(|e| e.to_string())?.is_symlink() {
+            let target = fs::read_link(entry.path()).map_err(|e| e.to_string())?;
+            mounts.push(Mount::Symlink { target, inside });
+        } else {
+            mounts.push(Mount::read_only(entry.path(), inside));
+        }
+    }
+    Ok(mounts)
+}
+
+/// Runs one action; `Err` when it could not run at all (the scheduler retries it elsewhere).
+pub async fn execute(client: &Client, cache: &WorkerCache, action: &RemoteAction) -> Result<ActionResult, String> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    action.validate().map_err(|e| e.to_string())?;
+    let root = cache.toolchain(client, action.toolchain).await?;
+    let digest = action.digest();
+    let work =
+        cache.root.join("work").join(format!("{}-{}", &digest.to_hex()[..16], COUNTER.fetch_add(1, Ordering::Relaxed)));
+    fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    fs::set_permissions(&work, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+    let result = run_in(client, &root, &work, action).await;
+    let _ = fs::remove_dir_all(&work);
+    result
+}
+
+async fn run_in(client: &Client, root: &Path, work: &Path, action: &RemoteAction) -> Result<ActionResult, String> {
+    for (name, blob) in &action.inputs {
+        let path = work.join(name);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+        }
+        fs::write(&path, fetch(client, *blob).await?).map_err(|e| e.to_string())?;
+    }
+    let mut spec = SandboxSpec::new(
+        format!("action {}", &action.digest().to_hex()[..16]),
+        &action.program,
+        work.to_owned(),
+        PathBuf::from("/work"),
+    );
+    spec.args = action.args.iter().map(Into::into).collect();
+    spec.env = action.env.iter().map(|(k, v)| (k.into(), v.into())).collect();
+    spec.mounts = root_mounts(root)?;
+    spec.limits.wall = Duration::from_millis(action.timeout_ms.max(1_000));
+    let outcome = tokio::task::spawn_blocking(move || sandbox::run(&spec))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    if let Some(limit) = outcome.limit {
+        return Err(format!("the action hit its {} limit", limit.name()));
+    }
+    let exit_code = match outcome.status {
+        ExitStatus::Exited(code) => code,
+        ExitStatus::Signaled(signal) => 128 + signal,
+        ExitStatus::Killed => return Err("the action was killed".into()),
+    };
+    let mut outputs = Vec::new();
+    for name in &action.outputs {
+        let Ok(data) = fs::read(work.join(name)) else { continue };
+        let executable = fs::metadata(work.join(name)).is_ok_and(|m| m.permissions().mode() & 0o111 != 0);
+        let digest = client.put_blob(&data).await.map_err(|e| e.to_string())?;
+        outputs.push(OutputFile { name: name.clone(), digest, size: data.len() as u64, executable });
+    }
+    let stdout = client.put_blob(&outcome.stdout).await.map_err(|e| e.to_string())?;
+    let stderr = client.put_blob(&outcome.stderr).await.map_err(|e| e.to_string())?;
+    Ok(ActionResult { outputs, stdout: Some(stdout), stderr: Some(stderr), exit_code })
+}
