@@ -14,6 +14,7 @@ use crate::key::identity::{Compiler, IdentityError};
 use crate::key::manifest::{Entry, Manifest};
 use crate::key::{base_dir, depfile, direct_key, search_dirs};
 use crate::outputs::{self, CachedResult};
+use crate::remote_exec;
 use crate::store::{Kind, StoreError};
 use rcc_proto::frame::{read_msg, write_msg, FrameError};
 use rcc_proto::ipc::{CompileRequest, Request, Response};
@@ -128,6 +129,11 @@ pub fn serve(ctx: &Context, req: CompileRequest, conn: &mut UnixStream) -> Resul
         && ctx.config.depend.value
         && plan.parsed.depfile.as_ref().is_none_or(|d| d.kind == DepKind::Md)
         && !records_command_line(&plan.parsed);
+    if remote_exec::wanted(ctx) && plan.parsed.depfile.is_none() && !records_command_line(&plan.parsed) {
+        if let Some(done) = miss_remote(ctx, &plan, start_ns, conn) {
+            return done;
+        }
+    }
     if depend {
         miss_depend(ctx, &plan, start_ns, conn)
     } else {
@@ -329,6 +335,7 @@ fn run_in_wrapper(
     if forced_color {
         args.push(b"-fdiagnostics-color=always".to_vec());
     }
+    let _slot = remote_exec::LocalSlot::take();
     write_msg(conn, &Response::Run { args, forced_color, stream_stderr: false })?;
     match read_msg(conn)? {
         Request::Finished(outcome) => Ok(outcome),
@@ -487,9 +494,9 @@ fn add_manifest_entry(ctx: &Context, plan: &Plan, inputs: Inputs, result_key: Di
     entry
 }
 
-/// A miss (or a lookup) in preprocessor mode: the key is the preprocessed text's digest; the inputs for a
-/// direct-mode manifest come from a depfile the preprocessor run writes.
-fn miss_preprocessor(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream) -> Result<(), FrameError> {
+/// Runs the preprocessor for this call, writing a depfile of what it read; `None` when it fails (the compile
+/// would fail the same way).
+fn preprocess(ctx: &Context, plan: &Plan) -> Option<(Vec<u8>, TempPath)> {
     let tmp_i = TempPath::new(ctx, "i");
     let tmp_d = TempPath::new(ctx, "d");
     let mut pp_args = plan.parsed.preprocessor_args();
@@ -504,11 +511,67 @@ fn miss_preprocessor(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixS
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
-    let preprocessed = match ran {
-        Ok(s) if s.success() => std::fs::read(&tmp_i.0).ok(),
+    match ran {
+        Ok(s) if s.success() => std::fs::read(&tmp_i.0).ok().map(|text| (text, tmp_d)),
         _ => None,
+    }
+}
+
+/// A miss compiled on the remote pool: `None` when it stays local (the reason is counted).
+fn miss_remote(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream) -> Option<Result<(), FrameError>> {
+    let fallback = |reason: &str| {
+        ctx.stats.record(|c| *c.remote_fallbacks.entry(reason.to_owned()).or_default() += 1);
+        None
     };
-    let Some(preprocessed) = preprocessed else {
+    let Some((preprocessed, tmp_d)) = preprocess(ctx, plan) else { return fallback("preprocessing-failed") };
+    if crate::key::files::has_time_macros(&preprocessed) && !plan.source_date_epoch {
+        return fallback("time-macros");
+    }
+    let result = match remote_exec::compile(ctx, &plan.inv, &plan.parsed, plan.compiler.digest, &preprocessed) {
+        Ok(result) => result,
+        Err(reason) => return fallback(reason),
+    };
+    let mut h = KeyHasher::new("c-preprocessed", 1);
+    h.digest(b'c', &plan.common_key).digest(b'i', &Digest::of(&preprocessed));
+    let result_key = h.finish();
+    if let Err(e) = outputs::restore(&result, &plan.parsed, &plan.inv.cwd, plan.inv.umask) {
+        tracing::warn!(error = %e, "writing the remote object failed");
+        return fallback("restore-failed");
+    }
+    let inputs = std::fs::read(&tmp_d.0)
+        .ok()
+        .and_then(|text| depfile::dependencies(&text))
+        .ok_or(Reason::BadDepfile)
+        .and_then(|deps| inputs_of(ctx, plan, &deps, start_ns));
+    let _storing = ctx.in_flight.begin(plan.direct_key);
+    let answered = write_msg(
+        conn,
+        &Response::Hit {
+            stdout: result.stdout.clone(),
+            stderr: result.stderr.clone(),
+            exit_code: 0,
+            forced_color: false,
+        },
+    );
+    let millis = result.compile_millis;
+    let stored = inputs.map(|inputs| commit(ctx, plan, &Prepared { result_key, inputs, result }));
+    ctx.stats.record(|c| {
+        c.misses += 1;
+        c.remote_compiles += 1;
+        c.remote_millis += millis;
+        match stored {
+            Ok(Some(_)) => c.stored += 1,
+            Ok(None) => {}
+            Err(reason) => c.count_uncacheable(reason),
+        }
+    });
+    Some(answered)
+}
+
+/// A miss (or a lookup) in preprocessor mode: the key is the preprocessed text's digest; the inputs for a
+/// direct-mode manifest come from a depfile the preprocessor run writes.
+fn miss_preprocessor(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream) -> Result<(), FrameError> {
+    let Some((preprocessed, tmp_d)) = preprocess(ctx, plan) else {
         // The compile would fail the same way: let the compiler say so itself.
         ctx.stats.record(|c| c.count_uncacheable(Reason::CompileFailed));
         return write_msg(conn, &Response::Passthrough { reason: Reason::CompileFailed });

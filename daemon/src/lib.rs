@@ -11,6 +11,7 @@
 //! - [`links`]: following a path's symbolic links one component at a time.
 //! - [`persist`]: identity memos kept across restarts.
 //! - [`remote`]: the shared cache (rcc-scheduler) as a second tier behind the local store.
+//! - [`remote_exec`]: misses compiled on the remote pool when the local slots are full.
 //! - [`store`]: the local store (zstd, atomic writes, digest-checked reads, LRU eviction).
 //! - [`sandbox`]: the hermetic sandbox (bubblewrap, seccomp, limits) pool workers run remote actions in.
 //! - [`stats`]: counters persisted across restarts.
@@ -30,6 +31,7 @@ pub mod outputs;
 pub mod pack;
 pub mod persist;
 pub mod remote;
+pub mod remote_exec;
 pub mod rust;
 pub mod sandbox;
 pub mod server;

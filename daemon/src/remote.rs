@@ -15,7 +15,7 @@ use crate::key::manifest::{Entry, Manifest};
 use crate::outputs::{CachedResult, Role, StoredFile};
 use crate::stats::StatsBook;
 use rcc_proto::config::Config;
-use rcc_proto::remote::{ActionResult, OutputFile, Scope};
+use rcc_proto::remote::{ActionResult, OutputFile, RemoteAction, Scope};
 use rcc_proto::{Digest, KeyHasher};
 use rcc_scheduler::client::Client;
 use rcc_scheduler::tls::Trust;
@@ -292,6 +292,90 @@ impl Remote {
             sent += put_opaque(&client, manifest_key, &merge(current)).await?;
             Ok(sent)
         });
+    }
+}
+
+/// A remote execution's outcome, its blobs fetched and checked.
+pub struct Executed {
+    /// The action result.
+    pub result: ActionResult,
+    /// Output files by name, with their content.
+    pub outputs: Vec<(String, Vec<u8>)>,
+    /// Standard output.
+    pub stdout: Vec<u8>,
+    /// Standard error.
+    pub stderr: Vec<u8>,
+}
+
+impl Remote {
+    /// Whether the scheduler lets this machine run actions on its pool (the token's `execute` scope).
+    pub fn can_execute(&self, stats: &StatsBook) -> bool {
+        self.client(stats).is_some_and(|c| c.scopes.contains(&Scope::Execute))
+    }
+
+    /// Uploads what the scheduler lacks of `blobs`, runs `action` on the pool and fetches its outputs,
+    /// stdout and stderr (each checked against its digest), all within `wait`. `Err` names why not, in a
+    /// word counted by `rcc stats` (`no-workers`, `timeout`, `remote-error`).
+    pub fn execute(
+        &self,
+        stats: &StatsBook,
+        blobs: Vec<(Digest, Vec<u8>)>,
+        action: RemoteAction,
+        wait: Duration,
+    ) -> Result<Executed, &'static str> {
+        let client = self.client(stats).ok_or("scheduler-unreachable")?;
+        let work = async move {
+            let missing = client.find_missing(blobs.iter().map(|b| b.0).collect()).await?;
+            let mut sent = 0;
+            for (digest, data) in &blobs {
+                if missing.contains(digest) {
+                    client.put_blob_as(*digest, data).await?;
+                    sent += data.len() as u64;
+                }
+            }
+            let result = client.execute(action).await?;
+            let fetch = |d: Digest| {
+                let client = client.clone();
+                async move {
+                    client
+                        .get_blob(d)
+                        .await?
+                        .ok_or(rcc_scheduler::client::ClientError::Unexpected("missing blob".into()))
+                }
+            };
+            let mut outputs = Vec::new();
+            for out in &result.outputs {
+                outputs.push((out.name.clone(), fetch(out.digest).await?));
+            }
+            let stdout = match result.stdout {
+                Some(d) => fetch(d).await?,
+                None => Vec::new(),
+            };
+            let stderr = match result.stderr {
+                Some(d) => fetch(d).await?,
+                None => Vec::new(),
+            };
+            Ok::<_, rcc_scheduler::client::ClientError>((result, outputs, stdout, stderr, sent))
+        };
+        match self.runtime.block_on(async { tokio::time::timeout(wait, work).await }) {
+            Ok(Ok((result, outputs, stdout, stderr, sent))) => {
+                let down: u64 =
+                    outputs.iter().map(|o| o.1.len() as u64).sum::<u64>() + (stdout.len() + stderr.len()) as u64;
+                stats.record(|c| {
+                    c.bytes_up += sent;
+                    c.bytes_down += down;
+                });
+                Ok(Executed { result, outputs, stdout, stderr })
+            }
+            Ok(Err(rcc_scheduler::client::ClientError::Refused(rcc_proto::remote::RemoteError::NoWorkers(_)))) => {
+                Err("no-workers")
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "remote execution failed");
+                Err("remote-error")
+            }
+            Err(_) => Err("timeout"),
+        }
     }
 }
 

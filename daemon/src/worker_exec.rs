@@ -110,7 +110,7 @@ async fn run_in(client: &Client, root: &Path, work: &Path, action: &RemoteAction
         format!("action {}", &action.digest().to_hex()[..16]),
         &action.program,
         work.to_owned(),
-        PathBuf::from("/work"),
+        PathBuf::from(&action.workdir),
     );
     spec.args = action.args.iter().map(Into::into).collect();
     spec.env = action.env.iter().map(|(k, v)| (k.into(), v.into())).collect();

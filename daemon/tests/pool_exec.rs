@@ -58,6 +58,7 @@ fn action(toolchain: Digest, unit: Digest, pool: &str) -> RemoteAction {
         pool: pool.into(),
         kind: Digest::of(b"gcc -O2 unit.i"),
         timeout_ms: 60_000,
+        workdir: "/work".into(),
     }
 }
 

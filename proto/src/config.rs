@@ -82,6 +82,9 @@ pub struct Config {
     pub read_only: Setting<bool>,
     /// Longest wait for the scheduler on the compile path, in milliseconds.
     pub remote_timeout_ms: Setting<u64>,
+    /// Cache misses compiled locally at once; beyond this they go to the pool when the scheduler offers
+    /// remote execution (0: every miss that can run remotely does).
+    pub local_jobs: Setting<u64>,
     /// Paths under this directory are made relative to the working directory, so checkouts in different
     /// places share entries.
     pub base_dir: Setting<Option<PathBuf>>,
@@ -107,6 +110,7 @@ struct FileConfig {
     token: Option<String>,
     read_only: Option<bool>,
     remote_timeout_ms: Option<u64>,
+    local_jobs: Option<u64>,
     base_dir: Option<PathBuf>,
 }
 
@@ -247,6 +251,13 @@ impl Config {
                 env(vars::RCC_REMOTE_TIMEOUT_MS),
                 |s| s.trim().parse::<u64>().map_err(|e| format!("not a number of milliseconds: {e}")),
             )?,
+            local_jobs: pick(
+                std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
+                parsed.local_jobs,
+                from_file,
+                env(vars::RCC_LOCAL_JOBS),
+                |s| s.trim().parse::<u64>().map_err(|e| format!("not a number of jobs: {e}")),
+            )?,
             dir,
         })
     }
@@ -294,6 +305,7 @@ impl Config {
                 format!("{}ms", self.remote_timeout_ms.value),
                 self.remote_timeout_ms.source.to_string(),
             ),
+            ("local_jobs", self.local_jobs.value.to_string(), self.local_jobs.source.to_string()),
         ]
     }
 }

@@ -123,7 +123,7 @@ pub enum SchedulerMessage {
     /// Run this action.
     Run {
         /// The action.
-        action: RemoteAction,
+        action: Box<RemoteAction>,
     },
     /// Stop running this action (another copy won, or every requester left).
     Cancel {
@@ -159,6 +159,9 @@ pub struct RemoteAction {
     pub kind: Digest,
     /// Wall-clock limit in milliseconds.
     pub timeout_ms: u64,
+    /// Where the work directory appears and the program runs (absolute): the client's own working
+    /// directory, so that debug information names the same directory as a local compile.
+    pub workdir: String,
 }
 
 impl RemoteAction {
@@ -185,8 +188,8 @@ impl RemoteAction {
                 return Err(RemoteError::Malformed(format!("file name `{name}`")));
             }
         }
-        if !self.program.starts_with('/') {
-            return Err(RemoteError::Malformed("the program must be an absolute path".into()));
+        if !self.program.starts_with('/') || !self.workdir.starts_with('/') || self.workdir.len() > 4096 {
+            return Err(RemoteError::Malformed("the program and work directory must be absolute paths".into()));
         }
         Ok(())
     }

@@ -214,6 +214,12 @@ pub struct Counters {
     pub saved_millis: u64,
     /// Time spent compiling misses, in milliseconds.
     pub miss_millis: u64,
+    /// Misses compiled on the remote pool.
+    pub remote_compiles: u64,
+    /// Compile time the pool took off this machine, in milliseconds (the remote compiles' own times).
+    pub remote_millis: u64,
+    /// Misses that could have gone to the pool but were compiled locally, by reason.
+    pub remote_fallbacks: BTreeMap<String, u64>,
     /// rustc invocations, counted apart from C and C++.
     pub rust: RustCounters,
 }
@@ -286,6 +292,11 @@ impl Counters {
         self.saved_millis += other.saved_millis;
         self.miss_millis += other.miss_millis;
         self.rust.add(&other.rust);
+        self.remote_compiles += other.remote_compiles;
+        self.remote_millis += other.remote_millis;
+        for (k, v) in &other.remote_fallbacks {
+            *self.remote_fallbacks.entry(k.clone()).or_default() += v;
+        }
     }
 
     /// Counts one uncacheable compile.

@@ -40,6 +40,8 @@ pub const RCC_READ_ONLY: &str = "RCC_READ_ONLY";
 /// Longest wait for the scheduler on the compile path, in milliseconds. Default 2000.
 pub const RCC_REMOTE_TIMEOUT_MS: &str = "RCC_REMOTE_TIMEOUT_MS";
 
+/// Cache misses compiled locally at once before the rest go to the remote pool. Default: the cores.
+pub const RCC_LOCAL_JOBS: &str = "RCC_LOCAL_JOBS";
 /// `rccd worker`: actions run at once. Default: the number of cores.
 pub const RCC_WORKER_SLOTS: &str = "RCC_WORKER_SLOTS";
 /// `rccd worker`: the pool served. Default: `<os>-<arch>`, e.g. `linux-x86_64`.

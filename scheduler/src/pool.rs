@@ -184,7 +184,7 @@ impl Pool {
                     let sent = flights
                         .workers
                         .get(&worker)
-                        .is_some_and(|tx| tx.send(SchedulerMessage::Run { action: spec }).is_ok());
+                        .is_some_and(|tx| tx.send(SchedulerMessage::Run { action: Box::new(spec) }).is_ok());
                     if !sent {
                         tracing::debug!(worker = worker.0, "assigned to a disconnected worker: requeued when lost");
                     }

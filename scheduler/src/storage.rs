@@ -253,7 +253,10 @@ impl Storage for DiskStorage {
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(io)?;
         }
-        let tmp = self.dir.join("tmp").join(format!("{}.{}", digest.to_hex(), std::process::id()));
+        // Unique per write: two clients uploading the same blob at once must not share a temporary file.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = self.dir.join("tmp").join(format!("{}.{}.{n}", digest.to_hex(), std::process::id()));
         fs::write(&tmp, compressed).map_err(io)?;
         fs::rename(&tmp, &path).map_err(io)?;
         let mut txn = self.db.begin_write().map_err(index_err)?;
@@ -372,6 +375,23 @@ impl Storage for DiskStorage {
 mod tests {
     use super::*;
     use rcc_proto::remote::OutputFile;
+
+    #[test]
+    fn the_same_blob_uploaded_at_once_by_many_clients_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = std::sync::Arc::new(DiskStorage::open(dir.path(), 1 << 30).unwrap());
+        let data = vec![7u8; 100_000];
+        let digest = Digest::of(&data);
+        let compressed = zstd::bulk::compress(&data, 1).unwrap();
+        let size = data.len() as u64;
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                let (storage, compressed) = (storage.clone(), compressed.clone());
+                scope.spawn(move || storage.put_compressed(&digest, size, &compressed).unwrap());
+            }
+        });
+        assert_eq!(storage.get_blob(&digest).unwrap(), Some(data));
+    }
 
     fn result_naming(blobs: &[&Digest]) -> ActionResult {
         ActionResult {

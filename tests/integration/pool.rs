@@ -112,3 +112,123 @@ fn a_token_without_the_worker_scope_cannot_register() {
     let status = status_json(&scheduler);
     assert_eq!(status["workers"].as_array().map(Vec::len), Some(0));
 }
+
+/// A small C project: six units and a header; its Makefile compiles without depfiles.
+fn write_project(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("parts.h"), "int part(int i, int x);\n").unwrap();
+    let mut objects = Vec::new();
+    for i in 0..6 {
+        std::fs::write(
+            dir.join(format!("part{i}.c")),
+            format!("#include \"parts.h\"\nstatic int helper{i}(int x) {{ return x * {i} + 1; }}\nint part{i}(int x) {{ return helper{i}(x); }}\n"),
+        )
+        .unwrap();
+        objects.push(format!("part{i}.o"));
+    }
+    let calls: String = (0..6).map(|i| format!(" + part{i}(n)")).collect();
+    let decls: String = (0..6).map(|i| format!("int part{i}(int x);\n")).collect();
+    std::fs::write(
+        dir.join("main.c"),
+        format!("#include <stdio.h>\n{decls}int main(void) {{ int n = 3; printf(\"%d\\n\", 0{calls}); return 0; }}\n"),
+    )
+    .unwrap();
+    objects.push("main.o".into());
+    std::fs::write(
+        dir.join("Makefile"),
+        format!(
+            "CFLAGS = -O2 -g\nOBJS = {objs}\napp: $(OBJS)\n\t$(CC) -o app $(OBJS)\n%.o: %.c\n\t$(CC) $(CFLAGS) -c $< -o $@\n",
+            objs = objects.join(" ")
+        ),
+    )
+    .unwrap();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        crate::support::settle(&entry.unwrap().path());
+    }
+}
+
+fn objects(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".o"))
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Opens the test's directories to the sandbox's unprivileged user (workers run actions as `nobody`).
+fn open_to_sandbox(env: &TestEnv) {
+    use std::os::unix::fs::PermissionsExt;
+    for dir in [&env.root, &env.proj] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+fn start_worker_in(scheduler: &Scheduler, env: &TestEnv, name: &str) -> Worker {
+    let dir = env.root.join(format!("worker-{name}"));
+    let child = Command::new(bin_dir().join("rccd"))
+        .args(["worker", "--scheduler", &scheduler.addr, "--fingerprint", &scheduler.fingerprint])
+        .args(["--token", &scheduler.token("worker,read,write"), "--name", name, "--slots", "2", "--dir"])
+        .arg(dir)
+        .env("RCC_LOG_LEVEL", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting rccd worker");
+    Worker(child)
+}
+
+#[test]
+fn a_make_build_with_no_local_jobs_compiles_on_the_workers_byte_identically() {
+    let mut env = TestEnv::new();
+    open_to_sandbox(&env);
+    let scheduler = Scheduler::start_with(&env.root, &["--heartbeat-ms", "300"]);
+    let _w1 = start_worker_in(&scheduler, &env, "one");
+    let _w2 = start_worker_in(&scheduler, &env, "two");
+    wait_for(&scheduler, "two workers", |s| s["workers"].as_array().is_some_and(|w| w.len() == 2));
+
+    env.set_env("RCC_SCHEDULER", &scheduler.addr);
+    env.set_env("RCC_SCHEDULER_FINGERPRINT", &scheduler.fingerprint);
+    env.set_env("RCC_TOKEN", &scheduler.token("read,write,execute"));
+    env.set_env("RCC_LOCAL_JOBS", "0");
+    write_project(&env.proj);
+    let rcc = env.rcc_bin();
+    run_ok(env.command("make").args(["-j4", &format!("CC={} gcc", rcc.display())]));
+    let stats = env.stats()["counters"].clone();
+    assert_eq!(stats["remote_compiles"], 7, "every unit compiled on the pool: {stats:#}\n{}", env.log());
+    let app = run_ok(&mut Command::new(env.proj.join("app")));
+    assert_eq!(String::from_utf8_lossy(&app.stdout).trim(), "51");
+
+    // The same project built locally without rcc, in the same directory: identical objects.
+    let remote_objects = objects(&env.proj);
+    run_ok(env.command("make").args(["-B", "-j4", "CC=gcc"]));
+    assert_eq!(remote_objects, objects(&env.proj), "remote objects are byte-identical to local ones");
+
+    // A rebuild is all cache hits: the remote results were stored like local ones.
+    env.zero_stats();
+    for o in &remote_objects {
+        std::fs::remove_file(env.proj.join(&o.0)).unwrap();
+    }
+    run_ok(env.command("make").args(["-j4", &format!("CC={} gcc", rcc.display())]));
+    assert_eq!(env.counter("hits_direct"), 7);
+}
+
+#[test]
+fn a_pool_without_workers_means_local_compiles() {
+    let mut env = TestEnv::new();
+    let scheduler = Scheduler::start(&env.root);
+    env.set_env("RCC_SCHEDULER", &scheduler.addr);
+    env.set_env("RCC_SCHEDULER_FINGERPRINT", &scheduler.fingerprint);
+    env.set_env("RCC_TOKEN", &scheduler.token("read,write,execute"));
+    env.set_env("RCC_LOCAL_JOBS", "0");
+    write_project(&env.proj);
+    let started = Instant::now();
+    run_ok(env.command("make").args(["-j4", &format!("CC={} gcc", env.rcc_bin().display())]));
+    assert!(started.elapsed() < Duration::from_secs(60), "no hang");
+    let stats = env.stats()["counters"].clone();
+    assert_eq!(stats["remote_compiles"], 0);
+    assert_eq!(stats["remote_fallbacks"]["no-workers"], 7, "{stats:#}");
+    assert_eq!(stats["misses"], 7);
+}

@@ -841,6 +841,67 @@ impl ParsedArgs {
         out
     }
 
+    /// The arguments that compile this call's preprocessed output (the source replaced by `unit`, given as
+    /// `-x cpp-output`/`c++-cpp-output`, the output by `object`): preprocessor, depfile and output options
+    /// dropped. `None` when the call cannot be compiled away from its machine: `-march=native` (another
+    /// CPU), files named by flags, `-B`, split DWARF, coverage notes, `-S`, languages other than C and C++.
+    pub fn compile_args_for_preprocessed(&self, unit: &str, object: &str) -> Option<Vec<OsString>> {
+        let language = match self.language.as_str() {
+            "c" => "cpp-output",
+            "c++" => "c++-cpp-output",
+            _ => return None,
+        };
+        if self.native_cpu
+            || !self.input_files.is_empty()
+            || !self.input_dirs.is_empty()
+            || !self.b_prefixes.is_empty()
+            || self.split_dwarf
+            || self.coverage
+            || self.assembly
+        {
+            return None;
+        }
+        let mut out = Vec::with_capacity(self.expanded.len() + 6);
+        let mut args = self.expanded.iter();
+        while let Some(arg) = args.next() {
+            let bytes = arg.as_bytes();
+            let Some((flag, glued)) = lookup(bytes) else {
+                if Path::new(arg) != self.source {
+                    out.push(arg.clone());
+                }
+                continue;
+            };
+            let separate_value = glued.is_none() && matches!(flag.takes, T::Separate | T::JoinedOrSeparate);
+            let dropped = match flag.effect {
+                E::Output
+                | E::Language
+                | E::Include(_)
+                | E::ForcedInclude
+                | E::Dep(_)
+                | E::DepFile
+                | E::DepTargetRaw
+                | E::DepTargetQuoted
+                | E::DepPhony
+                | E::Wp
+                | E::Xpreprocessor => true,
+                E::Xclang | E::InputFile | E::ProfileUse | E::BPrefix | E::DepOnly | E::Preprocess => return None,
+                _ => false,
+            };
+            if dropped {
+                if separate_value {
+                    args.next();
+                }
+                continue;
+            }
+            out.push(arg.clone());
+            if separate_value {
+                out.extend(args.next().cloned());
+            }
+        }
+        out.extend(["-x".into(), language.into(), unit.into(), "-o".into(), object.into()]);
+        Some(out)
+    }
+
     /// The split-DWARF file beside the output.
     pub fn dwo_path(&self) -> Option<PathBuf> {
         self.split_dwarf.then(|| self.output.with_extension("dwo"))

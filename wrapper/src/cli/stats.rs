@@ -62,6 +62,14 @@ pub fn render(s: &StatsSnapshot) -> String {
     line("shared cache errors (fell back)", c.remote_errors.to_string());
     line("compile time saved", format!("{:.1} s", c.saved_millis as f64 / 1000.0));
     line("compile time of misses", format!("{:.1} s", c.miss_millis as f64 / 1000.0));
+    if c.remote_compiles + c.remote_fallbacks.values().sum::<u64>() > 0 {
+        line("compiled on the remote pool", c.remote_compiles.to_string());
+        line("  their compile time", format!("{:.1} s", c.remote_millis as f64 / 1000.0));
+        line("kept local (pool unavailable)", c.remote_fallbacks.values().sum::<u64>().to_string());
+        for (reason, n) in &c.remote_fallbacks {
+            line(&format!("  {reason}"), n.to_string());
+        }
+    }
     let r = &c.rust;
     if r.hits + r.hits_remote + r.misses + r.uncacheable.values().sum::<u64>() > 0 {
         line("rust: cache hits", r.hits.to_string());

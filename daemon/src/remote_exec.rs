@@ -1,0 +1,148 @@
+//! Cache misses compiled on the remote pool. When the local compile slots ([`Config::local_jobs`]) are all
+//! taken and the scheduler grants remote execution, a miss is preprocessed here and sent as an action: the
+//! preprocessed unit plus the compiler's toolchain pack ([`crate::pack`]), compiled on a worker in its
+//! sandbox with the work directory at this invocation's working directory (so debug information matches a
+//! local compile). Sending the preprocessed unit rather than the source and its header tree keeps actions
+//! small and self-contained: nothing of this machine's include directories needs to exist on the worker.
+//! Anything that fails — no workers, a timeout, a refused or failing compile — leaves the miss to the local
+//! compiler, counted by reason.
+//!
+//! [`Config::local_jobs`]: rcc_proto::config::Config
+
+use crate::compile::Invocation;
+use crate::context::Context;
+use crate::key::args::ParsedArgs;
+use crate::outputs::{CachedResult, Role, StoredFile};
+use crate::pack::{Entry, Pack};
+use rcc_proto::remote::RemoteAction;
+use rcc_proto::{Digest, KeyHasher};
+use std::collections::HashMap;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Longest a remote compile may take before the miss is compiled locally.
+const REMOTE_WAIT: Duration = Duration::from_secs(300);
+const UNIT: &str = "rcc-unit.i";
+const OBJECT: &str = "rcc-unit.o";
+
+/// Local compiles of misses running now.
+static LOCAL_RUNNING: AtomicU64 = AtomicU64::new(0);
+
+/// Holds one local compile slot while alive.
+pub struct LocalSlot(());
+
+impl LocalSlot {
+    /// Takes a slot (counted even beyond the cap: the cap only decides what goes remote).
+    pub fn take() -> LocalSlot {
+        LOCAL_RUNNING.fetch_add(1, Ordering::AcqRel);
+        LocalSlot(())
+    }
+}
+
+impl Drop for LocalSlot {
+    fn drop(&mut self) {
+        LOCAL_RUNNING.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Whether this miss should try the pool: a scheduler is configured and the local slots are full.
+pub fn wanted(ctx: &Context) -> bool {
+    ctx.remote.is_some() && LOCAL_RUNNING.load(Ordering::Acquire) >= ctx.config.local_jobs.value
+}
+
+/// A compiler's pack, built once per identity: its encoded bytes and where its files are.
+struct PackedCompiler {
+    pack_bytes: Vec<u8>,
+    files: Vec<(Digest, PathBuf)>,
+}
+
+fn packed(identity: Digest, driver: &std::path::Path) -> Result<std::sync::Arc<PackedCompiler>, &'static str> {
+    static MEMO: OnceLock<Mutex<HashMap<Digest, std::sync::Arc<PackedCompiler>>>> = OnceLock::new();
+    let memo = MEMO.get_or_init(Default::default);
+    if let Some(known) = memo.lock().unwrap_or_else(|e| e.into_inner()).get(&identity) {
+        return Ok(known.clone());
+    }
+    let pack = Pack::of_compiler(driver).map_err(|e| {
+        tracing::warn!(error = %e, "packing the compiler failed");
+        "pack-failed"
+    })?;
+    let files = pack
+        .entries
+        .iter()
+        .filter_map(|(path, entry)| match entry {
+            Entry::File { digest, .. } => Some((*digest, path.clone())),
+            Entry::Symlink { .. } => None,
+        })
+        .collect();
+    let packed = std::sync::Arc::new(PackedCompiler { pack_bytes: pack.encode(), files });
+    memo.lock().unwrap_or_else(|e| e.into_inner()).insert(identity, packed.clone());
+    Ok(packed)
+}
+
+/// Compiles `preprocessed` (this call's `-E` output) on the pool. `Err` is the reason it stays local.
+pub fn compile(
+    ctx: &Context,
+    inv: &Invocation,
+    parsed: &ParsedArgs,
+    identity: Digest,
+    preprocessed: &[u8],
+) -> Result<CachedResult, &'static str> {
+    let remote = ctx.remote.as_ref().ok_or("no-scheduler")?;
+    if !remote.can_execute(&ctx.stats) {
+        return Err("no-execute-scope");
+    }
+    let args = parsed.compile_args_for_preprocessed(UNIT, OBJECT).ok_or("not-remotable")?;
+    let args: Vec<String> =
+        args.into_iter().map(|a| a.into_string().map_err(|_| "not-remotable")).collect::<Result<_, _>>()?;
+    let program = inv.compiler.to_str().filter(|p| p.starts_with('/')).ok_or("not-remotable")?.to_owned();
+    let workdir = inv.cwd.to_str().ok_or("not-remotable")?.to_owned();
+    let packed = packed(identity, &inv.compiler)?;
+    let mut blobs = Vec::with_capacity(packed.files.len() + 2);
+    for (digest, path) in &packed.files {
+        blobs.push((*digest, std::fs::read(path).map_err(|_| "pack-failed")?));
+    }
+    let toolchain = Digest::of(&packed.pack_bytes);
+    blobs.push((toolchain, packed.pack_bytes.clone()));
+    let unit = Digest::of(preprocessed);
+    blobs.push((unit, preprocessed.to_vec()));
+    // The variables a compile of preprocessed text reads: the message language and colours.
+    let mut env: Vec<(String, String)> = ["LANG", "LC_ALL", "LC_MESSAGES", "GCC_COLORS", "SOURCE_DATE_EPOCH"]
+        .iter()
+        .filter_map(|k| Some((k.to_string(), inv.var(k)?.to_str()?.to_owned())))
+        .collect();
+    let driver_dir = inv.compiler.parent().and_then(|d| d.to_str()).unwrap_or("/usr/bin");
+    env.push(("PATH".into(), format!("{driver_dir}:/usr/bin:/bin")));
+    let mut kind = KeyHasher::new("remote-kind", 1);
+    kind.digest(b'c', &identity).bytes(b's', parsed.source.as_os_str().as_bytes());
+    let action = RemoteAction {
+        toolchain,
+        program,
+        args,
+        env,
+        inputs: vec![(UNIT.into(), unit)],
+        outputs: vec![OBJECT.into()],
+        pool: crate::worker::WorkerOptions::default_pool(),
+        kind: kind.finish(),
+        timeout_ms: REMOTE_WAIT.as_millis() as u64,
+        workdir,
+    };
+    let start = Instant::now();
+    let crate::remote::Executed { result, outputs, stdout, stderr } =
+        remote.execute(&ctx.stats, blobs, action, REMOTE_WAIT)?;
+    if result.exit_code != 0 {
+        // Let the local compiler report the error itself.
+        return Err("remote-compile-failed");
+    }
+    let object = outputs.into_iter().find(|(name, _)| name == OBJECT).ok_or("remote-error")?.1;
+    Ok(CachedResult {
+        files: vec![StoredFile { role: Role::Object, data: object }],
+        stdout,
+        stderr,
+        exit_code: 0,
+        depfile_target: None,
+        compile_millis: start.elapsed().as_millis() as u64,
+    })
+}
