@@ -61,6 +61,27 @@ impl WorkerOptions {
     }
 }
 
+/// Faults a worker can be told to simulate, for the pool's own tests (never set in production):
+/// `RCC_WORKER_TEST_DELAY_MS` (each action starts this much later: a slow machine) and
+/// `RCC_WORKER_TEST_CORRUPT=1` (results name outputs that were never uploaded).
+#[derive(Debug, Clone, Copy, Default)]
+struct Faults {
+    delay: Option<Duration>,
+    corrupt: bool,
+}
+
+impl Faults {
+    fn from_env() -> Faults {
+        Faults {
+            delay: std::env::var("RCC_WORKER_TEST_DELAY_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_millis),
+            corrupt: std::env::var("RCC_WORKER_TEST_CORRUPT").is_ok_and(|v| v == "1"),
+        }
+    }
+}
+
 /// Why a session with the scheduler ended.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -126,6 +147,7 @@ async fn session(
     let running: std::sync::Arc<
         std::sync::Mutex<std::collections::HashMap<rcc_proto::Digest, tokio::task::AbortHandle>>,
     > = Default::default();
+    let faults = Faults::from_env();
     let reader = {
         let (client, cache, running) = (client.clone(), cache.clone(), running.clone());
         tokio::spawn(async move {
@@ -137,7 +159,18 @@ async fn session(
                             (client.clone(), cache.clone(), done_tx.clone(), running.clone());
                         let task = tokio::spawn(async move {
                             tracing::info!(action = %&digest.to_hex()[..16], "running an action");
+                            if let Some(delay) = faults.delay {
+                                tokio::time::sleep(delay).await;
+                            }
                             let (result, error) = match execute(&client, &cache, &action).await {
+                                Ok(mut result) if faults.corrupt => {
+                                    // Name an object nobody uploaded: what a worker with a broken disk or
+                                    // a lying implementation reports.
+                                    for out in &mut result.outputs {
+                                        out.digest = rcc_proto::Digest::of(&out.digest.to_hex().into_bytes());
+                                    }
+                                    (Some(result), None)
+                                }
                                 Ok(result) => (Some(result), None),
                                 Err(e) => {
                                     tracing::warn!(action = %&digest.to_hex()[..16], error = %e, "action could not run");

@@ -167,8 +167,14 @@ fn open_to_sandbox(env: &TestEnv) {
 }
 
 fn start_worker_in(scheduler: &Scheduler, env: &TestEnv, name: &str) -> Worker {
+    start_faulty_worker(scheduler, env, name, &[])
+}
+
+/// A worker with test faults (`RCC_WORKER_TEST_DELAY_MS`, `RCC_WORKER_TEST_CORRUPT`).
+fn start_faulty_worker(scheduler: &Scheduler, env: &TestEnv, name: &str, faults: &[(&str, &str)]) -> Worker {
     let dir = env.root.join(format!("worker-{name}"));
     let child = Command::new(bin_dir().join("rccd"))
+        .envs(faults.iter().copied())
         .args(["worker", "--scheduler", &scheduler.addr, "--fingerprint", &scheduler.fingerprint])
         .args(["--token", &scheduler.token("worker,read,write"), "--name", name, "--slots", "2", "--dir"])
         .arg(dir)
@@ -231,4 +237,76 @@ fn a_pool_without_workers_means_local_compiles() {
     assert_eq!(stats["remote_compiles"], 0);
     assert_eq!(stats["remote_fallbacks"]["no-workers"], 7, "{stats:#}");
     assert_eq!(stats["misses"], 7);
+}
+
+/// A client machine of the pool that compiles nothing locally.
+fn pool_client(scheduler: &Scheduler, env: &mut TestEnv) {
+    env.set_env("RCC_SCHEDULER", &scheduler.addr);
+    env.set_env("RCC_SCHEDULER_FINGERPRINT", &scheduler.fingerprint);
+    env.set_env("RCC_TOKEN", &scheduler.token("read,write,execute"));
+    env.set_env("RCC_LOCAL_JOBS", "0");
+}
+
+/// The project's objects from a plain local build in a copy of it.
+fn local_objects(env: &TestEnv) -> Vec<(String, Vec<u8>)> {
+    // In place (-g records the directory), then the remote objects are put back.
+    let saved = objects(&env.proj);
+    run_ok(env.command("make").args(["-B", "-j4", "CC=gcc"]));
+    let local = objects(&env.proj);
+    for (name, data) in &saved {
+        std::fs::write(env.proj.join(name), data).unwrap();
+    }
+    local
+}
+
+#[test]
+fn killing_a_worker_mid_build_leaves_the_build_green_with_its_actions_rerun_elsewhere() {
+    let mut env = TestEnv::new();
+    open_to_sandbox(&env);
+    let scheduler = Scheduler::start_with(&env.root, &["--heartbeat-ms", "200", "--heartbeat-timeout-ms", "800"]);
+    let mut slow = start_faulty_worker(&scheduler, &env, "slow", &[("RCC_WORKER_TEST_DELAY_MS", "60000")]);
+    let _fast = start_worker_in(&scheduler, &env, "fast");
+    wait_for(&scheduler, "two workers", |s| s["workers"].as_array().is_some_and(|w| w.len() == 2));
+    pool_client(&scheduler, &mut env);
+    write_project(&env.proj);
+    let mut make = env
+        .command("make")
+        .args(["-j4", &format!("CC={} gcc", env.rcc_bin().display())])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("make");
+    // Once the slow worker holds actions, it dies.
+    wait_for(&scheduler, "an action on the slow worker", |s| {
+        worker(s, "slow").is_some_and(|w| w["running"].as_u64().unwrap_or(0) > 0)
+    });
+    let _ = slow.0.kill();
+    let _ = slow.0.wait();
+    let status = make.wait().expect("make");
+    assert!(status.success(), "the build stays green\n{}", env.log());
+    let stats = env.stats()["counters"].clone();
+    assert_eq!(stats["remote_compiles"], 7, "the dead worker's actions ran on the other one: {stats:#}");
+    let remote = objects(&env.proj);
+    assert_eq!(remote, local_objects(&env), "byte-identical to a local build");
+    let status = status_json(&scheduler);
+    assert_eq!(worker(&status, "slow").unwrap()["state"], "lost");
+}
+
+#[test]
+fn a_worker_returning_corrupt_outputs_is_caught_and_quarantined() {
+    let mut env = TestEnv::new();
+    open_to_sandbox(&env);
+    let scheduler = Scheduler::start_with(&env.root, &["--heartbeat-ms", "300"]);
+    let _liar = start_faulty_worker(&scheduler, &env, "liar", &[("RCC_WORKER_TEST_CORRUPT", "1")]);
+    let _honest = start_worker_in(&scheduler, &env, "honest");
+    wait_for(&scheduler, "two workers", |s| s["workers"].as_array().is_some_and(|w| w.len() == 2));
+    pool_client(&scheduler, &mut env);
+    write_project(&env.proj);
+    run_ok(env.command("make").args(["-j4", &format!("CC={} gcc", env.rcc_bin().display())]));
+    let stats = env.stats()["counters"].clone();
+    assert_eq!(stats["remote_compiles"], 7, "{stats:#}");
+    let remote = objects(&env.proj);
+    assert_eq!(remote, local_objects(&env), "no corrupt object reached the build");
+    let status = status_json(&scheduler);
+    assert_eq!(worker(&status, "liar").unwrap()["state"], "quarantined", "{status:#}");
+    assert_eq!(worker(&status, "honest").unwrap()["state"], "active");
 }
