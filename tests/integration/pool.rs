@@ -9,20 +9,6 @@ use std::time::{Duration, Instant};
 /// A worker process of the scheduler's pool.
 struct Worker(Child);
 
-impl Worker {
-    fn start(scheduler: &Scheduler, name: &str, slots: u32) -> Worker {
-        let child = Command::new(bin_dir().join("rccd"))
-            .args(["worker", "--scheduler", &scheduler.addr, "--fingerprint", &scheduler.fingerprint])
-            .args(["--token", &scheduler.token("worker"), "--name", name, "--slots", &slots.to_string()])
-            .env("RCC_LOG_LEVEL", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting rccd worker");
-        Worker(child)
-    }
-}
-
 impl Drop for Worker {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -61,8 +47,8 @@ fn worker<'a>(status: &'a serde_json::Value, name: &str) -> Option<&'a serde_jso
 fn workers_register_heartbeat_show_in_status_and_a_killed_one_is_lost() {
     let env = TestEnv::new();
     let scheduler = Scheduler::start_with(&env.root, &["--heartbeat-ms", "200", "--heartbeat-timeout-ms", "1000"]);
-    let _alpha = Worker::start(&scheduler, "alpha", 2);
-    let mut beta = Worker::start(&scheduler, "beta", 3);
+    let _alpha = start_faulty_worker(&scheduler, &env, "alpha", 2, &[]);
+    let mut beta = start_faulty_worker(&scheduler, &env, "beta", 3, &[]);
 
     let status = wait_for(&scheduler, "both workers active", |s| {
         ["alpha", "beta"].iter().all(|n| worker(s, n).is_some_and(|w| w["state"] == "active"))
@@ -167,16 +153,23 @@ fn open_to_sandbox(env: &TestEnv) {
 }
 
 fn start_worker_in(scheduler: &Scheduler, env: &TestEnv, name: &str) -> Worker {
-    start_faulty_worker(scheduler, env, name, &[])
+    start_faulty_worker(scheduler, env, name, 2, &[])
 }
 
 /// A worker with test faults (`RCC_WORKER_TEST_DELAY_MS`, `RCC_WORKER_TEST_CORRUPT`).
-fn start_faulty_worker(scheduler: &Scheduler, env: &TestEnv, name: &str, faults: &[(&str, &str)]) -> Worker {
+fn start_faulty_worker(
+    scheduler: &Scheduler,
+    env: &TestEnv,
+    name: &str,
+    slots: u32,
+    faults: &[(&str, &str)],
+) -> Worker {
     let dir = env.root.join(format!("worker-{name}"));
     let child = Command::new(bin_dir().join("rccd"))
         .envs(faults.iter().copied())
         .args(["worker", "--scheduler", &scheduler.addr, "--fingerprint", &scheduler.fingerprint])
-        .args(["--token", &scheduler.token("worker,read,write"), "--name", name, "--slots", "2", "--dir"])
+        .args(["--token", &scheduler.token("worker,read,write"), "--name", name, "--slots", &slots.to_string()])
+        .arg("--dir")
         .arg(dir)
         .env("RCC_LOG_LEVEL", "info")
         .stdout(Stdio::null())
@@ -264,7 +257,7 @@ fn killing_a_worker_mid_build_leaves_the_build_green_with_its_actions_rerun_else
     let mut env = TestEnv::new();
     open_to_sandbox(&env);
     let scheduler = Scheduler::start_with(&env.root, &["--heartbeat-ms", "200", "--heartbeat-timeout-ms", "800"]);
-    let mut slow = start_faulty_worker(&scheduler, &env, "slow", &[("RCC_WORKER_TEST_DELAY_MS", "60000")]);
+    let mut slow = start_faulty_worker(&scheduler, &env, "slow", 2, &[("RCC_WORKER_TEST_DELAY_MS", "60000")]);
     let _fast = start_worker_in(&scheduler, &env, "fast");
     wait_for(&scheduler, "two workers", |s| s["workers"].as_array().is_some_and(|w| w.len() == 2));
     pool_client(&scheduler, &mut env);
@@ -296,7 +289,7 @@ fn a_worker_returning_corrupt_outputs_is_caught_and_quarantined() {
     let mut env = TestEnv::new();
     open_to_sandbox(&env);
     let scheduler = Scheduler::start_with(&env.root, &["--heartbeat-ms", "300"]);
-    let _liar = start_faulty_worker(&scheduler, &env, "liar", &[("RCC_WORKER_TEST_CORRUPT", "1")]);
+    let _liar = start_faulty_worker(&scheduler, &env, "liar", 2, &[("RCC_WORKER_TEST_CORRUPT", "1")]);
     let _honest = start_worker_in(&scheduler, &env, "honest");
     wait_for(&scheduler, "two workers", |s| s["workers"].as_array().is_some_and(|w| w.len() == 2));
     pool_client(&scheduler, &mut env);

@@ -803,19 +803,41 @@ impl ParsedArgs {
         Some(OsString::from_vec(out))
     }
 
-    /// `expanded` without `-c`/`-S`, the output and the depfile options (read with the same flag table, so
-    /// joined and separate forms alike): the arguments of a preprocessor run.
-    pub fn preprocessor_args(&self) -> Vec<OsString> {
-        let mut out = Vec::with_capacity(self.expanded.len());
+    /// `expanded` filtered through the flag table (joined and separate forms alike): `keep` says of each
+    /// known flag whether it stays (`Some(true)`), goes with its value (`Some(false)`), or makes the whole
+    /// filtering fail (`None`); `keep_other` decides for arguments the table does not know (sources).
+    fn filter_args(
+        &self,
+        keep: impl Fn(Effect, &[u8]) -> Option<bool>,
+        keep_other: impl Fn(&OsString) -> bool,
+    ) -> Option<Vec<OsString>> {
+        let mut out = Vec::with_capacity(self.expanded.len() + 6);
         let mut args = self.expanded.iter();
         while let Some(arg) = args.next() {
             let bytes = arg.as_bytes();
             let Some((flag, glued)) = lookup(bytes) else {
-                out.push(arg.clone());
+                if keep_other(arg) {
+                    out.push(arg.clone());
+                }
                 continue;
             };
             let separate_value = glued.is_none() && matches!(flag.takes, T::Separate | T::JoinedOrSeparate);
-            let dropped = match flag.effect {
+            if keep(flag.effect, bytes)? {
+                out.push(arg.clone());
+                if separate_value {
+                    out.extend(args.next().cloned());
+                }
+            } else if separate_value {
+                args.next();
+            }
+        }
+        Some(out)
+    }
+
+    /// `expanded` without `-c`/`-S`, the output and the depfile options: the arguments of a preprocessor run.
+    pub fn preprocessor_args(&self) -> Vec<OsString> {
+        let keep = |effect, bytes: &[u8]| {
+            Some(match effect {
                 E::Compile
                 | E::Assemble
                 | E::Output
@@ -823,22 +845,12 @@ impl ParsedArgs {
                 | E::DepFile
                 | E::DepTargetRaw
                 | E::DepTargetQuoted
-                | E::DepPhony => true,
-                E::Wp => bytes.starts_with(b"-Wp,-MD,") || bytes.starts_with(b"-Wp,-MMD,"),
-                _ => false,
-            };
-            if dropped {
-                if separate_value {
-                    args.next();
-                }
-                continue;
-            }
-            out.push(arg.clone());
-            if separate_value {
-                out.extend(args.next().cloned());
-            }
-        }
-        out
+                | E::DepPhony => false,
+                E::Wp => !(bytes.starts_with(b"-Wp,-MD,") || bytes.starts_with(b"-Wp,-MMD,")),
+                _ => true,
+            })
+        };
+        self.filter_args(keep, |_| true).unwrap_or_default()
     }
 
     /// The arguments that compile this call's preprocessed output (the source replaced by `unit`, given as
@@ -861,43 +873,22 @@ impl ParsedArgs {
         {
             return None;
         }
-        let mut out = Vec::with_capacity(self.expanded.len() + 6);
-        let mut args = self.expanded.iter();
-        while let Some(arg) = args.next() {
-            let bytes = arg.as_bytes();
-            let Some((flag, glued)) = lookup(bytes) else {
-                if Path::new(arg) != self.source {
-                    out.push(arg.clone());
-                }
-                continue;
-            };
-            let separate_value = glued.is_none() && matches!(flag.takes, T::Separate | T::JoinedOrSeparate);
-            let dropped = match flag.effect {
-                E::Output
-                | E::Language
-                | E::Include(_)
-                | E::ForcedInclude
-                | E::Dep(_)
-                | E::DepFile
-                | E::DepTargetRaw
-                | E::DepTargetQuoted
-                | E::DepPhony
-                | E::Wp
-                | E::Xpreprocessor => true,
-                E::Xclang | E::InputFile | E::ProfileUse | E::BPrefix | E::DepOnly | E::Preprocess => return None,
-                _ => false,
-            };
-            if dropped {
-                if separate_value {
-                    args.next();
-                }
-                continue;
-            }
-            out.push(arg.clone());
-            if separate_value {
-                out.extend(args.next().cloned());
-            }
-        }
+        let keep = |effect, _: &[u8]| match effect {
+            E::Output
+            | E::Language
+            | E::Include(_)
+            | E::ForcedInclude
+            | E::Dep(_)
+            | E::DepFile
+            | E::DepTargetRaw
+            | E::DepTargetQuoted
+            | E::DepPhony
+            | E::Wp
+            | E::Xpreprocessor => Some(false),
+            E::Xclang | E::InputFile | E::ProfileUse | E::BPrefix | E::DepOnly | E::Preprocess => None,
+            _ => Some(true),
+        };
+        let mut out = self.filter_args(keep, |arg| Path::new(arg) != self.source)?;
         out.extend(["-x".into(), language.into(), unit.into(), "-o".into(), object.into()]);
         Some(out)
     }
