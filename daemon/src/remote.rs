@@ -295,6 +295,15 @@ impl Remote {
     }
 }
 
+/// A blob to upload: in memory, or a file read only if the scheduler lacks it (a toolchain's files are
+/// tens of megabytes and almost always already there).
+pub enum Blob {
+    /// The content.
+    Bytes(Vec<u8>),
+    /// A file whose content is known to have the blob's digest.
+    File(std::path::PathBuf),
+}
+
 /// A remote execution's outcome, its blobs fetched and checked.
 pub struct Executed {
     /// The action result.
@@ -313,13 +322,13 @@ impl Remote {
         self.client(stats).is_some_and(|c| c.scopes.contains(&Scope::Execute))
     }
 
-    /// Uploads what the scheduler lacks of `blobs`, runs `action` on the pool and fetches its outputs,
+    /// Uploads what the scheduler lacks of `blobs` (reading a file only then), runs `action` on the pool and fetches its outputs,
     /// stdout and stderr (each checked against its digest), all within `wait`. `Err` names why not, in a
     /// word counted by `rcc stats` (`no-workers`, `timeout`, `remote-error`).
     pub fn execute(
         &self,
         stats: &StatsBook,
-        blobs: Vec<(Digest, Vec<u8>)>,
+        blobs: Vec<(Digest, Blob)>,
         action: RemoteAction,
         wait: Duration,
     ) -> Result<Executed, &'static str> {
@@ -327,9 +336,15 @@ impl Remote {
         let work = async move {
             let missing = client.find_missing(blobs.iter().map(|b| b.0).collect()).await?;
             let mut sent = 0;
-            for (digest, data) in &blobs {
+            for (digest, blob) in &blobs {
                 if missing.contains(digest) {
-                    client.put_blob_as(*digest, data).await?;
+                    let data = match blob {
+                        Blob::Bytes(data) => std::borrow::Cow::Borrowed(data),
+                        Blob::File(path) => std::borrow::Cow::Owned(tokio::fs::read(path).await.map_err(|e| {
+                            rcc_scheduler::client::ClientError::Unexpected(format!("{}: {e}", path.display()))
+                        })?),
+                    };
+                    client.put_blob_as(*digest, &data).await?;
                     sent += data.len() as u64;
                 }
             }

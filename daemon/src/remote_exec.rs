@@ -14,6 +14,7 @@ use crate::context::Context;
 use crate::key::args::ParsedArgs;
 use crate::outputs::{CachedResult, Role, StoredFile};
 use crate::pack::{Entry, Pack};
+use crate::remote::Blob;
 use rcc_proto::remote::RemoteAction;
 use rcc_proto::{Digest, KeyHasher};
 use std::collections::HashMap;
@@ -100,14 +101,11 @@ pub fn compile(
     let program = inv.compiler.to_str().filter(|p| p.starts_with('/')).ok_or("not-remotable")?.to_owned();
     let workdir = inv.cwd.to_str().ok_or("not-remotable")?.to_owned();
     let packed = packed(identity, &inv.compiler)?;
-    let mut blobs = Vec::with_capacity(packed.files.len() + 2);
-    for (digest, path) in &packed.files {
-        blobs.push((*digest, std::fs::read(path).map_err(|_| "pack-failed")?));
-    }
+    let mut blobs: Vec<(Digest, Blob)> = packed.files.iter().map(|(d, path)| (*d, Blob::File(path.clone()))).collect();
     let toolchain = Digest::of(&packed.pack_bytes);
-    blobs.push((toolchain, packed.pack_bytes.clone()));
+    blobs.push((toolchain, Blob::Bytes(packed.pack_bytes.clone())));
     let unit = Digest::of(preprocessed);
-    blobs.push((unit, preprocessed.to_vec()));
+    blobs.push((unit, Blob::Bytes(preprocessed.to_vec())));
     // The variables a compile of preprocessed text reads: the message language and colours.
     let mut env: Vec<(String, String)> = ["LANG", "LC_ALL", "LC_MESSAGES", "GCC_COLORS", "SOURCE_DATE_EPOCH"]
         .iter()

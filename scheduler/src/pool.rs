@@ -5,7 +5,7 @@
 
 use crate::dispatch::{
     ActionSpec, Command, Config, Delivery, DispatchError, Dispatcher, FailureKind, Heartbeat, Millis, Outcome,
-    RequesterId, WorkerId, WorkerInfo, WorkerState,
+    RequesterId, WorkerId, WorkerInfo,
 };
 use crate::storage::Storage;
 use rcc_proto::remote::{ActionResult, RemoteAction, RemoteError, SchedulerMessage};
@@ -95,13 +95,7 @@ impl Pool {
     pub async fn execute(&self, action: RemoteAction) -> Result<ActionResult, RemoteError> {
         action.validate()?;
         let now = self.now();
-        let has_worker = self
-            .dispatcher()
-            .status(now)
-            .workers
-            .iter()
-            .any(|w| w.pool == action.pool && w.state == WorkerState::Active);
-        if !has_worker {
+        if !self.dispatcher().has_active_worker(&action.pool) {
             return Err(RemoteError::NoWorkers(action.pool.clone()));
         }
         let digest = action.digest();

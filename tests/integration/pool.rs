@@ -94,7 +94,8 @@ fn a_token_without_the_worker_scope_cannot_register() {
         .output()
         .expect("running rccd worker");
     assert!(!out.status.success(), "refused registration ends the worker with an error");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("worker"), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("registration refused") && stderr.contains("`worker` scope"), "{stderr}");
     let status = status_json(&scheduler);
     assert_eq!(status["workers"].as_array().map(Vec::len), Some(0));
 }

@@ -85,10 +85,6 @@ pub struct RustArgs {
     pub linker: Option<PathBuf>,
     /// Files named by options whose content matters (`-C profile-use`, a target spec file, …).
     pub input_files: Vec<PathBuf>,
-    /// `--remap-path-prefix` is among the arguments.
-    pub remaps_paths: bool,
-    /// Diagnostics are JSON (`--error-format=json`): paths in them are rewritten on restore.
-    pub json: bool,
     /// `-o FILE`: the one output's name (then `out_dir` is its directory).
     pub output_file: Option<PathBuf>,
     /// `--emit` was given (else rustc emits `link` only, and any `--emit` rcc adds must say `link` too).
@@ -206,8 +202,6 @@ pub fn parse(args: &[OsString], cwd: &Path) -> Result<RustArgs, Reason> {
         target: None,
         linker: None,
         input_files: Vec::new(),
-        remaps_paths: false,
-        json: false,
         output_file: None,
         explicit_emit: false,
     };
@@ -332,8 +326,6 @@ fn apply(parsed: &mut RustArgs, option: &str, value: &str) -> Result<(), Reason>
             }
             parsed.target = Some(value.to_owned());
         }
-        "--remap-path-prefix" => parsed.remaps_paths = true,
-        "--error-format" => parsed.json = value == "json",
         "-C" | "--codegen" => codegen(parsed, value)?,
         "-Z" => {
             // Unstable options are keyed verbatim; those that write or read files are refused.
@@ -358,7 +350,6 @@ fn codegen(parsed: &mut RustArgs, value: &str) -> Result<(), Reason> {
         "extra-filename" => parsed.extra_filename = v.to_owned(),
         "linker" => parsed.linker = Some(PathBuf::from(v)),
         "profile-use" => parsed.input_files.push(PathBuf::from(v)),
-        "link-arg" | "link-args" | "linker-flavor" | "link-self-contained" => {}
         _ => {}
     }
     Ok(())
@@ -418,7 +409,7 @@ mod tests {
         let p = parse(&args, Path::new("/")).unwrap();
         assert_eq!(p.crate_name, "serde");
         assert_eq!(p.crate_types, vec![CrateType::Rlib]);
-        assert!(p.json);
+        assert!(p.expanded.iter().any(|a| a == "--error-format=json"), "JSON diagnostics are kept, and keyed");
         assert!(!p.links());
         assert_eq!(p.output_names(), vec!["libserde-0abc.rlib", "libserde-0abc.rmeta", "serde-0abc.d"]);
         assert_eq!(p.externs, vec![("serde_derive".to_owned(), PathBuf::from("/t/release/deps/libserde_derive-1.so"))]);

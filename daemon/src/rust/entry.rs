@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
 
 /// Manifests keep the most recent entries only.
 const MAX_ENTRIES: usize = 16;
@@ -109,11 +108,4 @@ pub struct RustResult {
     pub stderr: Vec<u8>,
     /// How long the compile took, in milliseconds.
     pub compile_millis: u64,
-}
-
-impl RustResult {
-    /// Where a file of this result goes.
-    pub fn destination(out_dir: &std::path::Path, name: &str) -> PathBuf {
-        out_dir.join(name)
-    }
 }

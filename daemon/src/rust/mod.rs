@@ -211,7 +211,7 @@ fn restore(plan: &Plan, result: &RustResult) -> Result<(), crate::outputs::Outpu
     let umask = plan.inv.umask;
     for file in &result.files {
         let mode = if file.executable { 0o777 } else { 0o666 } & !umask;
-        let path = RustResult::destination(&out_dir, &file.name);
+        let path = out_dir.join(&file.name);
         if result.dep_info.as_deref() == Some(file.name.as_str()) {
             write_atomically(&path, &plan.map.to_real(&file.data), mode)?;
         } else {

@@ -290,6 +290,12 @@ impl Dispatcher {
         out
     }
 
+    /// Whether `pool` has a worker that takes actions (without building the whole status).
+    pub fn has_active_worker(&self, pool: &str) -> bool {
+        let Some(&id) = self.pool_ids.get(pool) else { return false };
+        self.workers.iter().any(|(_, w)| w.pool == id && w.state == WorkerState::Active)
+    }
+
     /// Queued actions over all pools.
     pub fn queued(&self) -> usize {
         self.actions.values().filter(|a| a.copies.is_empty()).count()
