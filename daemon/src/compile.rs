@@ -13,7 +13,7 @@ use crate::key::files::{coarse_now_ns, FileInfo};
 use crate::key::identity::{Compiler, IdentityError};
 use crate::key::manifest::{Entry, Manifest};
 use crate::key::{base_dir, depfile, direct_key, search_dirs};
-use crate::outputs::{self, CachedResult};
+use crate::outputs::{self, CachedResult, Role, StoredFile};
 use crate::remote_exec;
 use crate::store::{Kind, StoreError};
 use rcc_proto::frame::{read_msg, write_msg, FrameError};
@@ -129,7 +129,7 @@ pub fn serve(ctx: &Context, req: CompileRequest, conn: &mut UnixStream) -> Resul
         && ctx.config.depend.value
         && plan.parsed.depfile.as_ref().is_none_or(|d| d.kind == DepKind::Md)
         && !records_command_line(&plan.parsed);
-    if remote_exec::wanted(ctx) && plan.parsed.depfile.is_none() && !records_command_line(&plan.parsed) {
+    if remote_exec::wanted(ctx) && !records_command_line(&plan.parsed) {
         if let Some(done) = miss_remote(ctx, &plan, start_ns, conn) {
             return done;
         }
@@ -497,10 +497,17 @@ fn add_manifest_entry(ctx: &Context, plan: &Plan, inputs: Inputs, result_key: Di
 /// Runs the preprocessor for this call, writing a depfile of what it read; `None` when it fails (the compile
 /// would fail the same way).
 fn preprocess(ctx: &Context, plan: &Plan) -> Option<(Vec<u8>, TempPath)> {
-    let tmp_i = TempPath::new(ctx, "i");
     let tmp_d = TempPath::new(ctx, "d");
+    let dep_args = vec!["-MD".into(), "-MF".into(), tmp_d.0.clone().into_os_string()];
+    run_preprocessor(ctx, plan, dep_args).map(|text| (text, tmp_d))
+}
+
+/// Runs `-E` with these depfile options; the preprocessed text, `None` when the run fails.
+fn run_preprocessor(ctx: &Context, plan: &Plan, dep_args: Vec<OsString>) -> Option<Vec<u8>> {
+    let tmp_i = TempPath::new(ctx, "i");
     let mut pp_args = plan.parsed.preprocessor_args();
-    pp_args.extend(["-E".into(), "-MD".into(), "-MF".into(), tmp_d.0.clone().into_os_string()]);
+    pp_args.push("-E".into());
+    pp_args.extend(dep_args);
     pp_args.extend(["-o".into(), tmp_i.0.clone().into_os_string()]);
     let ran = Command::new(&plan.inv.compiler)
         .args(&pp_args)
@@ -512,9 +519,42 @@ fn preprocess(ctx: &Context, plan: &Plan) -> Option<(Vec<u8>, TempPath)> {
         .stderr(Stdio::null())
         .status();
     match ran {
-        Ok(s) if s.success() => std::fs::read(&tmp_i.0).ok().map(|text| (text, tmp_d)),
+        Ok(s) if s.success() => std::fs::read(&tmp_i.0).ok(),
         _ => None,
     }
+}
+
+/// The preprocessor run of a miss that goes to the pool: its output, and the list of every file it read.
+/// When the user asked for a depfile, the run writes exactly that depfile (same kind, `-MP`, targets) and
+/// the depfile's text is returned too; `-MMD` leaves system headers out of it, so the full list is completed
+/// from the unit's line markers. `Err` is the reason the miss stays local.
+struct RemotePreprocessed {
+    text: Vec<u8>,
+    inputs: Option<Vec<OsString>>,
+    user_depfile: Option<Vec<u8>>,
+}
+
+fn preprocess_for_remote(ctx: &Context, plan: &Plan) -> Result<RemotePreprocessed, &'static str> {
+    let tmp_d = TempPath::new(ctx, "d");
+    let dep_args = match &plan.parsed.depfile {
+        None => vec!["-MD".into(), "-MF".into(), tmp_d.0.clone().into_os_string()],
+        Some(_) => plan.parsed.depfile_args_for_preprocessor(&tmp_d.0).ok_or("depfile-form")?,
+    };
+    let text = run_preprocessor(ctx, plan, dep_args).ok_or("preprocessing-failed")?;
+    let depfile_text = std::fs::read(&tmp_d.0).ok();
+    let mut inputs = depfile_text.as_deref().and_then(depfile::dependencies);
+    if let (Some(list), Some(DepKind::Mmd)) = (&mut inputs, plan.parsed.depfile.as_ref().map(|d| d.kind)) {
+        for file in crate::key::line_markers::entered_files(&text) {
+            if !list.contains(&file) {
+                list.push(file);
+            }
+        }
+    }
+    let user_depfile = match plan.parsed.depfile {
+        Some(_) => Some(depfile_text.ok_or("preprocessing-failed")?),
+        None => None,
+    };
+    Ok(RemotePreprocessed { text, inputs, user_depfile })
 }
 
 /// A miss compiled on the remote pool: `None` when it stays local (the reason is counted).
@@ -523,14 +563,21 @@ fn miss_remote(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream)
         ctx.stats.record(|c| *c.remote_fallbacks.entry(reason.to_owned()).or_default() += 1);
         None
     };
-    let Some((preprocessed, tmp_d)) = preprocess(ctx, plan) else { return fallback("preprocessing-failed") };
+    let RemotePreprocessed { text: preprocessed, inputs, user_depfile } = match preprocess_for_remote(ctx, plan) {
+        Ok(done) => done,
+        Err(reason) => return fallback(reason),
+    };
     if crate::key::files::has_time_macros(&preprocessed) && !plan.source_date_epoch {
         return fallback("time-macros");
     }
-    let result = match remote_exec::compile(ctx, &plan.inv, &plan.parsed, plan.compiler.digest, &preprocessed) {
+    let mut result = match remote_exec::compile(ctx, &plan.inv, &plan.parsed, plan.compiler.digest, &preprocessed) {
         Ok(result) => result,
         Err(reason) => return fallback(reason),
     };
+    if let Some(text) = user_depfile {
+        result.files.push(StoredFile { role: Role::Depfile, data: text });
+        result.depfile_target = plan.parsed.depfile_target_text().map(|t| t.into_vec());
+    }
     let mut h = KeyHasher::new("c-preprocessed", 1);
     h.digest(b'c', &plan.common_key).digest(b'i', &Digest::of(&preprocessed));
     let result_key = h.finish();
@@ -538,11 +585,7 @@ fn miss_remote(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream)
         tracing::warn!(error = %e, "writing the remote object failed");
         return fallback("restore-failed");
     }
-    let inputs = std::fs::read(&tmp_d.0)
-        .ok()
-        .and_then(|text| depfile::dependencies(&text))
-        .ok_or(Reason::BadDepfile)
-        .and_then(|deps| inputs_of(ctx, plan, &deps, start_ns));
+    let inputs = inputs.ok_or(Reason::BadDepfile).and_then(|deps| inputs_of(ctx, plan, &deps, start_ns));
     let _storing = ctx.in_flight.begin(plan.direct_key);
     let answered = write_msg(
         conn,

@@ -100,7 +100,7 @@ fn a_token_without_the_worker_scope_cannot_register() {
     assert_eq!(status["workers"].as_array().map(Vec::len), Some(0));
 }
 
-/// A small C project: six units and a header; its Makefile compiles without depfiles.
+/// A small C project: six units and a header; its Makefile asks for depfiles only with `DEPFLAGS=…`.
 fn write_project(dir: &std::path::Path) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("parts.h"), "int part(int i, int x);\n").unwrap();
@@ -124,7 +124,7 @@ fn write_project(dir: &std::path::Path) {
     std::fs::write(
         dir.join("Makefile"),
         format!(
-            "CFLAGS = -O2 -g\nOBJS = {objs}\napp: $(OBJS)\n\t$(CC) -o app $(OBJS)\n%.o: %.c\n\t$(CC) $(CFLAGS) -c $< -o $@\n",
+            "CFLAGS = -O2 -g $(DEPFLAGS)\nOBJS = {objs}\napp: $(OBJS)\n\t$(CC) -o app $(OBJS)\n%.o: %.c\n\t$(CC) $(CFLAGS) -c $< -o $@\n",
             objs = objects.join(" ")
         ),
     )
@@ -135,10 +135,14 @@ fn write_project(dir: &std::path::Path) {
 }
 
 fn objects(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    files_ending(dir, ".o")
+}
+
+fn files_ending(dir: &std::path::Path, suffix: &str) -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
         .unwrap()
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".o"))
+        .filter(|e| e.file_name().to_string_lossy().ends_with(suffix))
         .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
         .collect();
     out.sort();
@@ -195,24 +199,38 @@ fn a_make_build_with_no_local_jobs_compiles_on_the_workers_byte_identically() {
     env.set_env("RCC_LOCAL_JOBS", "0");
     write_project(&env.proj);
     let rcc = env.rcc_bin();
-    run_ok(env.command("make").args(["-j4", &format!("CC={} gcc", rcc.display())]));
+    // Depfiles as automake writes them (-MMD -MP: no system headers, phony targets).
+    let deps = "DEPFLAGS=-MMD -MP";
+    run_ok(env.command("make").args(["-j4", deps, &format!("CC={} gcc", rcc.display())]));
     let stats = env.stats()["counters"].clone();
     assert_eq!(stats["remote_compiles"], 7, "every unit compiled on the pool: {stats:#}\n{}", env.log());
+    assert_eq!(stats["stored"], 7, "{stats:#}");
     let app = run_ok(&mut Command::new(env.proj.join("app")));
     assert_eq!(String::from_utf8_lossy(&app.stdout).trim(), "51");
 
-    // The same project built locally without rcc, in the same directory: identical objects.
+    // The same project built locally without rcc, in the same directory: identical objects and depfiles.
     let remote_objects = objects(&env.proj);
-    run_ok(env.command("make").args(["-B", "-j4", "CC=gcc"]));
+    let remote_depfiles = files_ending(&env.proj, ".d");
+    assert_eq!(remote_depfiles.len(), 7);
+    run_ok(env.command("make").args(["-B", "-j4", deps, "CC=gcc"]));
     assert_eq!(remote_objects, objects(&env.proj), "remote objects are byte-identical to local ones");
+    assert_eq!(remote_depfiles, files_ending(&env.proj, ".d"), "so are the depfiles");
 
-    // A rebuild is all cache hits: the remote results were stored like local ones.
+    // A rebuild is all cache hits: the remote results were stored like local ones. A header change then
+    // misses (the -MMD depfile's headers are inputs) and compiles on the pool again.
     env.zero_stats();
-    for o in &remote_objects {
+    for o in remote_objects.iter().chain(&remote_depfiles) {
         std::fs::remove_file(env.proj.join(&o.0)).unwrap();
     }
-    run_ok(env.command("make").args(["-j4", &format!("CC={} gcc", rcc.display())]));
+    run_ok(env.command("make").args(["-j4", deps, &format!("CC={} gcc", rcc.display())]));
     assert_eq!(env.counter("hits_direct"), 7);
+    assert_eq!(remote_depfiles, files_ending(&env.proj, ".d"), "depfiles restored from the cache");
+    std::fs::write(env.proj.join("parts.h"), "int part(int i, int x);\nint other(void);\n").unwrap();
+    crate::support::settle(&env.proj.join("parts.h"));
+    env.zero_stats();
+    run_ok(env.command("make").args(["-B", "-j4", deps, &format!("CC={} gcc", rcc.display())]));
+    assert_eq!(env.counter("remote_compiles"), 6, "the six units including parts.h recompile");
+    assert_eq!(env.counter("hits_direct"), 1, "main.c does not include it");
 }
 
 #[test]
@@ -295,11 +313,17 @@ fn a_worker_returning_corrupt_outputs_is_caught_and_quarantined() {
     wait_for(&scheduler, "two workers", |s| s["workers"].as_array().is_some_and(|w| w.len() == 2));
     pool_client(&scheduler, &mut env);
     write_project(&env.proj);
-    run_ok(env.command("make").args(["-j4", &format!("CC={} gcc", env.rcc_bin().display())]));
+    // Depfiles as CMake asks for them: every header, named targets, a chosen file name.
+    let deps = "DEPFLAGS=-MD -MT $@ -MF $@.dep";
+    run_ok(env.command("make").args(["-j4", deps, &format!("CC={} gcc", env.rcc_bin().display())]));
     let stats = env.stats()["counters"].clone();
     assert_eq!(stats["remote_compiles"], 7, "{stats:#}");
     let remote = objects(&env.proj);
-    assert_eq!(remote, local_objects(&env), "no corrupt object reached the build");
+    let remote_depfiles = files_ending(&env.proj, ".o.dep");
+    assert_eq!(remote_depfiles.len(), 7);
+    run_ok(env.command("make").args(["-B", "-j4", deps, "CC=gcc"]));
+    assert_eq!(remote, objects(&env.proj), "no corrupt object reached the build");
+    assert_eq!(remote_depfiles, files_ending(&env.proj, ".o.dep"), "depfiles as gcc writes them");
     let status = status_json(&scheduler);
     assert_eq!(worker(&status, "liar").unwrap()["state"], "quarantined", "{status:#}");
     assert_eq!(worker(&status, "honest").unwrap()["state"], "active");

@@ -784,6 +784,35 @@ impl ParsedArgs {
         Some(req.file.clone().unwrap_or_else(|| self.output.with_extension("d")))
     }
 
+    /// The depfile options that make a preprocessor run (`-E`) write, into `file`, the depfile this call's
+    /// compile would write: the user's `-MD`/`-MMD`, `-MP` and targets, else the output as `-MQ` (what the
+    /// driver passes). `None` without a request, or for the `-Wp,-MD,FILE` form (whose default target the
+    /// driver does not set).
+    pub fn depfile_args_for_preprocessor(&self, file: &Path) -> Option<Vec<OsString>> {
+        let req = self.depfile.as_ref()?;
+        if self.expanded.iter().any(|a| a.as_bytes().starts_with(b"-Wp,-M")) {
+            return None;
+        }
+        let kind = match req.kind {
+            DepKind::Md => "-MD",
+            DepKind::Mmd => "-MMD",
+        };
+        let mut out: Vec<OsString> = vec![kind.into(), "-MF".into(), file.into()];
+        if req.phony {
+            out.push("-MP".into());
+        }
+        if req.targets.is_empty() {
+            out.extend(["-MQ".into(), self.output.clone().into_os_string()]);
+        }
+        for target in &req.targets {
+            match target {
+                DepTarget::Raw(t) => out.extend(["-MT".into(), t.clone()]),
+                DepTarget::Quoted(t) => out.extend(["-MQ".into(), t.clone()]),
+            }
+        }
+        Some(out)
+    }
+
     /// The target text written before `:` in the depfile.
     pub fn depfile_target_text(&self) -> Option<OsString> {
         let req = self.depfile.as_ref()?;

@@ -9,6 +9,7 @@
 //! - [`search_dirs`]: the include search path, for the absent-file checks.
 //! - [`manifest`]: direct mode's input sets, including files whose absence matters.
 //! - [`depfile`]: reading and retargeting make-style depfiles.
+//! - [`line_markers`]: the files a preprocessed unit entered.
 
 pub mod args;
 pub mod base_dir;
@@ -16,5 +17,6 @@ pub mod depfile;
 pub mod direct_key;
 pub mod files;
 pub mod identity;
+pub mod line_markers;
 pub mod manifest;
 pub mod search_dirs;
