@@ -1,8 +1,9 @@
 //! Cache misses compiled on the remote pool. When the local compile slots ([`Config::local_jobs`]) are all
 //! taken and the scheduler grants remote execution, a miss is preprocessed here and sent as an action: the
 //! preprocessed unit plus the compiler's toolchain pack ([`crate::pack`]), compiled on a worker in its
-//! sandbox with the work directory at this invocation's working directory (so debug information matches a
-//! local compile). Sending the preprocessed unit rather than the source and its header tree keeps actions
+//! sandbox with the work directory at this invocation's working directory when it compiles debug information
+//! (which records it, so the object matches a local compile), else at a fixed path (so the same sources in
+//! two checkouts are one action). Sending the preprocessed unit rather than the source and its header tree keeps actions
 //! small and self-contained: nothing of this machine's include directories needs to exist on the worker.
 //! Anything that fails — no workers, a timeout, a refused or failing compile — leaves the miss to the local
 //! compiler, counted by reason.
@@ -27,6 +28,8 @@ use std::time::{Duration, Instant};
 /// Longest a remote compile may take before the miss is compiled locally.
 const REMOTE_WAIT: Duration = Duration::from_secs(300);
 const UNIT: &str = "rcc-unit.i";
+/// The work directory of actions whose output does not depend on it.
+const NEUTRAL_WORKDIR: &str = "/rcc/work";
 const OBJECT: &str = "rcc-unit.o";
 
 /// Local compiles of misses running now.
@@ -99,7 +102,12 @@ pub fn compile(
     let args: Vec<String> =
         args.into_iter().map(|a| a.into_string().map_err(|_| "not-remotable")).collect::<Result<_, _>>()?;
     let program = inv.compiler.to_str().filter(|p| p.starts_with('/')).ok_or("not-remotable")?.to_owned();
-    let workdir = inv.cwd.to_str().ok_or("not-remotable")?.to_owned();
+    // Only debug information records the working directory (as the local key says): without it the action
+    // runs in a fixed directory, so checkouts at different paths share actions (run once) and results.
+    let workdir = match parsed.debug_info {
+        true => inv.cwd.to_str().ok_or("not-remotable")?.to_owned(),
+        false => NEUTRAL_WORKDIR.to_owned(),
+    };
     let packed = packed(identity, &inv.compiler)?;
     let mut blobs: Vec<(Digest, Blob)> = packed.files.iter().map(|(d, path)| (*d, Blob::File(path.clone()))).collect();
     let toolchain = Digest::of(&packed.pack_bytes);

@@ -3,6 +3,7 @@
 //! redialled with backoff (1 s doubling to 30 s). Running actions in the sandbox ([`crate::sandbox`]) with
 //! toolchains from packs ([`crate::pack`]) comes with the dispatch protocol; this is the registration half.
 
+use crate::sandbox::CancelFlag;
 use crate::worker_exec::{execute, WorkerCache};
 use rcc_proto::remote::{Request, Response, SchedulerMessage, WorkerMessage};
 use rcc_scheduler::client::Client;
@@ -145,7 +146,7 @@ async fn session(
     // Assignments are read by their own task; results and heartbeats are written here, one writer.
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<WorkerMessage>();
     let running: std::sync::Arc<
-        std::sync::Mutex<std::collections::HashMap<rcc_proto::Digest, tokio::task::AbortHandle>>,
+        std::sync::Mutex<std::collections::HashMap<rcc_proto::Digest, (tokio::task::AbortHandle, CancelFlag)>>,
     > = Default::default();
     let faults = Faults::from_env();
     let reader = {
@@ -157,12 +158,14 @@ async fn session(
                         let digest = action.digest();
                         let (client, cache, done_tx, running2) =
                             (client.clone(), cache.clone(), done_tx.clone(), running.clone());
+                        let cancel = CancelFlag::default();
+                        let cancel2 = cancel.clone();
                         let task = tokio::spawn(async move {
                             tracing::info!(action = %&digest.to_hex()[..16], "running an action");
                             if let Some(delay) = faults.delay {
                                 tokio::time::sleep(delay).await;
                             }
-                            let (result, error) = match execute(&client, &cache, &action).await {
+                            let (result, error) = match execute(&client, &cache, &action, &cancel2).await {
                                 Ok(mut result) if faults.corrupt => {
                                     // Name an object nobody uploaded: what a worker with a broken disk or
                                     // a lying implementation reports.
@@ -180,11 +183,13 @@ async fn session(
                             running2.lock().unwrap_or_else(|e| e.into_inner()).remove(&digest);
                             let _ = done_tx.send(WorkerMessage::Done { action: digest, result, error });
                         });
-                        running.lock().unwrap_or_else(|e| e.into_inner()).insert(digest, task.abort_handle());
+                        running.lock().unwrap_or_else(|e| e.into_inner()).insert(digest, (task.abort_handle(), cancel));
                     }
                     Ok(SchedulerMessage::Cancel { action }) => {
-                        if let Some(task) = running.lock().unwrap_or_else(|e| e.into_inner()).remove(&action) {
-                            tracing::info!(action = %&action.to_hex()[..16], "cancelled");
+                        if let Some((task, cancel)) = running.lock().unwrap_or_else(|e| e.into_inner()).remove(&action)
+                        {
+                            tracing::info!(action = %&action.to_hex()[..16], "cancelled: its sandbox is killed");
+                            cancel.cancel();
                             task.abort();
                         }
                     }
@@ -216,7 +221,8 @@ async fn session(
         }
     };
     reader.abort();
-    for (_, task) in running.lock().unwrap_or_else(|e| e.into_inner()).drain() {
+    for (_, (task, cancel)) in running.lock().unwrap_or_else(|e| e.into_inner()).drain() {
+        cancel.cancel();
         task.abort();
     }
     result

@@ -3,7 +3,7 @@
 //! toolchain and the work directory visible, and upload the outputs, stdout and stderr to CAS.
 
 use crate::pack::Pack;
-use crate::sandbox::{self, ExitStatus, Mount, SandboxSpec};
+use crate::sandbox::{self, CancelFlag, ExitStatus, Mount, SandboxSpec};
 use rcc_proto::remote::{ActionResult, OutputFile, RemoteAction};
 use rcc_proto::Digest;
 use rcc_scheduler::client::Client;
@@ -84,7 +84,12 @@ fn root_mounts(root: &Path) -> Result<Vec<Mount>, String> {
 }
 
 /// Runs one action; `Err` when it could not run at all (the scheduler retries it elsewhere).
-pub async fn execute(client: &Client, cache: &WorkerCache, action: &RemoteAction) -> Result<ActionResult, String> {
+pub async fn execute(
+    client: &Client,
+    cache: &WorkerCache,
+    action: &RemoteAction,
+    cancel: &CancelFlag,
+) -> Result<ActionResult, String> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     action.validate().map_err(|e| e.to_string())?;
     let root = cache.toolchain(client, action.toolchain).await?;
@@ -93,12 +98,18 @@ pub async fn execute(client: &Client, cache: &WorkerCache, action: &RemoteAction
         cache.root.join("work").join(format!("{}-{}", &digest.to_hex()[..16], COUNTER.fetch_add(1, Ordering::Relaxed)));
     fs::create_dir_all(&work).map_err(|e| e.to_string())?;
     fs::set_permissions(&work, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
-    let result = run_in(client, &root, &work, action).await;
+    let result = run_in(client, &root, &work, action, cancel).await;
     let _ = fs::remove_dir_all(&work);
     result
 }
 
-async fn run_in(client: &Client, root: &Path, work: &Path, action: &RemoteAction) -> Result<ActionResult, String> {
+async fn run_in(
+    client: &Client,
+    root: &Path,
+    work: &Path,
+    action: &RemoteAction,
+    cancel: &CancelFlag,
+) -> Result<ActionResult, String> {
     for (name, blob) in &action.inputs {
         let path = work.join(name);
         if let Some(parent) = path.parent() {
@@ -116,6 +127,7 @@ async fn run_in(client: &Client, root: &Path, work: &Path, action: &RemoteAction
     spec.env = action.env.iter().map(|(k, v)| (k.into(), v.into())).collect();
     spec.mounts = root_mounts(root)?;
     spec.limits.wall = Duration::from_millis(action.timeout_ms.max(1_000));
+    spec.cancel = cancel.clone();
     let outcome = tokio::task::spawn_blocking(move || sandbox::run(&spec))
         .await
         .map_err(|e| e.to_string())?

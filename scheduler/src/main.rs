@@ -45,6 +45,10 @@ enum Command {
         /// A worker silent this long is lost and its actions go elsewhere (default: 3 heartbeats).
         #[arg(long)]
         heartbeat_timeout_ms: Option<u64>,
+        /// Durations of similar actions (same compiler and source) needed before a straggler gets a
+        /// speculative twin.
+        #[arg(long, default_value_t = 5)]
+        twin_min_history: usize,
     },
     /// Show the pool: workers (pool, slots, load, state, last heartbeat), queue depth and desired worker
     /// count per pool, running actions. Asks the scheduler serving this state directory.
@@ -118,7 +122,7 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     std::fs::create_dir_all(&cli.state).with_context(|| format!("creating {}", cli.state.display()))?;
     match cli.command {
-        Command::Serve { listen, cert, key, cache_size, heartbeat_ms, heartbeat_timeout_ms } => {
+        Command::Serve { listen, cert, key, cache_size, heartbeat_ms, heartbeat_timeout_ms, twin_min_history } => {
             let identity = tls::load_or_create(&cli.state, cert.as_deref(), key.as_deref())?;
             let fingerprint = identity.fingerprint();
             let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls::server_config(identity)?)
@@ -132,6 +136,7 @@ async fn main() -> Result<()> {
             std::fs::write(cli.state.join(ADDR_FILE), addr.to_string()).context("recording the address")?;
             let dispatch = rcc_scheduler::dispatch::Config {
                 heartbeat_timeout: heartbeat_timeout_ms.unwrap_or(3 * heartbeat_ms),
+                twin_min_history: twin_min_history.max(1),
                 ..rcc_scheduler::dispatch::Config::default()
             };
             let pool = Arc::new(Pool::new(dispatch, std::time::Duration::from_millis(heartbeat_ms.max(1))));
@@ -266,6 +271,17 @@ fn render_status(json: &str) -> Result<String> {
         ));
     }
     out.push_str(&format!("running actions: {}\n", v["running"].as_array().map_or(0, Vec::len)));
+    let c = &v["counters"];
+    out.push_str(&format!(
+        "since start: {} submitted ({} attached to one in flight), {} assigned, {} speculative twins ({} won), \
+         {} delivered\n",
+        n(&c["submitted"]),
+        n(&c["attached"]),
+        n(&c["assigned"]),
+        n(&c["twins"]),
+        n(&c["twins_won"]),
+        n(&c["delivered"])
+    ));
     Ok(out)
 }
 

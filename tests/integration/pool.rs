@@ -170,6 +170,7 @@ fn start_faulty_worker(
     faults: &[(&str, &str)],
 ) -> Worker {
     let dir = env.root.join(format!("worker-{name}"));
+    let log = std::fs::File::create(env.root.join(format!("worker-{name}.log"))).expect("worker log");
     let child = Command::new(bin_dir().join("rccd"))
         .envs(faults.iter().copied())
         .args(["worker", "--scheduler", &scheduler.addr, "--fingerprint", &scheduler.fingerprint])
@@ -178,7 +179,7 @@ fn start_faulty_worker(
         .arg(dir)
         .env("RCC_LOG_LEVEL", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("starting rccd worker");
     Worker(child)
@@ -327,4 +328,93 @@ fn a_worker_returning_corrupt_outputs_is_caught_and_quarantined() {
     let status = status_json(&scheduler);
     assert_eq!(worker(&status, "liar").unwrap()["state"], "quarantined", "{status:#}");
     assert_eq!(worker(&status, "honest").unwrap()["state"], "active");
+}
+
+/// Rewrites the units' helpers (new actions of the same kinds: same compiler, same source names).
+fn change_every_unit(dir: &std::path::Path) {
+    for i in 0..6 {
+        let path = dir.join(format!("part{i}.c"));
+        let text = std::fs::read_to_string(&path).unwrap().replace("+ 1;", "+ 2;");
+        std::fs::write(&path, text).unwrap();
+        crate::support::settle(&path);
+    }
+}
+
+#[test]
+fn a_slow_worker_gets_speculative_twins_that_win_and_its_copies_are_cancelled() {
+    let mut env = TestEnv::new();
+    open_to_sandbox(&env);
+    let scheduler = Scheduler::start_with(&env.root, &["--heartbeat-ms", "200", "--twin-min-history", "1"]);
+    let _fast = start_faulty_worker(&scheduler, &env, "fast", 4, &[]);
+    wait_for(&scheduler, "one worker", |s| s["workers"].as_array().is_some_and(|w| w.len() == 1));
+    pool_client(&scheduler, &mut env);
+    write_project(&env.proj);
+    // A first build on the fast worker teaches the scheduler how long each unit takes.
+    run_ok(env.command("make").args(["-j4", &format!("CC={} gcc", env.rcc_bin().display())]));
+    assert_eq!(env.counter("remote_compiles"), 7);
+
+    // A straggler joins: every action it takes would sleep a minute before compiling.
+    let _slow = start_faulty_worker(&scheduler, &env, "slow", 4, &[("RCC_WORKER_TEST_DELAY_MS", "60000")]);
+    wait_for(&scheduler, "two workers", |s| s["workers"].as_array().is_some_and(|w| w.len() == 2));
+    change_every_unit(&env.proj);
+    env.zero_stats();
+    let started = Instant::now();
+    run_ok(env.command("make").args(["-B", "-j4", &format!("CC={} gcc", env.rcc_bin().display())]));
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(40), "twins finished the build long before the straggler: {took:?}");
+    let stats = env.stats()["counters"].clone();
+    assert_eq!(
+        (&stats["remote_compiles"], &stats["hits_direct"]),
+        (&6.into(), &1.into()),
+        "main.c unchanged: {stats:#}"
+    );
+    let status = status_json(&scheduler);
+    let counters = &status["counters"];
+    assert!(counters["twins_won"].as_u64().unwrap_or(0) >= 1, "{status:#}");
+    assert!(counters["twins"].as_u64() >= counters["twins_won"].as_u64(), "{status:#}");
+    let remote = objects(&env.proj);
+    assert_eq!(remote, local_objects(&env), "the twins' objects are the local ones");
+    // The straggler was told to stop the copies it lost.
+    let log = std::fs::read_to_string(env.root.join("worker-slow.log")).unwrap_or_default();
+    assert!(log.contains("cancelled"), "the slow worker's copies were cancelled:\n{log}");
+}
+
+#[test]
+fn two_clients_building_the_same_sources_at_once_run_each_action_once() {
+    let mut first = TestEnv::new();
+    let mut second = TestEnv::new();
+    open_to_sandbox(&first);
+    open_to_sandbox(&second);
+    let scheduler = Scheduler::start_with(&first.root, &["--heartbeat-ms", "300"]);
+    // Each action takes at least 1.5 s, so that the two builds overlap.
+    let _worker = start_faulty_worker(&scheduler, &first, "only", 8, &[("RCC_WORKER_TEST_DELAY_MS", "1500")]);
+    wait_for(&scheduler, "one worker", |s| s["workers"].as_array().is_some_and(|w| w.len() == 1));
+    for env in [&mut first, &mut second] {
+        pool_client(&scheduler, env);
+        write_project(&env.proj);
+    }
+    // Two checkouts at different paths, no debug information: the same actions.
+    let build = |env: &TestEnv| {
+        env.command("make")
+            .args(["-j4", "CFLAGS=-O2", &format!("CC={} gcc", env.rcc_bin().display())])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("make")
+    };
+    let (mut a, mut b) = (build(&first), build(&second));
+    assert!(a.wait().expect("make").success(), "{}", first.log());
+    assert!(b.wait().expect("make").success(), "{}", second.log());
+    let status = status_json(&scheduler);
+    let counters = &status["counters"];
+    assert_eq!(counters["assigned"], 7, "each of the 7 actions ran once on the pool: {status:#}");
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    assert!(n(&counters["attached"]) >= 1, "the builds overlapped: {status:#}");
+    for env in [&first, &second] {
+        let c = env.stats()["counters"].clone();
+        assert_eq!(n(&c["remote_compiles"]) + n(&c["hits_remote"]), 7, "{c:#}");
+    }
+    assert_eq!(n(&counters["submitted"]), n(&counters["assigned"]) + n(&counters["attached"]), "{status:#}");
+    assert_eq!(objects(&first.proj), objects(&second.proj));
+    run_ok(first.command("make").args(["-B", "-j4", "CFLAGS=-O2", "CC=gcc"]));
+    assert_eq!(objects(&first.proj), objects(&second.proj), "and they are what gcc gives locally");
 }

@@ -71,6 +71,27 @@ pub struct SandboxSpec {
     pub limits: Limits,
     /// Whom the sandbox runs as when the worker is root (see the module doc, "Privileges").
     pub user: SandboxUser,
+    /// Set from elsewhere to stop the action (its sandbox is killed within [`CANCEL_POLL`]).
+    pub cancel: CancelFlag,
+}
+
+/// How often a running sandbox looks at its [`CancelFlag`].
+pub const CANCEL_POLL: Duration = Duration::from_millis(50);
+
+/// A flag another thread sets to stop a sandboxed action (a speculative twin lost, the requester left).
+#[derive(Debug, Clone, Default)]
+pub struct CancelFlag(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl CancelFlag {
+    /// Asks the action to stop: its sandbox is killed.
+    pub fn cancel(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether [`cancel`](Self::cancel) was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl SandboxSpec {
@@ -87,6 +108,7 @@ impl SandboxSpec {
             work_dir: WorkDir { host, inside },
             limits: Limits::default(),
             user: SandboxUser::default(),
+            cancel: CancelFlag::default(),
         }
     }
 }
@@ -229,6 +251,8 @@ pub enum LimitHit {
     Processes,
     /// Output: a file grew past the limit (`SIGXFSZ`), or stdout/stderr did and the worker killed it.
     Output,
+    /// Not a limit: the worker was told to stop the action and killed it.
+    Cancelled,
 }
 
 impl LimitHit {
@@ -240,6 +264,7 @@ impl LimitHit {
             LimitHit::Memory => "memory",
             LimitHit::Processes => "processes",
             LimitHit::Output => "output-size",
+            LimitHit::Cancelled => "cancellation",
         }
     }
 }

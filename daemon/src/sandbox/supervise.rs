@@ -8,7 +8,9 @@
 
 use super::bwrap::{self, Fds};
 use super::limits::{classify, ChildSetup};
-use super::{seccomp, ExitStatus, LimitHit, SandboxError, SandboxOutcome, SandboxSpec, SandboxUser};
+use super::{
+    seccomp, CancelFlag, ExitStatus, LimitHit, SandboxError, SandboxOutcome, SandboxSpec, SandboxUser, CANCEL_POLL,
+};
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -59,8 +61,9 @@ pub fn run(spec: &SandboxSpec) -> Result<SandboxOutcome, SandboxError> {
     let stdout = capture(child.stdout.take(), cap, &pidfd, &overflowed);
     let stderr = capture(child.stderr.take(), cap, &pidfd, &overflowed);
 
-    let timed_out = !wait_until(&pidfd, started + spec.limits.wall).map_err(os("waiting for bwrap"))?;
-    if timed_out {
+    let ended = wait_until(&pidfd, started + spec.limits.wall, &spec.cancel).map_err(os("waiting for bwrap"))?;
+    let (timed_out, cancelled) = (ended == Wait::TimedOut, ended == Wait::Cancelled);
+    if timed_out || cancelled {
         kill(&pidfd);
     }
     let raw = child.wait().map_err(os("reaping bwrap"))?;
@@ -71,7 +74,9 @@ pub fn run(spec: &SandboxSpec) -> Result<SandboxOutcome, SandboxError> {
     File::from(status_read).read_to_end(&mut status_text).map_err(os("reading bwrap's status"))?;
     let action_exit = exit_code(&status_text);
 
-    let killed_for = if timed_out {
+    let killed_for = if cancelled {
+        Some(LimitHit::Cancelled)
+    } else if timed_out {
         Some(LimitHit::Wall)
     } else if overflowed.load(Ordering::SeqCst) {
         Some(LimitHit::Output)
@@ -153,18 +158,30 @@ fn capture(
     })
 }
 
-/// Waits until the process ends (true) or the deadline passes (false).
-fn wait_until(pidfd: &OwnedFd, deadline: Instant) -> std::io::Result<bool> {
+/// How waiting for the sandbox ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    Ended,
+    TimedOut,
+    Cancelled,
+}
+
+/// Waits until the process ends, the deadline passes or the action is cancelled (looked at every
+/// [`CANCEL_POLL`]).
+fn wait_until(pidfd: &OwnedFd, deadline: Instant, cancel: &CancelFlag) -> std::io::Result<Wait> {
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
+        if cancel.is_cancelled() {
+            return Ok(Wait::Cancelled);
+        }
+        let left = deadline.saturating_duration_since(Instant::now()).min(CANCEL_POLL);
         // Round up so that a sub-millisecond remainder still waits.
         let ms = i32::try_from(left.as_millis() + u128::from(left > Duration::ZERO)).unwrap_or(i32::MAX);
         let mut pfd = libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
         // SAFETY: one valid pollfd, living across the call.
         let ready = unsafe { libc::poll(&mut pfd, 1, ms) };
         match ready {
-            1.. => return Ok(true),
-            0 if Instant::now() >= deadline => return Ok(false),
+            1.. => return Ok(Wait::Ended),
+            0 if Instant::now() >= deadline => return Ok(Wait::TimedOut),
             0 => continue,
             _ => {
                 let e = std::io::Error::last_os_error();

@@ -290,6 +290,22 @@ fn a_sleeping_action_is_stopped_by_the_wall_timeout() {
 }
 
 #[test]
+fn a_cancelled_action_is_killed_at_once() {
+    let dir = reachable_dir();
+    let spec = probe_spec(dir.path(), &["sleep"]);
+    let cancel = spec.cancel.clone();
+    let canceller = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        cancel.cancel();
+    });
+    let outcome = run_ok(&spec);
+    canceller.join().expect("canceller");
+    assert_eq!(outcome.limit, Some(LimitHit::Cancelled), "{outcome:?}");
+    assert_eq!(outcome.status, ExitStatus::Killed);
+    assert!(outcome.wall < Duration::from_secs(5), "killed well before its 30 s limit: {:?}", outcome.wall);
+}
+
+#[test]
 fn a_fork_bomb_is_stopped_by_the_process_limit() {
     // SAFETY: geteuid cannot fail and touches no memory.
     if unsafe { libc::geteuid() } != 0 {

@@ -3,6 +3,7 @@
 use super::config::Config;
 use super::history::History;
 use super::queue::PoolQueue;
+use super::status::Counters;
 use super::types::{
     ActionSpec, Command, Delivery, DispatchError, FailureKind, Heartbeat, Millis, Outcome, RequesterId, SubmitOutcome,
     WorkerId, WorkerInfo, WorkerState,
@@ -35,6 +36,7 @@ pub struct Dispatcher {
     seq: u64,
     /// Pool to look at first in the next decision (round robin between pools).
     cursor: usize,
+    pub(super) counters: Counters,
 }
 
 /// A pool: its name and its queue.
@@ -82,6 +84,7 @@ impl Dispatcher {
             twins: BTreeSet::new(),
             seq: 0,
             cursor: 0,
+            counters: Counters::default(),
         }
     }
 
@@ -115,7 +118,9 @@ impl Dispatcher {
         if spec.pool.is_empty() {
             return Err(DispatchError::EmptyPool);
         }
+        self.counters.submitted += 1;
         if let Some(action) = self.actions.get_mut(&spec.digest) {
+            self.counters.attached += 1;
             if !action.requesters.contains(&spec.requester) {
                 action.requesters.push(spec.requester);
             }
@@ -219,6 +224,7 @@ impl Dispatcher {
         match outcome {
             Outcome::Ran { exit_code, result } => {
                 self.history.record_duration(kind, now.saturating_sub(copy.started));
+                self.counters.twins_won += u64::from(copy.twin);
                 self.finish(action, Delivery::Ran { exit_code, result }, now, &mut out);
             }
             Outcome::Failed(why) => self.after_failure(action, idx, why, now, &mut out),
@@ -327,6 +333,8 @@ impl Dispatcher {
 
     fn start_copy(&mut self, digest: Digest, idx: u32, twin: bool, now: Millis) {
         self.workers.start(idx, digest);
+        self.counters.assigned += 1;
+        self.counters.twins += u64::from(twin);
         let Some(a) = self.actions.get_mut(&digest) else { return };
         a.queued = None;
         a.copies.push(RunningCopy { worker: idx, started: now, twin });
@@ -400,6 +408,7 @@ impl Dispatcher {
             self.workers.stop(copy.worker, &action, now);
             out.push(Command::Cancel { action, worker: self.workers.worker(copy.worker).id });
         }
+        self.counters.delivered += a.requesters.len() as u64;
         out.push(Command::Deliver { action, requesters: a.requesters, delivery });
     }
 

@@ -17,6 +17,25 @@ pub struct Status {
     pub pools: Vec<PoolStatus>,
     /// Every running copy of an action.
     pub running: Vec<RunningStatus>,
+    /// What the dispatcher has done since it started.
+    pub counters: Counters,
+}
+
+/// What the dispatcher has done since it started.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Counters {
+    /// Actions submitted (each requester's submission counts).
+    pub submitted: u64,
+    /// Submissions attached to an identical action already in flight: run once for all of them.
+    pub attached: u64,
+    /// Copies assigned to workers, twins included.
+    pub assigned: u64,
+    /// Speculative twins started.
+    pub twins: u64,
+    /// Actions whose result came from the twin (the original was cancelled).
+    pub twins_won: u64,
+    /// Results delivered to requesters.
+    pub delivered: u64,
 }
 
 /// One worker.
@@ -40,6 +59,10 @@ pub struct WorkerStatus {
     pub state: WorkerState,
     /// When it last heartbeat (or registered).
     pub last_heartbeat: Millis,
+    /// Toolchains it holds, as its last heartbeat said.
+    pub held_toolchains: usize,
+    /// Input blobs it holds (bounded summary), as its last heartbeat said.
+    pub held_inputs: usize,
     /// Since when it runs nothing, if it is idle.
     pub idle_since: Option<Millis>,
 }
@@ -137,6 +160,8 @@ impl Dispatcher {
                 memory_bytes: w.memory_bytes,
                 state: w.state,
                 last_heartbeat: w.last_heartbeat,
+                held_toolchains: w.toolchains.len(),
+                held_inputs: w.inputs.len(),
                 idle_since: w.idle_since,
             });
         }
@@ -160,7 +185,7 @@ impl Dispatcher {
             p.desired_workers =
                 desired_workers(p.queued as u64, p.workers as u64, p.slots, p.idle_workers as u64, &self.cfg);
         }
-        Status { now, workers, pools, running }
+        Status { now, workers, pools, running, counters: self.counters }
     }
 }
 

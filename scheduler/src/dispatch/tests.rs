@@ -170,6 +170,8 @@ fn identical_actions_run_once_for_every_requester() {
     assert_eq!(d.handle_submit(spec(1, "p", 1, 10), 1), Ok(SubmitOutcome::Attached { requesters: 3 }));
     let cmds = d.handle_result(w, a, ran(), 2).unwrap();
     assert_eq!(delivered(&cmds), vec![(dg(1), vec![RequesterId(10), RequesterId(11), RequesterId(12)])]);
+    let c = d.status(2).counters;
+    assert_eq!((c.submitted, c.attached, c.assigned, c.delivered), (4, 3, 1, 3));
     // Once delivered, the same digest is a new action.
     assert_eq!(d.handle_submit(spec(1, "p", 1, 13), 3), Ok(SubmitOutcome::Queued));
 }
@@ -261,7 +263,9 @@ fn slow_action_gets_a_twin_and_the_loser_is_cancelled() {
     assert_ne!(tw, w);
     let cmds = d.handle_result(w, b, ran(), now + 2_200).unwrap();
     assert_eq!(cmds[0], Command::Cancel { action: b, worker: tw });
-    assert_eq!(d.status(now + 2_200).running.len(), 0);
+    let s = d.status(now + 2_200);
+    assert_eq!(s.running.len(), 0);
+    assert_eq!((s.counters.twins, s.counters.twins_won), (2, 1), "two twins, the first won");
 }
 
 #[test]
