@@ -17,6 +17,8 @@
 //! - [`stats`]: counters persisted across restarts.
 //! - [`worker`]: `rccd worker`, a pool machine registered with the scheduler.
 //! - [`worker_exec`]: a worker running one action: toolchain, inputs, sandbox, outputs to CAS.
+//! - [`worker_cas`]: a worker's local cache of blobs, bounded in bytes, least recently used evicted.
+//! - [`worker_toolchains`]: a worker's materialized toolchains, bounded in count, those in use kept.
 //! - [`context`]: the state handlers share.
 //! - [`in_flight`]: results stored after their compile returned, and who waits for them.
 //!
@@ -38,4 +40,6 @@ pub mod server;
 pub mod stats;
 pub mod store;
 pub mod worker;
+pub mod worker_cas;
 pub mod worker_exec;
+pub mod worker_toolchains;

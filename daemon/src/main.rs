@@ -88,8 +88,10 @@ fn run() -> Result<()> {
     Ok(())
 }
 
-/// `rccd worker --scheduler ADDR --fingerprint HEX --token T [--pool P] [--slots N] [--name NAME]`; the
-/// first three also from RCC_SCHEDULER, RCC_SCHEDULER_FINGERPRINT, RCC_TOKEN.
+/// `rccd worker --scheduler ADDR --fingerprint HEX --token T [--pool P] [--slots N] [--name NAME] [--dir DIR]
+/// [--cache-mb MB] [--keep-toolchains N]`; the first three also from RCC_SCHEDULER, RCC_SCHEDULER_FINGERPRINT,
+/// RCC_TOKEN. `--cache-mb` bounds the blobs kept locally (default 2048), `--keep-toolchains` the materialized
+/// toolchains (default 4).
 fn worker(args: Vec<String>) -> Result<()> {
     use rccd::worker::{run, WorkerOptions};
     tracing_subscriber::fmt()
@@ -110,6 +112,16 @@ fn worker(args: Vec<String>) -> Result<()> {
         .context("--fingerprint HEX (or RCC_SCHEDULER_FINGERPRINT) is required")?;
     let fingerprint = rcc_proto::Digest::from_hex(&fingerprint).context("--fingerprint is not a SHA-256 in hex")?;
     let token = value("--token", rcc_proto::vars::RCC_TOKEN).context("--token (or RCC_TOKEN) is required")?;
+    let flag = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1));
+    let cache_mb: u64 = match flag("--cache-mb") {
+        Some(s) => s.parse().with_context(|| format!("--cache-mb {s}"))?,
+        None => WorkerOptions::DEFAULT_CACHE_MB,
+    };
+    let keep_toolchains: usize = match flag("--keep-toolchains") {
+        Some(s) => s.parse().with_context(|| format!("--keep-toolchains {s}"))?,
+        None => WorkerOptions::DEFAULT_KEEP_TOOLCHAINS,
+    };
+    anyhow::ensure!(keep_toolchains >= 1, "--keep-toolchains must be at least 1");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     let slots = match value("--slots", rcc_proto::vars::RCC_WORKER_SLOTS) {
         Some(s) => s.parse().with_context(|| format!("--slots {s}"))?,
@@ -123,6 +135,8 @@ fn worker(args: Vec<String>) -> Result<()> {
         pool: value("--pool", rcc_proto::vars::RCC_WORKER_POOL).unwrap_or_else(WorkerOptions::default_pool),
         slots,
         memory_bytes: WorkerOptions::default_memory(),
+        cache_bytes: cache_mb.checked_mul(1 << 20).context("--cache-mb is too large")?,
+        keep_toolchains,
         cache_dir: match value("--dir", rcc_proto::vars::RCC_WORKER_DIR) {
             Some(dir) => dir.into(),
             None => rcc_proto::config::load().context("reading the configuration")?.dir.value.join("worker"),

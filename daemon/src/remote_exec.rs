@@ -57,6 +57,34 @@ pub fn wanted(ctx: &Context) -> bool {
     ctx.remote.is_some() && LOCAL_RUNNING.load(Ordering::Acquire) >= ctx.config.local_jobs.value
 }
 
+/// The toolchain packs this daemon knows the scheduler holds (an action with them succeeded).
+struct ToolchainsStored;
+
+impl ToolchainsStored {
+    fn known() -> &'static Mutex<std::collections::HashSet<Digest>> {
+        static KNOWN: OnceLock<Mutex<std::collections::HashSet<Digest>>> = OnceLock::new();
+        KNOWN.get_or_init(Default::default)
+    }
+
+    fn holds(toolchain: Digest) -> bool {
+        Self::known().lock().unwrap_or_else(|e| e.into_inner()).contains(&toolchain)
+    }
+
+    fn record(toolchain: Digest, stored: bool) {
+        let mut known = Self::known().lock().unwrap_or_else(|e| e.into_inner());
+        match stored {
+            true => known.insert(toolchain),
+            false => known.remove(&toolchain),
+        };
+    }
+
+    /// Held by the one action uploading a pack nobody has confirmed yet.
+    fn first_upload() -> std::sync::MutexGuard<'static, ()> {
+        static FIRST: Mutex<()> = Mutex::new(());
+        FIRST.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// A compiler's pack, built once per identity: its encoded bytes and where its files are.
 struct PackedCompiler {
     pack_bytes: Vec<u8>,
@@ -109,9 +137,15 @@ pub fn compile(
         false => NEUTRAL_WORKDIR.to_owned(),
     };
     let packed = packed(identity, &inv.compiler)?;
-    let mut blobs: Vec<(Digest, Blob)> = packed.files.iter().map(|(d, path)| (*d, Blob::File(path.clone()))).collect();
     let toolchain = Digest::of(&packed.pack_bytes);
-    blobs.push((toolchain, Blob::Bytes(packed.pack_bytes.clone())));
+    // The first action of a toolchain uploads its pack (tens of MB) while the others wait for it, rather
+    // than every concurrent miss of a fresh build uploading it again; later ones send only their unit.
+    let _first = (!ToolchainsStored::holds(toolchain)).then(ToolchainsStored::first_upload);
+    let mut blobs: Vec<(Digest, Blob)> = Vec::new();
+    if !ToolchainsStored::holds(toolchain) {
+        blobs.extend(packed.files.iter().map(|(d, path)| (*d, Blob::File(path.clone()))));
+        blobs.push((toolchain, Blob::Bytes(packed.pack_bytes.clone())));
+    }
     let unit = Digest::of(preprocessed);
     blobs.push((unit, Blob::Bytes(preprocessed.to_vec())));
     // The variables a compile of preprocessed text reads: the message language and colours.
@@ -136,8 +170,10 @@ pub fn compile(
         workdir,
     };
     let start = Instant::now();
-    let crate::remote::Executed { result, outputs, stdout, stderr } =
-        remote.execute(&ctx.stats, blobs, action, REMOTE_WAIT)?;
+    let executed = remote.execute(&ctx.stats, blobs, action, REMOTE_WAIT);
+    // A failure may mean the scheduler lost the pack (evicted): the next action checks again.
+    ToolchainsStored::record(toolchain, executed.is_ok());
+    let crate::remote::Executed { result, outputs, stdout, stderr } = executed?;
     if result.exit_code != 0 {
         // Let the local compiler report the error itself.
         return Err("remote-compile-failed");

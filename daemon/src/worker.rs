@@ -4,7 +4,7 @@
 //! toolchains from packs ([`crate::pack`]) comes with the dispatch protocol; this is the registration half.
 
 use crate::sandbox::CancelFlag;
-use crate::worker_exec::{execute, WorkerCache};
+use crate::worker_exec::{execute, CacheLimits, WorkerCache};
 use rcc_proto::remote::{Request, Response, SchedulerMessage, WorkerMessage};
 use rcc_scheduler::client::Client;
 use rcc_scheduler::tls::Trust;
@@ -32,11 +32,20 @@ pub struct WorkerOptions {
     pub slots: u32,
     /// Memory in bytes (default: the host's).
     pub memory_bytes: u64,
-    /// Where materialized toolchains and work directories live.
+    /// Where the blob cache, materialized toolchains and work directories live.
     pub cache_dir: std::path::PathBuf,
+    /// Bytes of blobs (inputs, pack files) kept in the local cache (default 2 GiB).
+    pub cache_bytes: u64,
+    /// Materialized toolchains kept (default 4).
+    pub keep_toolchains: usize,
 }
 
 impl WorkerOptions {
+    /// The default of [`Self::cache_bytes`], in MiB.
+    pub const DEFAULT_CACHE_MB: u64 = 2_048;
+    /// The default of [`Self::keep_toolchains`].
+    pub const DEFAULT_KEEP_TOOLCHAINS: usize = 4;
+
     /// The pool this host serves by default.
     pub fn default_pool() -> String {
         format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH)
@@ -59,6 +68,11 @@ impl WorkerOptions {
                 Some(kib * 1024)
             })
             .unwrap_or(0)
+    }
+
+    /// What the local cache keeps.
+    pub fn cache_limits(&self) -> CacheLimits {
+        CacheLimits { blob_bytes: self.cache_bytes, toolchains: self.keep_toolchains }
     }
 }
 
@@ -102,7 +116,10 @@ pub fn run(options: &WorkerOptions) -> Result<(), WorkerError> {
         .build()
         .map_err(|e| WorkerError::Link(format!("starting the runtime: {e}")))?;
     let cache = std::sync::Arc::new(
-        WorkerCache::new(options.cache_dir.clone()).map_err(|e| WorkerError::Link(format!("worker cache: {e}")))?,
+        // Absolute: the sandbox mounts toolchains from under it, and bwrap wants absolute sources.
+        std::path::absolute(&options.cache_dir)
+            .and_then(|dir| WorkerCache::new(dir, options.cache_limits()))
+            .map_err(|e| WorkerError::Link(format!("worker cache: {e}")))?,
     );
     runtime.block_on(async {
         let mut backoff = MIN_BACKOFF;
@@ -165,7 +182,15 @@ async fn session(
                             if let Some(delay) = faults.delay {
                                 tokio::time::sleep(delay).await;
                             }
-                            let (result, error) = match execute(&client, &cache, &action, &cancel2).await {
+                            let ran = std::time::Instant::now();
+                            let executed = execute(&client, &cache, &action, &cancel2).await;
+                            tracing::info!(
+                                action = %&digest.to_hex()[..16],
+                                millis = ran.elapsed().as_millis() as u64,
+                                ok = executed.is_ok(),
+                                "action ended"
+                            );
+                            let (result, error) = match executed {
                                 Ok(mut result) if faults.corrupt => {
                                     // Name an object nobody uploaded: what a worker with a broken disk or
                                     // a lying implementation reports.
@@ -206,7 +231,9 @@ async fn session(
         tokio::select! {
             _ = beat.tick() => {
                 // Slots busy with the scheduler's own assignments are counted by the scheduler.
-                if let Err(e) = write_frame(&mut send, &WorkerMessage::Heartbeat { external_load: 0 }).await {
+                let (toolchains, inputs) = cache.holdings();
+                let heartbeat = WorkerMessage::Heartbeat { external_load: 0, toolchains, inputs };
+                if let Err(e) = write_frame(&mut send, &heartbeat).await {
                     break Err(link(&e));
                 }
             }

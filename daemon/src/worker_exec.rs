@@ -1,9 +1,13 @@
-//! What a pool worker does with an assigned action: materialize its toolchain pack (once, cached by
-//! digest), write its inputs into a fresh work directory, run the program in the sandbox with only the
-//! toolchain and the work directory visible, and upload the outputs, stdout and stderr to CAS.
+//! What a pool worker does with an assigned action: materialize its toolchain pack (once, kept among the
+//! most recently used ones), write its inputs into a fresh work directory, run the program in the sandbox
+//! with only the toolchain and the work directory visible, and upload the outputs, stdout and stderr to CAS.
+//! Inputs and pack files come through the worker's local blob cache ([`crate::worker_cas`]): a blob is
+//! fetched from the scheduler once, however many actions use it.
 
 use crate::pack::Pack;
 use crate::sandbox::{self, CancelFlag, ExitStatus, Mount, SandboxSpec};
+use crate::worker_cas::{BlobCache, CasStats, Role};
+use crate::worker_toolchains::{ToolchainDirs, ToolchainLease};
 use rcc_proto::remote::{ActionResult, OutputFile, RemoteAction};
 use rcc_proto::Digest;
 use rcc_scheduler::client::Client;
@@ -14,41 +18,79 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Where a worker keeps materialized toolchains and work directories.
+/// How much a worker keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheLimits {
+    /// Bytes of blobs (inputs and pack files) kept.
+    pub blob_bytes: u64,
+    /// Materialized toolchains kept (more only while running actions use them all).
+    pub toolchains: usize,
+}
+
+/// Where a worker keeps its blob cache, materialized toolchains and work directories. The directory
+/// belongs to one worker process (a lock file says so).
 pub struct WorkerCache {
     root: PathBuf,
+    blobs: BlobCache,
+    toolchains: ToolchainDirs,
     /// One materialization at a time (two actions of a new toolchain arrive together).
     materializing: tokio::sync::Mutex<()>,
+    _lock: fs::File,
 }
 
 impl WorkerCache {
-    /// A cache under `root` (created, and opened to the sandbox's unprivileged user: 0755).
-    pub fn new(root: PathBuf) -> std::io::Result<WorkerCache> {
+    /// A cache under `root` (created, and opened to the sandbox's unprivileged user: 0755), holding what
+    /// earlier runs left within `limits`. Fails when another worker uses the directory.
+    pub fn new(root: PathBuf, limits: CacheLimits) -> std::io::Result<WorkerCache> {
         for dir in [root.clone(), root.join("toolchains"), root.join("work")] {
             fs::create_dir_all(&dir)?;
             fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))?;
         }
-        Ok(WorkerCache { root, materializing: tokio::sync::Mutex::new(()) })
+        let lock = fs::File::options().create(true).truncate(false).write(true).open(root.join("lock"))?;
+        if lock.try_lock().is_err() {
+            let why = format!("another worker uses {}", root.display());
+            return Err(std::io::Error::new(std::io::ErrorKind::WouldBlock, why));
+        }
+        Ok(WorkerCache {
+            blobs: BlobCache::open(root.join("cas"), limits.blob_bytes)?,
+            toolchains: ToolchainDirs::open(root.join("toolchains"), limits.toolchains)?,
+            root,
+            materializing: tokio::sync::Mutex::new(()),
+            _lock: lock,
+        })
     }
 
-    /// The materialized tree of a toolchain pack, fetched and verified on first use.
-    async fn toolchain(&self, client: &Client, digest: Digest) -> Result<PathBuf, String> {
-        let dir = self.root.join("toolchains").join(digest.to_hex());
-        if dir.join("root").is_dir() {
-            return Ok(dir.join("root"));
+    /// What the worker holds, for its heartbeats: its toolchains and its most recently used inputs, most
+    /// recent first, within the protocol's bounds.
+    pub fn holdings(&self) -> (Vec<Digest>, Vec<Digest>) {
+        (self.toolchains.digests(), self.blobs.recent_inputs())
+    }
+
+    /// The blob cache's counters: served locally, fetched, found corrupt.
+    pub fn blob_stats(&self) -> CasStats {
+        self.blobs.stats()
+    }
+
+    /// The materialized tree of a toolchain pack, fetched and verified on first use; it stays while the
+    /// lease lives.
+    async fn toolchain(&self, client: &Client, digest: Digest) -> Result<ToolchainLease, String> {
+        if let Some(lease) = self.toolchains.lease(digest) {
+            return Ok(lease);
         }
         let _one = self.materializing.lock().await;
-        if dir.join("root").is_dir() {
-            return Ok(dir.join("root"));
+        if let Some(lease) = self.toolchains.lease(digest) {
+            return Ok(lease);
         }
-        let bytes = fetch(client, digest).await?;
+        let bytes = self.blobs.get(client, digest, Role::Toolchain).await?;
         let pack = Pack::decode(&bytes).map_err(|e| e.to_string())?;
         let mut blobs = HashMap::new();
         for blob in pack.blobs() {
-            blobs.insert(blob, fetch(client, blob).await?);
+            blobs.insert(blob, self.blobs.get(client, blob, Role::Toolchain).await?);
         }
-        let tmp = self.root.join("toolchains").join(format!("{}.partial-{}", digest.to_hex(), std::process::id()));
+        let tmp = self.toolchains.partial_path(digest);
+        let dir = self.toolchains.path(digest);
         let _ = fs::remove_dir_all(&tmp);
+        let _ = fs::remove_dir_all(&dir); // not held: an incomplete tree
         fs::create_dir_all(tmp.join("root")).map_err(|e| e.to_string())?;
         for d in [&tmp, &tmp.join("root")] {
             fs::set_permissions(d, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
@@ -59,12 +101,8 @@ impl WorkerCache {
         .map_err(|e| e.to_string())?;
         fs::rename(&tmp, &dir).map_err(|e| e.to_string())?;
         tracing::info!(toolchain = %&digest.to_hex()[..16], files = pack.entries.len(), "toolchain materialized");
-        Ok(dir.join("root"))
+        Ok(self.toolchains.add(digest))
     }
-}
-
-async fn fetch(client: &Client, digest: Digest) -> Result<Vec<u8>, String> {
-    client.get_blob(digest).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("blob {digest} is not stored"))
 }
 
 /// Mounts showing a materialized tree at `/`: each top-level entry bound read-only or linked.
@@ -92,19 +130,20 @@ pub async fn execute(
 ) -> Result<ActionResult, String> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     action.validate().map_err(|e| e.to_string())?;
-    let root = cache.toolchain(client, action.toolchain).await?;
+    let toolchain = cache.toolchain(client, action.toolchain).await?;
     let digest = action.digest();
     let work =
         cache.root.join("work").join(format!("{}-{}", &digest.to_hex()[..16], COUNTER.fetch_add(1, Ordering::Relaxed)));
     fs::create_dir_all(&work).map_err(|e| e.to_string())?;
     fs::set_permissions(&work, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
-    let result = run_in(client, &root, &work, action, cancel).await;
+    let result = run_in(client, &cache.blobs, toolchain.root(), &work, action, cancel).await;
     let _ = fs::remove_dir_all(&work);
     result
 }
 
 async fn run_in(
     client: &Client,
+    blobs: &BlobCache,
     root: &Path,
     work: &Path,
     action: &RemoteAction,
@@ -115,7 +154,7 @@ async fn run_in(
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(|e| e.to_string())?;
         }
-        fs::write(&path, fetch(client, *blob).await?).map_err(|e| e.to_string())?;
+        fs::write(&path, blobs.get(client, *blob, Role::Input).await?).map_err(|e| e.to_string())?;
     }
     let mut spec = SandboxSpec::new(
         format!("action {}", &action.digest().to_hex()[..16]),

@@ -37,7 +37,7 @@ pub struct Channel {
 pub const LOCAL: Channel = Channel { magic: *b"RC", version: PROTOCOL_VERSION, max_len: MAX_FRAME_LEN };
 
 /// Requests and responses on QUIC streams to the scheduler.
-pub const REMOTE: Channel = Channel { magic: *b"RQ", version: 1, max_len: 1 << 20 };
+pub const REMOTE: Channel = Channel { magic: *b"RQ", version: 2, max_len: 1 << 20 };
 
 /// Bytes in a frame header.
 pub const HEADER_LEN: usize = 7;

@@ -98,13 +98,24 @@ impl ActionResult {
 /// Longest worker name or pool name accepted.
 pub const MAX_NAME: usize = 256;
 
+/// Most toolchains a worker's heartbeat reports (more are ignored).
+pub const MAX_HELD_TOOLCHAINS: usize = 64;
+/// Most input blobs a worker's heartbeat reports (more are ignored).
+pub const MAX_HELD_INPUTS: usize = 4_096;
+
 /// What a registered worker sends on its registration stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WorkerMessage {
-    /// Still alive.
+    /// Still alive, and what it holds: the scheduler prefers a worker holding an action's toolchain and
+    /// inputs. Each heartbeat replaces the previous holdings; lists beyond [`MAX_HELD_TOOLCHAINS`] and
+    /// [`MAX_HELD_INPUTS`] are cut by the scheduler.
     Heartbeat {
         /// Slots busy with work the scheduler did not assign.
         external_load: u32,
+        /// The toolchain packs it has materialized, most recently used first.
+        toolchains: Vec<Digest>,
+        /// Input blobs in its local cache, most recently used first.
+        inputs: Vec<Digest>,
     },
     /// An assigned action ended: its outputs are uploaded (`result`), or it could not run (`error`).
     Done {
@@ -373,6 +384,19 @@ mod tests {
             exit_code: 0,
         };
         r.blobs().count()
+    }
+
+    #[test]
+    fn a_heartbeat_holding_the_most_fits_one_frame() {
+        let digests = |n: usize| (0..n as u64).map(|i| Digest::of(&i.to_le_bytes())).collect::<Vec<_>>();
+        let beat = WorkerMessage::Heartbeat {
+            external_load: u32::MAX,
+            toolchains: digests(MAX_HELD_TOOLCHAINS),
+            inputs: digests(MAX_HELD_INPUTS),
+        };
+        let bytes = REMOTE.encode(&beat).unwrap();
+        assert!(bytes.len() as u32 <= REMOTE.max_len);
+        assert_eq!(crate::frame::decode::<WorkerMessage>(&bytes[7..]).unwrap(), beat);
     }
 
     #[test]

@@ -8,7 +8,9 @@ use crate::dispatch::{
     RequesterId, WorkerId, WorkerInfo,
 };
 use crate::storage::Storage;
-use rcc_proto::remote::{ActionResult, RemoteAction, RemoteError, SchedulerMessage};
+use rcc_proto::remote::{
+    ActionResult, RemoteAction, RemoteError, SchedulerMessage, MAX_HELD_INPUTS, MAX_HELD_TOOLCHAINS,
+};
 use rcc_proto::Digest;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +27,32 @@ struct Flights {
     waiters: HashMap<RequesterId, Waiter>,
     results: HashMap<Digest, ActionResult>,
     workers: HashMap<WorkerId, mpsc::UnboundedSender<SchedulerMessage>>,
+    recent: RecentResults,
+}
+
+/// Most recent results an action can be reused from.
+const RECENT_RESULTS: usize = 65_536;
+
+/// The successful results of the last [`RECENT_RESULTS`] actions run, by action digest: an identical action
+/// submitted just after one ended (a second client a little behind the first) reuses its result instead of
+/// running again. Kept in memory only, and written by nobody but the pool (clients cannot plant entries).
+#[derive(Default)]
+struct RecentResults {
+    by_action: HashMap<Digest, ActionResult>,
+    order: std::collections::VecDeque<Digest>,
+}
+
+impl RecentResults {
+    fn insert(&mut self, action: Digest, result: ActionResult) {
+        if self.by_action.insert(action, result).is_none() {
+            self.order.push_back(action);
+        }
+        while self.order.len() > RECENT_RESULTS {
+            if let Some(old) = self.order.pop_front() {
+                self.by_action.remove(&old);
+            }
+        }
+    }
 }
 
 /// The pool's shared state.
@@ -123,6 +151,18 @@ impl Pool {
         rx.await.map_err(|_| RemoteError::Internal("the pool dropped the action".into()))?
     }
 
+    /// The result of an identical action that ran successfully a moment ago, if every blob it names is still
+    /// stored: the requester gets it without a run (counted as `reused`).
+    pub fn reuse(&self, action: &RemoteAction, storage: &dyn Storage) -> Option<ActionResult> {
+        let result = self.flights().recent.by_action.get(&action.digest()).cloned()?;
+        let blobs: Vec<Digest> = result.blobs().collect();
+        if !storage.find_missing(&blobs).is_ok_and(|missing| missing.is_empty()) {
+            return None;
+        }
+        self.dispatcher().note_reused();
+        Some(result)
+    }
+
     /// A worker's report of an action it ran. The result is accepted only when every blob it names is in
     /// the store (their digests were checked on upload); otherwise the worker is reported corrupt.
     pub fn finished(
@@ -203,6 +243,11 @@ impl Pool {
                             let _ = waiter.send(answer.clone());
                         }
                     }
+                    if let Ok(result) = answer.as_ref() {
+                        if result.exit_code == 0 {
+                            flights.recent.insert(action, result.clone());
+                        }
+                    }
                     flights.actions.remove(&action);
                 }
                 Command::WorkerLost { .. } | Command::Quarantined { .. } => {}
@@ -210,10 +255,29 @@ impl Pool {
         }
     }
 
-    /// A worker's heartbeat.
-    pub fn heartbeat(&self, worker: WorkerId, external_load: u32) -> Result<(), DispatchError> {
+    /// A worker's heartbeat: its load from other work, and what it holds (the toolchains it materialized,
+    /// the input blobs it keeps), which replaces what it held before: the dispatcher prefers it for actions
+    /// needing them. Lists longer than [`MAX_HELD_TOOLCHAINS`] and [`MAX_HELD_INPUTS`] are cut: a worker's
+    /// word is never taken unbounded.
+    pub fn heartbeat(
+        &self,
+        worker: WorkerId,
+        external_load: u32,
+        mut toolchains: Vec<Digest>,
+        mut inputs: Vec<Digest>,
+    ) -> Result<(), DispatchError> {
+        if toolchains.len() > MAX_HELD_TOOLCHAINS || inputs.len() > MAX_HELD_INPUTS {
+            tracing::debug!(
+                worker = worker.0,
+                toolchains = toolchains.len(),
+                inputs = inputs.len(),
+                "heartbeat holdings over the bounds: cut"
+            );
+        }
+        toolchains.truncate(MAX_HELD_TOOLCHAINS);
+        inputs.truncate(MAX_HELD_INPUTS);
         let now = self.now();
-        let beat = Heartbeat { external_load: Some(external_load), ..Heartbeat::default() };
+        let beat = Heartbeat { external_load: Some(external_load), toolchains: Some(toolchains), inputs: Some(inputs) };
         self.dispatcher().handle_heartbeat(worker, beat, now)
     }
 
@@ -257,7 +321,7 @@ mod tests {
         let (alive, _a) = pool.register("alive".into(), "linux-x86_64".into(), 4, 1 << 30).unwrap();
         for _ in 0..8 {
             std::thread::sleep(Duration::from_millis(15));
-            pool.heartbeat(alive, 0).unwrap();
+            pool.heartbeat(alive, 0, Vec::new(), Vec::new()).unwrap();
             pool.tick();
         }
         let status: serde_json::Value = serde_json::from_str(&pool.status_json()).unwrap();
@@ -267,5 +331,99 @@ mod tests {
         assert_eq!(state(quiet), "lost", "{status}");
         assert_eq!(state(alive), "active", "{status}");
         assert!(pool.register("bad".into(), "linux-x86_64".into(), 0, 0).is_err(), "no slots refused");
+    }
+
+    fn digests(range: std::ops::Range<u64>) -> Vec<Digest> {
+        range.map(|i| Digest::of(&i.to_le_bytes())).collect()
+    }
+
+    /// Two idle workers, the second with these holdings: which one the action needing `toolchain` and
+    /// `input` goes to (1 or 2; on a tie the first registered wins).
+    async fn assignee(toolchain: Digest, input: Digest, toolchains: Vec<Digest>, inputs: Vec<Digest>) -> u8 {
+        let pool = std::sync::Arc::new(Pool::with_defaults());
+        let (_, mut first) = pool.register("w1".into(), "p".into(), 4, 1 << 30).unwrap();
+        let (second_id, mut second) = pool.register("w2".into(), "p".into(), 4, 1 << 30).unwrap();
+        pool.heartbeat(second_id, 0, toolchains, inputs).unwrap();
+        let action = RemoteAction {
+            toolchain,
+            program: "/usr/bin/cc".into(),
+            args: vec!["-c".into(), "unit.i".into()],
+            env: Vec::new(),
+            inputs: vec![("unit.i".into(), input)],
+            outputs: vec!["unit.o".into()],
+            pool: "p".into(),
+            kind: Digest::of(b"cc unit.i"),
+            timeout_ms: 1_000,
+            workdir: "/w".into(),
+        };
+        let waiting = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.execute(action).await }
+        });
+        let which = tokio::select! {
+            Some(_) = first.recv() => 1,
+            Some(_) = second.recv() => 2,
+        };
+        waiting.abort();
+        which
+    }
+
+    #[tokio::test]
+    async fn a_heartbeats_holdings_reach_the_dispatcher_bounded() {
+        let (tool, input) = (Digest::of(b"gcc pack"), Digest::of(b"unit.i"));
+        assert_eq!(assignee(tool, input, vec![], vec![]).await, 1, "a tie: the first registered");
+        assert_eq!(assignee(tool, input, vec![tool], vec![]).await, 2, "it holds the toolchain");
+        assert_eq!(assignee(tool, input, vec![], vec![input]).await, 2, "it holds the input");
+        let mut toolchains = digests(0..MAX_HELD_TOOLCHAINS as u64);
+        toolchains.push(tool);
+        let mut inputs = digests(0..MAX_HELD_INPUTS as u64);
+        inputs.push(input);
+        assert_eq!(assignee(tool, input, toolchains, inputs).await, 1, "what lies past the bounds is ignored");
+        let mut toolchains = digests(0..MAX_HELD_TOOLCHAINS as u64 - 1);
+        toolchains.push(tool);
+        assert_eq!(assignee(tool, input, toolchains, vec![]).await, 2, "within the bound it counts");
+    }
+
+    #[tokio::test]
+    async fn an_identical_action_just_run_reuses_its_result_while_its_blobs_are_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = crate::storage::DiskStorage::open(&dir.path().join("cas"), 1 << 30).unwrap();
+        let pool = std::sync::Arc::new(Pool::with_defaults());
+        let (worker, mut assignments) = pool.register("w".into(), "p".into(), 1, 1 << 30).unwrap();
+        let action = RemoteAction {
+            toolchain: Digest::of(b"pack"),
+            program: "/usr/bin/cc".into(),
+            args: vec!["-c".into(), "unit.i".into()],
+            env: Vec::new(),
+            inputs: vec![("unit.i".into(), Digest::of(b"unit"))],
+            outputs: vec!["unit.o".into()],
+            pool: "p".into(),
+            kind: Digest::of(b"cc unit.i"),
+            timeout_ms: 1_000,
+            workdir: "/w".into(),
+        };
+        assert!(pool.reuse(&action, &storage).is_none(), "nothing ran yet");
+        let waiting = tokio::spawn({
+            let (pool, action) = (pool.clone(), action.clone());
+            async move { pool.execute(action).await }
+        });
+        assert!(matches!(assignments.recv().await, Some(SchedulerMessage::Run { .. })));
+        storage.put_blob(&Digest::of(b"object"), b"object").unwrap();
+        let output = rcc_proto::remote::OutputFile {
+            name: "unit.o".into(),
+            digest: Digest::of(b"object"),
+            size: 6,
+            executable: false,
+        };
+        let result = ActionResult { outputs: vec![output], stdout: None, stderr: None, exit_code: 0 };
+        pool.finished(worker, action.digest(), Some(result.clone()), None, &storage);
+        assert_eq!(waiting.await.unwrap().unwrap(), result);
+        // Just after: the same action is answered without running.
+        assert_eq!(pool.reuse(&action, &storage), Some(result));
+        let status: serde_json::Value = serde_json::from_str(&pool.status_json()).unwrap();
+        assert_eq!((&status["counters"]["reused"], &status["counters"]["assigned"]), (&1.into(), &1.into()));
+        // Not when its outputs are no longer stored.
+        let empty = crate::storage::DiskStorage::open(&dir.path().join("empty"), 1 << 30).unwrap();
+        assert!(pool.reuse(&action, &empty).is_none());
     }
 }

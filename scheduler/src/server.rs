@@ -185,9 +185,12 @@ async fn stream(
         Request::RegisterWorker { .. } => refuse(RemoteError::Internal("handled above".into())),
         Request::Execute { action } => match allowed(Scope::Execute) {
             Err(e) => refuse(e),
-            Ok(()) => match service.pool.execute(action).await {
-                Ok(result) => Response::Executed { result },
-                Err(e) => refuse(e),
+            Ok(()) => match service.pool.reuse(&action, &*service.storage) {
+                Some(result) => Response::Executed { result },
+                None => match service.pool.execute(action).await {
+                    Ok(result) => Response::Executed { result },
+                    Err(e) => refuse(e),
+                },
             },
         },
         Request::UpdateActionResult { key, result } => match allowed(Scope::Write) {
@@ -226,8 +229,8 @@ async fn worker_session(
     });
     loop {
         match read_frame::<WorkerMessage>(&mut recv).await {
-            Ok(WorkerMessage::Heartbeat { external_load }) => {
-                if let Err(e) = service.pool.heartbeat(id, external_load) {
+            Ok(WorkerMessage::Heartbeat { external_load, toolchains, inputs }) => {
+                if let Err(e) = service.pool.heartbeat(id, external_load, toolchains, inputs) {
                     tracing::debug!(worker = id.0, error = %e, "heartbeat refused");
                 }
             }

@@ -169,14 +169,14 @@ fn start_faulty_worker(
     slots: u32,
     faults: &[(&str, &str)],
 ) -> Worker {
-    let dir = env.root.join(format!("worker-{name}"));
     let log = std::fs::File::create(env.root.join(format!("worker-{name}.log"))).expect("worker log");
+    // A directory relative to the worker's cwd, as an operator would type it.
     let child = Command::new(bin_dir().join("rccd"))
+        .current_dir(&env.root)
         .envs(faults.iter().copied())
         .args(["worker", "--scheduler", &scheduler.addr, "--fingerprint", &scheduler.fingerprint])
         .args(["--token", &scheduler.token("worker,read,write"), "--name", name, "--slots", &slots.to_string()])
-        .arg("--dir")
-        .arg(dir)
+        .args(["--dir", &format!("worker-{name}")])
         .env("RCC_LOG_LEVEL", "info")
         .stdout(Stdio::null())
         .stderr(log)
@@ -310,7 +310,8 @@ fn a_worker_returning_corrupt_outputs_is_caught_and_quarantined() {
     open_to_sandbox(&env);
     let scheduler = Scheduler::start_with(&env.root, &["--heartbeat-ms", "300"]);
     let _liar = start_faulty_worker(&scheduler, &env, "liar", 2, &[("RCC_WORKER_TEST_CORRUPT", "1")]);
-    let _honest = start_worker_in(&scheduler, &env, "honest");
+    // One slow slot on the honest worker: however the holdings steer dispatch, the liar gets actions.
+    let _honest = start_faulty_worker(&scheduler, &env, "honest", 1, &[("RCC_WORKER_TEST_DELAY_MS", "300")]);
     wait_for(&scheduler, "two workers", |s| s["workers"].as_array().is_some_and(|w| w.len() == 2));
     pool_client(&scheduler, &mut env);
     write_project(&env.proj);
@@ -406,13 +407,19 @@ fn two_clients_building_the_same_sources_at_once_run_each_action_once() {
     assert!(b.wait().expect("make").success(), "{}", second.log());
     let status = status_json(&scheduler);
     let counters = &status["counters"];
-    assert_eq!(counters["assigned"], 7, "each of the 7 actions ran once on the pool: {status:#}");
+    // Each of the 7 actions ran once: the second client's requests joined the first's in flight or, a
+    // little behind, reused their results (or found them in the shared cache).
+    assert_eq!(counters["assigned"], 7, "{status:#}");
     let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
     assert!(n(&counters["attached"]) >= 1, "the builds overlapped: {status:#}");
+    let mut shared_hits = 0;
     for env in [&first, &second] {
         let c = env.stats()["counters"].clone();
         assert_eq!(n(&c["remote_compiles"]) + n(&c["hits_remote"]), 7, "{c:#}");
+        shared_hits += n(&c["hits_remote"]);
     }
+    // Every one of the 14 compiles was submitted, reused a result, or hit the shared cache.
+    assert_eq!(n(&counters["submitted"]) + n(&counters["reused"]) + shared_hits, 14, "{status:#}");
     assert_eq!(n(&counters["submitted"]), n(&counters["assigned"]) + n(&counters["attached"]), "{status:#}");
     assert_eq!(objects(&first.proj), objects(&second.proj));
     run_ok(first.command("make").args(["-B", "-j4", "CFLAGS=-O2", "CC=gcc"]));

@@ -61,6 +61,8 @@ pub(super) struct Action {
     queued: Option<u64>,
     twin_at: Option<Millis>,
     twinned: bool,
+    /// When it was submitted, until its first copy starts.
+    waiting_since: Option<Millis>,
 }
 
 /// One copy of an action running on a worker.
@@ -114,7 +116,7 @@ impl Dispatcher {
 
     /// A requester asks for an action. An identical action (same digest) in flight runs once: the requester
     /// is attached to it. A requester attached twice still receives the result once.
-    pub fn handle_submit(&mut self, spec: ActionSpec, _now: Millis) -> Result<SubmitOutcome, DispatchError> {
+    pub fn handle_submit(&mut self, spec: ActionSpec, now: Millis) -> Result<SubmitOutcome, DispatchError> {
         if spec.pool.is_empty() {
             return Err(DispatchError::EmptyPool);
         }
@@ -141,6 +143,7 @@ impl Dispatcher {
             queued: None,
             twin_at: None,
             twinned: false,
+            waiting_since: Some(now),
         };
         self.actions.insert(spec.digest, action);
         self.enqueue(spec.digest, false);
@@ -296,6 +299,13 @@ impl Dispatcher {
         out
     }
 
+    /// Counts an action answered from a recent identical one instead of running (see [`Status::counters`]).
+    ///
+    /// [`Status::counters`]: super::Status
+    pub fn note_reused(&mut self) {
+        self.counters.reused += 1;
+    }
+
     /// Whether `pool` has a worker that takes actions (without building the whole status).
     pub fn has_active_worker(&self, pool: &str) -> bool {
         let Some(&id) = self.pool_ids.get(pool) else { return false };
@@ -337,6 +347,9 @@ impl Dispatcher {
         self.counters.twins += u64::from(twin);
         let Some(a) = self.actions.get_mut(&digest) else { return };
         a.queued = None;
+        if let Some(since) = a.waiting_since.take() {
+            self.counters.queued_millis += now.saturating_sub(since);
+        }
         a.copies.push(RunningCopy { worker: idx, started: now, twin });
         if twin {
             a.twinned = true;

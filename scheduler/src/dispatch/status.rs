@@ -36,6 +36,10 @@ pub struct Counters {
     pub twins_won: u64,
     /// Results delivered to requesters.
     pub delivered: u64,
+    /// Milliseconds actions waited in queues before their first copy started, summed.
+    pub queued_millis: u64,
+    /// Requests answered with the result of an identical action that had just run (not submitted).
+    pub reused: u64,
 }
 
 /// One worker.

@@ -458,3 +458,16 @@ fn external_load_takes_slots() {
     }
     assert_eq!(d.dispatch(0).len(), 1);
 }
+
+#[test]
+fn queue_waits_are_summed_once_per_action() {
+    let mut d = Dispatcher::new(Config::default());
+    d.handle_submit(spec(1, "p", 1, 1), 100).unwrap();
+    d.handle_submit(spec(2, "p", 1, 2), 150).unwrap();
+    d.handle_register(worker(1, "p", 1), 400).unwrap();
+    let (a, w) = assigned(d.poll_dispatch(400));
+    d.handle_result(w, a, ran(), 500).unwrap();
+    assigned(d.poll_dispatch(600));
+    // 300 ms for the first, 450 ms for the second.
+    assert_eq!(d.status(600).counters.queued_millis, 750);
+}
