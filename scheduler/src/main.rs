@@ -198,6 +198,20 @@ const ADDR_FILE: &str = "listen.addr";
 /// The admin token `status` keeps in the state directory.
 const STATUS_TOKEN_FILE: &str = "status.token";
 
+/// Where this machine reaches a scheduler listening on `addr`: a wildcard listen address (`0.0.0.0`, `::`)
+/// is reached on loopback.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, addr.port()))
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
+        }
+        _ => addr,
+    }
+}
+
 /// Asks the scheduler serving `state` for the pool's status (JSON), with an admin token kept in `state`.
 async fn fetch_status(state: &std::path::Path, addr: Option<SocketAddr>) -> Result<String> {
     let addr = match addr {
@@ -206,6 +220,7 @@ async fn fetch_status(state: &std::path::Path, addr: Option<SocketAddr>) -> Resu
             .context("no scheduler address recorded in the state directory: is `rcc-scheduler serve` running? (or pass --addr)")?
             .trim()
             .parse()
+            .map(reachable)
             .context("parsing the recorded address")?,
     };
     let token_file = state.join(STATUS_TOKEN_FILE);

@@ -12,5 +12,6 @@ mod hits;
 mod mutations;
 mod passthrough;
 mod pool;
+mod pool_netns;
 mod remote;
 mod rust;

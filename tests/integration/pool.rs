@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A worker process of the scheduler's pool.
-struct Worker(Child);
+pub(crate) struct Worker(pub(crate) Child);
 
 impl Drop for Worker {
     fn drop(&mut self) {
@@ -16,7 +16,7 @@ impl Drop for Worker {
     }
 }
 
-fn status_json(scheduler: &Scheduler) -> serde_json::Value {
+pub(crate) fn status_json(scheduler: &Scheduler) -> serde_json::Value {
     let out = run_ok(Command::new(bin_dir().join("rcc-scheduler")).args([
         "--state",
         scheduler.state.to_str().unwrap(),
@@ -27,7 +27,11 @@ fn status_json(scheduler: &Scheduler) -> serde_json::Value {
 }
 
 /// Polls the status until `ok` holds (at most 20 s).
-fn wait_for(scheduler: &Scheduler, what: &str, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+pub(crate) fn wait_for(
+    scheduler: &Scheduler,
+    what: &str,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let status = status_json(scheduler);
@@ -39,7 +43,7 @@ fn wait_for(scheduler: &Scheduler, what: &str, ok: impl Fn(&serde_json::Value) -
     }
 }
 
-fn worker<'a>(status: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+pub(crate) fn worker<'a>(status: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
     status["workers"].as_array()?.iter().find(|w| w["name"] == name)
 }
 
@@ -101,7 +105,7 @@ fn a_token_without_the_worker_scope_cannot_register() {
 }
 
 /// A small C project: six units and a header; its Makefile asks for depfiles only with `DEPFLAGS=…`.
-fn write_project(dir: &std::path::Path) {
+pub(crate) fn write_project(dir: &std::path::Path) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("parts.h"), "int part(int i, int x);\n").unwrap();
     let mut objects = Vec::new();
@@ -134,11 +138,11 @@ fn write_project(dir: &std::path::Path) {
     }
 }
 
-fn objects(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn objects(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     files_ending(dir, ".o")
 }
 
-fn files_ending(dir: &std::path::Path, suffix: &str) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn files_ending(dir: &std::path::Path, suffix: &str) -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
         .unwrap()
         .flatten()
@@ -150,7 +154,7 @@ fn files_ending(dir: &std::path::Path, suffix: &str) -> Vec<(String, Vec<u8>)> {
 }
 
 /// Opens the test's directories to the sandbox's unprivileged user (workers run actions as `nobody`).
-fn open_to_sandbox(env: &TestEnv) {
+pub(crate) fn open_to_sandbox(env: &TestEnv) {
     use std::os::unix::fs::PermissionsExt;
     for dir in [&env.root, &env.proj] {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -253,7 +257,7 @@ fn a_pool_without_workers_means_local_compiles() {
 }
 
 /// A client machine of the pool that compiles nothing locally.
-fn pool_client(scheduler: &Scheduler, env: &mut TestEnv) {
+pub(crate) fn pool_client(scheduler: &Scheduler, env: &mut TestEnv) {
     env.set_env("RCC_SCHEDULER", &scheduler.addr);
     env.set_env("RCC_SCHEDULER_FINGERPRINT", &scheduler.fingerprint);
     env.set_env("RCC_TOKEN", &scheduler.token("read,write,execute"));
@@ -261,7 +265,7 @@ fn pool_client(scheduler: &Scheduler, env: &mut TestEnv) {
 }
 
 /// The project's objects from a plain local build in a copy of it.
-fn local_objects(env: &TestEnv) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn local_objects(env: &TestEnv) -> Vec<(String, Vec<u8>)> {
     // In place (-g records the directory), then the remote objects are put back.
     let saved = objects(&env.proj);
     run_ok(env.command("make").args(["-B", "-j4", "CC=gcc"]));

@@ -22,9 +22,14 @@ impl Scheduler {
 
     /// Started with extra `serve` arguments.
     pub(crate) fn start_with(root: &Path, extra: &[&str]) -> Scheduler {
+        Scheduler::start_listening(root, "127.0.0.1:0", extra)
+    }
+
+    /// Listening on `listen` (e.g. `0.0.0.0:0` for workers in network namespaces), with extra arguments.
+    pub(crate) fn start_listening(root: &Path, listen: &str, extra: &[&str]) -> Scheduler {
         let state = root.join("scheduler");
         let mut child = Command::new(bin_dir().join("rcc-scheduler"))
-            .args(["--state", state.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"])
+            .args(["--state", state.to_str().unwrap(), "serve", "--listen", listen])
             .args(extra)
             .env("RCC_LOG_LEVEL", "info")
             .stderr(Stdio::piped())
