@@ -6,6 +6,7 @@
 use crate::sandbox::CancelFlag;
 use crate::worker_exec::{execute, CacheLimits, WorkerCache};
 use rcc_proto::remote::{Request, Response, SchedulerMessage, WorkerMessage};
+use rcc_proto::Digest;
 use rcc_scheduler::client::Client;
 use rcc_scheduler::tls::Trust;
 use rcc_scheduler::wire::{read_frame, write_frame};
@@ -226,13 +227,20 @@ async fn session(
             }
         })
     };
+    let (mut sent_toolchains, mut sent_inputs): (Option<Vec<Digest>>, Option<Vec<Digest>>) = (None, None);
     let mut beat = tokio::time::interval(every);
     let result = loop {
         tokio::select! {
             _ = beat.tick() => {
                 // Slots busy with the scheduler's own assignments are counted by the scheduler.
-                let (toolchains, inputs) = cache.holdings();
-                let heartbeat = WorkerMessage::Heartbeat { external_load: 0, toolchains, inputs };
+                // Holdings only when they changed since the last heartbeat of this session.
+                let holdings = cache.holdings();
+                let heartbeat = WorkerMessage::Heartbeat {
+                    external_load: 0,
+                    toolchains: changed(&holdings.0, &sent_toolchains),
+                    inputs: changed(&holdings.1, &sent_inputs),
+                };
+                (sent_toolchains, sent_inputs) = (Some(holdings.0), Some(holdings.1));
                 if let Err(e) = write_frame(&mut send, &heartbeat).await {
                     break Err(link(&e));
                 }
@@ -253,4 +261,23 @@ async fn session(
         task.abort();
     }
     result
+}
+
+/// What a heartbeat says of a holdings list: the list when it differs from what was last sent, else `None`.
+fn changed(now: &[Digest], sent: &Option<Vec<Digest>>) -> Option<Vec<Digest>> {
+    (sent.as_deref() != Some(now)).then(|| now.to_vec())
+}
+
+#[cfg(test)]
+mod holdings_tests {
+    use super::*;
+
+    #[test]
+    fn holdings_are_sent_when_they_change_only() {
+        let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
+        assert_eq!(changed(&[a], &None), Some(vec![a]), "the first heartbeat of a session says all");
+        assert_eq!(changed(&[a], &Some(vec![a])), None);
+        assert_eq!(changed(&[b, a], &Some(vec![a])), Some(vec![b, a]));
+        assert_eq!(changed(&[], &Some(vec![a])), Some(vec![]), "an emptied list is news too");
+    }
 }

@@ -112,10 +112,11 @@ pub enum WorkerMessage {
     Heartbeat {
         /// Slots busy with work the scheduler did not assign.
         external_load: u32,
-        /// The toolchain packs it has materialized, most recently used first.
-        toolchains: Vec<Digest>,
-        /// Input blobs in its local cache, most recently used first.
-        inputs: Vec<Digest>,
+        /// The toolchain packs it has materialized, most recently used first; `None` when unchanged since
+        /// its last heartbeat (holdings are sent only when they change).
+        toolchains: Option<Vec<Digest>>,
+        /// Input blobs in its local cache, most recently used first; `None` when unchanged.
+        inputs: Option<Vec<Digest>>,
     },
     /// An assigned action ended: its outputs are uploaded (`result`), or it could not run (`error`).
     Done {
@@ -391,8 +392,8 @@ mod tests {
         let digests = |n: usize| (0..n as u64).map(|i| Digest::of(&i.to_le_bytes())).collect::<Vec<_>>();
         let beat = WorkerMessage::Heartbeat {
             external_load: u32::MAX,
-            toolchains: digests(MAX_HELD_TOOLCHAINS),
-            inputs: digests(MAX_HELD_INPUTS),
+            toolchains: Some(digests(MAX_HELD_TOOLCHAINS)),
+            inputs: Some(digests(MAX_HELD_INPUTS)),
         };
         let bytes = REMOTE.encode(&beat).unwrap();
         assert!(bytes.len() as u32 <= REMOTE.max_len);

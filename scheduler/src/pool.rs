@@ -263,21 +263,27 @@ impl Pool {
         &self,
         worker: WorkerId,
         external_load: u32,
-        mut toolchains: Vec<Digest>,
-        mut inputs: Vec<Digest>,
+        toolchains: Option<Vec<Digest>>,
+        inputs: Option<Vec<Digest>>,
     ) -> Result<(), DispatchError> {
-        if toolchains.len() > MAX_HELD_TOOLCHAINS || inputs.len() > MAX_HELD_INPUTS {
-            tracing::debug!(
-                worker = worker.0,
-                toolchains = toolchains.len(),
-                inputs = inputs.len(),
-                "heartbeat holdings over the bounds: cut"
-            );
-        }
-        toolchains.truncate(MAX_HELD_TOOLCHAINS);
-        inputs.truncate(MAX_HELD_INPUTS);
+        let bounded = |list: Option<Vec<Digest>>, max: usize, what: &str| {
+            list.map(|mut list| {
+                if list.len() > max {
+                    tracing::debug!(
+                        worker = worker.0,
+                        what,
+                        len = list.len(),
+                        "heartbeat holdings over the bound: cut"
+                    );
+                    list.truncate(max);
+                }
+                list
+            })
+        };
+        let toolchains = bounded(toolchains, MAX_HELD_TOOLCHAINS, "toolchains");
+        let inputs = bounded(inputs, MAX_HELD_INPUTS, "inputs");
         let now = self.now();
-        let beat = Heartbeat { external_load: Some(external_load), toolchains: Some(toolchains), inputs: Some(inputs) };
+        let beat = Heartbeat { external_load: Some(external_load), toolchains, inputs };
         self.dispatcher().handle_heartbeat(worker, beat, now)
     }
 
@@ -321,7 +327,7 @@ mod tests {
         let (alive, _a) = pool.register("alive".into(), "linux-x86_64".into(), 4, 1 << 30).unwrap();
         for _ in 0..8 {
             std::thread::sleep(Duration::from_millis(15));
-            pool.heartbeat(alive, 0, Vec::new(), Vec::new()).unwrap();
+            pool.heartbeat(alive, 0, None, None).unwrap();
             pool.tick();
         }
         let status: serde_json::Value = serde_json::from_str(&pool.status_json()).unwrap();
@@ -343,7 +349,7 @@ mod tests {
         let pool = std::sync::Arc::new(Pool::with_defaults());
         let (_, mut first) = pool.register("w1".into(), "p".into(), 4, 1 << 30).unwrap();
         let (second_id, mut second) = pool.register("w2".into(), "p".into(), 4, 1 << 30).unwrap();
-        pool.heartbeat(second_id, 0, toolchains, inputs).unwrap();
+        pool.heartbeat(second_id, 0, Some(toolchains), Some(inputs)).unwrap();
         let action = RemoteAction {
             toolchain,
             program: "/usr/bin/cc".into(),
