@@ -570,7 +570,7 @@ fn miss_remote(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream)
     if crate::key::files::has_time_macros(&preprocessed) && !plan.source_date_epoch {
         return fallback("time-macros");
     }
-    let mut result = match remote_exec::compile(ctx, &plan.inv, &plan.parsed, plan.compiler.digest, &preprocessed) {
+    let mut result = match remote_exec::compile(ctx, &plan.inv, &plan.parsed, &plan.compiler, &preprocessed) {
         Ok(result) => result,
         Err(reason) => return fallback(reason),
     };

@@ -114,19 +114,38 @@ fn packed(identity: Digest, driver: &std::path::Path) -> Result<std::sync::Arc<P
     Ok(packed)
 }
 
+/// What this call's `-march=native`-style flags stand for here, to go first on the worker's command line
+/// (where gcc's driver puts its own expansion, before the call's other `-m` options). Only without debug
+/// information: its producer string lists the options, and explicit `--param`s land elsewhere in it.
+fn native_cpu_options(
+    inv: &Invocation,
+    parsed: &ParsedArgs,
+    compiler: &crate::key::identity::Compiler,
+) -> Result<Vec<String>, &'static str> {
+    if parsed.debug_info {
+        return Err("native-cpu-with-debug-info");
+    }
+    let env_path = inv.var("PATH").unwrap_or_default();
+    compiler.native_expansion(&inv.compiler, env_path, &parsed.native_flags()).ok_or("native-cpu")
+}
+
 /// Compiles `preprocessed` (this call's `-E` output) on the pool. `Err` is the reason it stays local.
 pub fn compile(
     ctx: &Context,
     inv: &Invocation,
     parsed: &ParsedArgs,
-    identity: Digest,
+    compiler: &crate::key::identity::Compiler,
     preprocessed: &[u8],
 ) -> Result<CachedResult, &'static str> {
+    let identity = compiler.digest;
     let remote = ctx.remote.as_ref().ok_or("no-scheduler")?;
     if !remote.can_execute(&ctx.stats) {
         return Err("no-execute-scope");
     }
-    let args = parsed.compile_args_for_preprocessed(UNIT, OBJECT).ok_or("not-remotable")?;
+    let mut args = parsed.compile_args_for_preprocessed(UNIT, OBJECT).ok_or("not-remotable")?;
+    if parsed.native_cpu {
+        args.splice(0..0, native_cpu_options(inv, parsed, compiler)?.into_iter().map(Into::into));
+    }
     let args: Vec<String> =
         args.into_iter().map(|a| a.into_string().map_err(|_| "not-remotable")).collect::<Result<_, _>>()?;
     let program = inv.compiler.to_str().filter(|p| p.starts_with('/')).ok_or("not-remotable")?.to_owned();

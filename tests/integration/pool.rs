@@ -429,3 +429,33 @@ fn two_clients_building_the_same_sources_at_once_run_each_action_once() {
     run_ok(first.command("make").args(["-B", "-j4", "CFLAGS=-O2", "CC=gcc"]));
     assert_eq!(objects(&first.proj), objects(&second.proj), "and they are what gcc gives locally");
 }
+
+#[test]
+fn march_native_compiles_on_the_workers_for_this_machines_cpu() {
+    let mut env = TestEnv::new();
+    open_to_sandbox(&env);
+    let scheduler = Scheduler::start_with(&env.root, &["--heartbeat-ms", "300"]);
+    let _w1 = start_worker_in(&scheduler, &env, "one");
+    let _w2 = start_worker_in(&scheduler, &env, "two");
+    wait_for(&scheduler, "two workers", |s| s["workers"].as_array().is_some_and(|w| w.len() == 2));
+    pool_client(&scheduler, &mut env);
+    write_project(&env.proj);
+    // -mno-avx2 after -march=native must still win, as it does locally.
+    let flags = "CFLAGS=-O2 -march=native -mno-avx2";
+    run_ok(env.command("make").args(["-j4", flags, &format!("CC={} gcc", env.rcc_bin().display())]));
+    let stats = env.stats()["counters"].clone();
+    assert_eq!(stats["remote_compiles"], 7, "the workers compiled for this CPU: {stats:#}\n{}", env.log());
+    let remote = objects(&env.proj);
+    run_ok(env.command("make").args(["-B", "-j4", flags, "CC=gcc"]));
+    assert_eq!(remote, objects(&env.proj), "byte-identical to gcc -march=native here");
+
+    // With debug information the producer string would list the options in another order: local.
+    env.zero_stats();
+    for o in &remote {
+        std::fs::remove_file(env.proj.join(&o.0)).unwrap();
+    }
+    let flags = "CFLAGS=-O2 -g -march=native";
+    run_ok(env.command("make").args(["-j4", flags, &format!("CC={} gcc", env.rcc_bin().display())]));
+    let stats = env.stats()["counters"].clone();
+    assert_eq!(stats["remote_fallbacks"]["native-cpu-with-debug-info"], 7, "{stats:#}");
+}

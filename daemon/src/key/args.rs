@@ -732,12 +732,17 @@ pub fn parse(args: &[OsString], cwd: &Path, _family: Family) -> Result<ParsedArg
     Ok(p)
 }
 
+/// `-march=native` and friends: what they mean depends on the CPU of the machine that compiles.
+fn is_native_flag(arg: &[u8]) -> bool {
+    [&b"-march=native"[..], b"-mtune=native", b"-mcpu=native"].iter().any(|f| arg.starts_with(f))
+}
+
 /// Handles a flag the table does not know: hashed, unless a value of it names an existing file.
 fn unknown_flag(arg: &[u8], cwd: &Path, p: &mut ParsedArgs) -> Result<(), Reason> {
     if arg.starts_with(b"-g") && arg != b"-g0" {
         p.debug_info = true;
     }
-    if arg.starts_with(b"-march=native") || arg.starts_with(b"-mtune=native") || arg.starts_with(b"-mcpu=native") {
+    if is_native_flag(arg) {
         p.native_cpu = true;
     }
     // A value after '=' (or after ',' in list flags) that names an existing file cannot be hashed blindly.
@@ -884,16 +889,16 @@ impl ParsedArgs {
 
     /// The arguments that compile this call's preprocessed output (the source replaced by `unit`, given as
     /// `-x cpp-output`/`c++-cpp-output`, the output by `object`): preprocessor, depfile and output options
-    /// dropped. `None` when the call cannot be compiled away from its machine: `-march=native` (another
-    /// CPU), files named by flags, `-B`, split DWARF, coverage notes, `-S`, languages other than C and C++.
+    /// dropped, and so are `-march=native`-style flags (see [`ParsedArgs::native_flags`]: the caller puts
+    /// what they stand for on this host first). `None` when the call cannot be compiled away from its
+    /// machine: files named by flags, `-B`, split DWARF, coverage notes, `-S`, languages other than C and C++.
     pub fn compile_args_for_preprocessed(&self, unit: &str, object: &str) -> Option<Vec<OsString>> {
         let language = match self.language.as_str() {
             "c" => "cpp-output",
             "c++" => "c++-cpp-output",
             _ => return None,
         };
-        if self.native_cpu
-            || !self.input_files.is_empty()
+        if !self.input_files.is_empty()
             || !self.input_dirs.is_empty()
             || !self.b_prefixes.is_empty()
             || self.split_dwarf
@@ -917,9 +922,14 @@ impl ParsedArgs {
             E::Xclang | E::InputFile | E::ProfileUse | E::BPrefix | E::DepOnly | E::Preprocess => None,
             _ => Some(true),
         };
-        let mut out = self.filter_args(keep, |arg| Path::new(arg) != self.source)?;
+        let mut out = self.filter_args(keep, |arg| Path::new(arg) != self.source && !is_native_flag(arg.as_bytes()))?;
         out.extend(["-x".into(), language.into(), unit.into(), "-o".into(), object.into()]);
         Some(out)
+    }
+
+    /// The `-march=native`, `-mtune=native` and `-mcpu=native` flags of the call, in order.
+    pub fn native_flags(&self) -> Vec<OsString> {
+        self.expanded.iter().filter(|a| is_native_flag(a.as_bytes())).cloned().collect()
     }
 
     /// The split-DWARF file beside the output.
@@ -1053,6 +1063,15 @@ mod tests {
         let m = ok(&["-c", "a.c", "-fdebug-prefix-map=/home/x=.", "-fmacro-prefix-map=/home/y=."]);
         assert_eq!(m.prefix_maps, vec![(OsString::from("/home/x"), OsString::from("."))], "macro maps do not map cwd");
         assert!(ok(&["-c", "a.c", "-march=native"]).native_cpu);
+    }
+
+    #[test]
+    fn native_flags_are_found_and_left_out_of_the_remote_compile() {
+        let p = ok(&["-O2", "-march=native", "-mno-avx2", "-mtune=native", "-c", "a.c", "-o", "a.o"]);
+        assert_eq!(p.native_flags(), [OsString::from("-march=native"), OsString::from("-mtune=native")]);
+        let args = p.compile_args_for_preprocessed("u.i", "u.o").expect("remotable");
+        let args: Vec<&str> = args.iter().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(args, ["-O2", "-mno-avx2", "-c", "-x", "cpp-output", "u.i", "-o", "u.o"]);
     }
 
     #[test]

@@ -44,6 +44,7 @@ pub struct Compiler {
     pub digest: Digest,
     record: Record,
     native: Mutex<Option<Vec<u8>>>,
+    native_expansions: Mutex<HashMap<Vec<OsString>, Option<Vec<String>>>>,
     system_dirs: Mutex<HashMap<Vec<OsString>, Vec<PathBuf>>>,
 }
 
@@ -66,6 +67,7 @@ impl Compiler {
             digest: record.digest,
             record,
             native: Mutex::new(None),
+            native_expansions: Mutex::new(HashMap::new()),
             system_dirs: Mutex::new(HashMap::new()),
         }
     }
@@ -132,6 +134,24 @@ impl IdentityCache {
 
 fn failed(path: &Path, what: impl Into<String>) -> IdentityError {
     IdentityError::Failed { path: path.to_owned(), what: what.into() }
+}
+
+/// The `-m…` and `--param` options on the `cc1` line of a driver's `-###` output.
+fn cc1_cpu_options(listing: &[u8]) -> Option<Vec<String>> {
+    let text = std::str::from_utf8(listing).ok()?;
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().next().is_some_and(|program| program.trim_matches('"').ends_with("/cc1")))?;
+    let mut tokens = line.split_whitespace().map(|t| t.trim_matches('"'));
+    let mut out = Vec::new();
+    while let Some(token) = tokens.next() {
+        if token.starts_with("-m") {
+            out.push(token.to_owned());
+        } else if token == "--param" {
+            out.push(format!("--param={}", tokens.next()?));
+        }
+    }
+    out.iter().any(|o| o.starts_with("-march=") || o.starts_with("-mtune=") || o.starts_with("-mcpu=")).then_some(out)
 }
 
 fn run(path: &Path, args: &[&OsStr], env_path: &OsStr) -> Result<std::process::Output, IdentityError> {
@@ -258,6 +278,23 @@ impl Compiler {
         Ok(out.stderr)
     }
 
+    /// The options a call's `-march=native`-style `flags` stand for on this host, as gcc's driver hands them
+    /// to `cc1` (`-m…` options and `--param=…`), so that another machine compiles for this CPU. `None` for
+    /// clang (its expansion is not driver options) or when the driver's `-###` output cannot be read.
+    pub fn native_expansion(&self, path: &Path, env_path: &OsStr, flags: &[OsString]) -> Option<Vec<String>> {
+        if self.family != Family::Gcc {
+            return None;
+        }
+        if let Some(known) = self.native_expansions.lock().unwrap_or_else(|e| e.into_inner()).get(flags) {
+            return known.clone();
+        }
+        let mut args: Vec<&OsStr> = flags.iter().map(OsString::as_os_str).collect();
+        args.extend(["-###", "-E", "-x", "c", "/dev/null"].iter().map(OsStr::new));
+        let expansion = run(path, &args, env_path).ok().and_then(|out| cc1_cpu_options(&out.stderr));
+        self.native_expansions.lock().unwrap_or_else(|e| e.into_inner()).insert(flags.to_vec(), expansion.clone());
+        expansion
+    }
+
     /// The default `#include` search directories for a language under the given target/sysroot flags.
     pub fn system_include_dirs(
         &self,
@@ -310,6 +347,33 @@ fn parse_search_list(stderr: &[u8]) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cc1_cpu_options_come_from_the_cc1_line() {
+        let listing = b"Using built-in specs.\nCOLLECT_GCC=gcc\n \"/usr/lib/gcc/x86_64-linux-gnu/12/cc1\" \"-E\" \
+\"-quiet\" \"/dev/null\" \"-march=znver3\" \"-mmmx\" \"-mno-xop\" \"--param\" \"l1-cache-size=32\" \
+\"-mtune=znver3\" \"-dumpbase\" \"null\"\nCOMPILER_PATH=/usr/lib\n";
+        assert_eq!(
+            cc1_cpu_options(listing).unwrap(),
+            ["-march=znver3", "-mmmx", "-mno-xop", "--param=l1-cache-size=32", "-mtune=znver3"]
+        );
+        assert_eq!(cc1_cpu_options(b" \"/usr/bin/as\" \"-mavx\"\n"), None, "no cc1 line");
+        assert_eq!(cc1_cpu_options(b" /x/cc1 -E /dev/null -m64\n"), None, "no CPU in it");
+    }
+
+    #[test]
+    fn gcc_expands_native_flags_on_this_host() {
+        let identities = IdentityCache::default();
+        let gcc = identities.identify(Path::new("/usr/bin/gcc"), &[], OsStr::new("/usr/bin:/bin")).expect("gcc");
+        let native =
+            gcc.native_expansion(Path::new("/usr/bin/gcc"), OsStr::new("/usr/bin:/bin"), &["-march=native".into()]);
+        let native = native.expect("gcc's -### output names the CPU");
+        assert!(native.iter().any(|o| o.starts_with("-march=") && o != "-march=native"), "{native:?}");
+        assert!(native.iter().any(|o| o.starts_with("-mtune=")), "-march=native also tunes: {native:?}");
+        let tune =
+            gcc.native_expansion(Path::new("/usr/bin/gcc"), OsStr::new("/usr/bin:/bin"), &["-mtune=native".into()]);
+        assert!(tune.unwrap().iter().all(|o| o != "-mtune=native"));
+    }
 
     #[test]
     fn search_list_is_parsed() {
