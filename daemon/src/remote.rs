@@ -316,7 +316,49 @@ pub struct Executed {
     pub stderr: Vec<u8>,
 }
 
+/// Uploads what the scheduler lacks of `blobs`, reading a file only then; the bytes sent.
+async fn upload_missing(client: &Client, blobs: &[(Digest, Blob)]) -> Result<u64, rcc_scheduler::client::ClientError> {
+    let missing = client.find_missing(blobs.iter().map(|b| b.0).collect()).await?;
+    let mut sent = 0;
+    for (digest, blob) in blobs {
+        if missing.contains(digest) {
+            let data =
+                match blob {
+                    Blob::Bytes(data) => std::borrow::Cow::Borrowed(data),
+                    Blob::File(path) => std::borrow::Cow::Owned(tokio::fs::read(path).await.map_err(|e| {
+                        rcc_scheduler::client::ClientError::Unexpected(format!("{}: {e}", path.display()))
+                    })?),
+                };
+            client.put_blob_as(*digest, &data).await?;
+            sent += data.len() as u64;
+        }
+    }
+    Ok(sent)
+}
+
 impl Remote {
+    /// Uploads what the scheduler lacks of `blobs` within `wait` (bytes counted as sent). `Err` is the reason
+    /// in a word, as for [`execute`](Self::execute).
+    pub fn upload_blobs(
+        &self,
+        stats: &StatsBook,
+        blobs: Vec<(Digest, Blob)>,
+        wait: Duration,
+    ) -> Result<(), &'static str> {
+        let client = self.client(stats).ok_or("scheduler-unreachable")?;
+        match self.runtime.block_on(async { tokio::time::timeout(wait, upload_missing(&client, &blobs)).await }) {
+            Ok(Ok(sent)) => {
+                stats.record(|c| c.bytes_up += sent);
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "uploading to the scheduler failed");
+                Err("remote-error")
+            }
+            Err(_) => Err("timeout"),
+        }
+    }
+
     /// Whether the scheduler lets this machine run actions on its pool (the token's `execute` scope).
     pub fn can_execute(&self, stats: &StatsBook) -> bool {
         self.client(stats).is_some_and(|c| c.scopes.contains(&Scope::Execute))
@@ -334,20 +376,7 @@ impl Remote {
     ) -> Result<Executed, &'static str> {
         let client = self.client(stats).ok_or("scheduler-unreachable")?;
         let work = async move {
-            let missing = client.find_missing(blobs.iter().map(|b| b.0).collect()).await?;
-            let mut sent = 0;
-            for (digest, blob) in &blobs {
-                if missing.contains(digest) {
-                    let data = match blob {
-                        Blob::Bytes(data) => std::borrow::Cow::Borrowed(data),
-                        Blob::File(path) => std::borrow::Cow::Owned(tokio::fs::read(path).await.map_err(|e| {
-                            rcc_scheduler::client::ClientError::Unexpected(format!("{}: {e}", path.display()))
-                        })?),
-                    };
-                    client.put_blob_as(*digest, &data).await?;
-                    sent += data.len() as u64;
-                }
-            }
+            let sent = upload_missing(&client, &blobs).await?;
             let result = client.execute(action).await?;
             let fetch = |d: Digest| {
                 let client = client.clone();

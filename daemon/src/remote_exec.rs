@@ -57,7 +57,8 @@ pub fn wanted(ctx: &Context) -> bool {
     ctx.remote.is_some() && LOCAL_RUNNING.load(Ordering::Acquire) >= ctx.config.local_jobs.value
 }
 
-/// The toolchain packs this daemon knows the scheduler holds (an action with them succeeded).
+/// The toolchain packs this daemon knows the scheduler holds (uploaded or checked, and no action with them
+/// failed since).
 struct ToolchainsStored;
 
 impl ToolchainsStored {
@@ -78,8 +79,8 @@ impl ToolchainsStored {
         };
     }
 
-    /// Held by the one action uploading a pack nobody has confirmed yet.
-    fn first_upload() -> std::sync::MutexGuard<'static, ()> {
+    /// Held by the one miss uploading a pack the scheduler may lack.
+    fn uploading() -> std::sync::MutexGuard<'static, ()> {
         static FIRST: Mutex<()> = Mutex::new(());
         FIRST.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -157,16 +158,20 @@ pub fn compile(
     };
     let packed = packed(identity, &inv.compiler)?;
     let toolchain = Digest::of(&packed.pack_bytes);
-    // The first action of a toolchain uploads its pack (tens of MB) while the others wait for it, rather
-    // than every concurrent miss of a fresh build uploading it again; later ones send only their unit.
-    let _first = (!ToolchainsStored::holds(toolchain)).then(ToolchainsStored::first_upload);
-    let mut blobs: Vec<(Digest, Blob)> = Vec::new();
+    // A pack (tens of MB) is uploaded by one miss while concurrent ones wait for it, rather than by every
+    // miss of a fresh build; later ones send only their unit.
     if !ToolchainsStored::holds(toolchain) {
-        blobs.extend(packed.files.iter().map(|(d, path)| (*d, Blob::File(path.clone()))));
-        blobs.push((toolchain, Blob::Bytes(packed.pack_bytes.clone())));
+        let _one = ToolchainsStored::uploading();
+        if !ToolchainsStored::holds(toolchain) {
+            let mut blobs: Vec<(Digest, Blob)> =
+                packed.files.iter().map(|(d, path)| (*d, Blob::File(path.clone()))).collect();
+            blobs.push((toolchain, Blob::Bytes(packed.pack_bytes.clone())));
+            remote.upload_blobs(&ctx.stats, blobs, REMOTE_WAIT)?;
+            ToolchainsStored::record(toolchain, true);
+        }
     }
     let unit = Digest::of(preprocessed);
-    blobs.push((unit, Blob::Bytes(preprocessed.to_vec())));
+    let blobs = vec![(unit, Blob::Bytes(preprocessed.to_vec()))];
     // The variables a compile of preprocessed text reads: the message language and colours.
     let mut env: Vec<(String, String)> = ["LANG", "LC_ALL", "LC_MESSAGES", "GCC_COLORS", "SOURCE_DATE_EPOCH"]
         .iter()
@@ -190,8 +195,10 @@ pub fn compile(
     };
     let start = Instant::now();
     let executed = remote.execute(&ctx.stats, blobs, action, REMOTE_WAIT);
-    // A failure may mean the scheduler lost the pack (evicted): the next action checks again.
-    ToolchainsStored::record(toolchain, executed.is_ok());
+    if executed.is_err() {
+        // The scheduler may have lost the pack (evicted): the next action checks again.
+        ToolchainsStored::record(toolchain, false);
+    }
     let crate::remote::Executed { result, outputs, stdout, stderr } = executed?;
     if result.exit_code != 0 {
         // Let the local compiler report the error itself.
