@@ -189,14 +189,19 @@ fn start_faulty_worker(
     Worker(child)
 }
 
+/// A scheduler (300 ms heartbeats) and two workers with two slots each, registered.
+fn two_worker_pool(env: &TestEnv) -> (Scheduler, [Worker; 2]) {
+    open_to_sandbox(env);
+    let scheduler = Scheduler::start_with(&env.root, &["--heartbeat-ms", "300"]);
+    let workers = [start_worker_in(&scheduler, env, "one"), start_worker_in(&scheduler, env, "two")];
+    wait_for(&scheduler, "two workers", |s| s["workers"].as_array().is_some_and(|w| w.len() == 2));
+    (scheduler, workers)
+}
+
 #[test]
 fn a_make_build_with_no_local_jobs_compiles_on_the_workers_byte_identically() {
     let mut env = TestEnv::new();
-    open_to_sandbox(&env);
-    let scheduler = Scheduler::start_with(&env.root, &["--heartbeat-ms", "300"]);
-    let _w1 = start_worker_in(&scheduler, &env, "one");
-    let _w2 = start_worker_in(&scheduler, &env, "two");
-    wait_for(&scheduler, "two workers", |s| s["workers"].as_array().is_some_and(|w| w.len() == 2));
+    let (scheduler, _workers) = two_worker_pool(&env);
 
     env.set_env("RCC_SCHEDULER", &scheduler.addr);
     env.set_env("RCC_SCHEDULER_FINGERPRINT", &scheduler.fingerprint);
@@ -433,11 +438,7 @@ fn two_clients_building_the_same_sources_at_once_run_each_action_once() {
 #[test]
 fn march_native_compiles_on_the_workers_for_this_machines_cpu() {
     let mut env = TestEnv::new();
-    open_to_sandbox(&env);
-    let scheduler = Scheduler::start_with(&env.root, &["--heartbeat-ms", "300"]);
-    let _w1 = start_worker_in(&scheduler, &env, "one");
-    let _w2 = start_worker_in(&scheduler, &env, "two");
-    wait_for(&scheduler, "two workers", |s| s["workers"].as_array().is_some_and(|w| w.len() == 2));
+    let (scheduler, _workers) = two_worker_pool(&env);
     pool_client(&scheduler, &mut env);
     write_project(&env.proj);
     // -mno-avx2 after -march=native must still win, as it does locally.
