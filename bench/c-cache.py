@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import Csv, first_line  # noqa: E402
+from benchlib import Csv, NoiseGauge, first_line  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RCC = Path(os.environ.get("RCC_BIN", ROOT / "target" / "release" / "rcc")).absolute()
@@ -61,53 +61,17 @@ def corpus(name):
     return Path(sh([str(CORPUS), name]).stdout.strip())
 
 
-RCC_DIRS = set()  # the rcc caches of this run: their daemons' CPU time is ours
-LAST = {"foreign": 0.0}  # CPU seconds other processes of the machine used during the last timed()
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy():
-    """CPU seconds the whole machine has spent busy (user, nice, system, irq, softirq, steal)."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / TICK
-
-
-def our_daemons():
-    """CPU seconds of each rccd serving one of this run's caches, with the children it waited for (the
-    daemon is not a child we wait for: its time is not in os.times())."""
-    cpu = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if not os.readlink(f"/proc/{pid}/exe").endswith("/rccd"):
-                continue
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                env = dict(e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e)
-            if env.get(b"RCC_DIR", b"").decode() not in RCC_DIRS:
-                continue
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            cpu[pid] = sum(int(x) for x in fields[11:15]) / TICK  # utime stime cutime cstime
-        except (OSError, ValueError):
-            continue
-    return cpu
+GAUGE = NoiseGauge()  # CPU time the rest of the machine used during each measurement; rccd of this run is ours
 
 
 def timed(fn):
-    """Wall time of fn; LAST["foreign"]: CPU time the rest of the machine used meanwhile (a noise gauge)."""
-    busy0, d0, t0 = machine_busy(), our_daemons(), os.times()
-    start = time.perf_counter()
-    fn()
-    elapsed = time.perf_counter() - start
-    t1, d1, busy1 = os.times(), our_daemons(), machine_busy()
-    ours = sum(t1[i] - t0[i] for i in range(4)) + sum(c - d0.get(p, 0.0) for p, c in d1.items())
-    LAST["foreign"] = max(0.0, busy1 - busy0 - ours)
-    return elapsed
+    """Wall time of fn; GAUGE.foreign: CPU time the rest of the machine used meanwhile."""
+    return GAUGE.timed(fn)[0]
 
 
 def busy(elapsed):
     """Whether other work on the machine took enough CPU during the last measurement to skew it."""
-    return LAST["foreign"] >= max(0.05, 0.1 * elapsed)
+    return GAUGE.busy(elapsed, 0.05)
 
 
 def base_env():
@@ -132,7 +96,7 @@ class Tool:
         self.env = base_env()
         if name == "rcc":
             self.env["RCC_DIR"] = str(self.cache)
-            RCC_DIRS.add(str(self.cache))
+            GAUGE.add_server("rccd", "RCC_DIR", str(self.cache))
             self.env["RCC_CONFIG"] = str(work / "rcc-config-absent.toml")  # defaults, not ~/.config/rcc
             self.prefix = [str(RCC)]
         elif name == "ccache":
@@ -345,7 +309,7 @@ def main():
         if not busy(elapsed):
             return ""
         skewed.append(phase)
-        return f" (busy: +{LAST['foreign']:.2f} CPU s elsewhere)"
+        return f" (busy: +{GAUGE.foreign:.2f} CPU s elsewhere)"
 
     try:
         for project in projects:
@@ -369,7 +333,7 @@ def main():
                     st = tool.stats()
                     out.add(project=project.name, tool=tool.name, round=r, phase="cold", seconds=f"{t:.4f}",
                             compiles=n, hits=st and st[0], misses=st and st[1], other=st and st[2],
-                            cache_bytes=st and st[3], flags=flags, foreign_cpu_s=f"{LAST['foreign']:.2f}")
+                            cache_bytes=st and st[3], flags=flags, foreign_cpu_s=f"{GAUGE.foreign:.2f}")
                     line = f"  {project.name:8} {tool.name:7} round {r}: cold {t:7.2f} s" + noisy(t, "cold")
                     if r == 0:
                         if tool.name == "plain":
@@ -387,7 +351,7 @@ def main():
                             hits, misses, other, size = tool.stats()
                             out.add(project=project.name, tool=tool.name, round=r, phase=phase,
                                     seconds=f"{t:.4f}", compiles=n, hits=hits, misses=misses, other=other,
-                                    cache_bytes=size, flags=flags, foreign_cpu_s=f"{LAST['foreign']:.2f}")
+                                    cache_bytes=size, flags=flags, foreign_cpu_s=f"{GAUGE.foreign:.2f}")
                             line += f" | {phase} {t:6.3f} s, {hits}/{n} hits" + noisy(t, phase)
                             if hits != n or misses or other:
                                 warn(f"{tool.name} {phase} {project.name} round {r}: {hits} hits of {n} compiles, "

@@ -43,13 +43,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import Csv, first_line  # noqa: E402
+from benchlib import Csv, NoiseGauge, first_line  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAPH = ROOT / "bench" / "rust-graph"
 RCC = Path(os.environ.get("RCC_BIN", ROOT / "target" / "release" / "rcc")).absolute()
 SCCACHE = Path(os.environ.get("SCCACHE_BIN", "sccache"))
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 def log(msg):
@@ -66,48 +65,9 @@ def sh(cmd, quiet=True, check=True, **kw):
     return r
 
 
-# ---- noise gauge (as in c-cache.py): CPU time the rest of the machine used during a measurement ----
+# ---- noise gauge: CPU time the rest of the machine used during a measurement ----
 
-SERVERS = {}  # exe name -> (environment variable, set of values): daemons of this run, their CPU is ours
-LAST = {"foreign": 0.0}
-
-
-def machine_busy():
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / TICK
-
-
-def our_servers():
-    """CPU seconds of each cache server (rccd, sccache) of this run, with the children it waited for."""
-    cpu = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            exe = os.path.basename(os.readlink(f"/proc/{pid}/exe"))
-            if exe not in SERVERS:
-                continue
-            var, values = SERVERS[exe]
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                env = dict(e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e)
-            if env.get(var.encode(), b"").decode() not in values:
-                continue
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            cpu[pid] = sum(int(x) for x in fields[11:15]) / TICK
-        except (OSError, ValueError):
-            continue
-    return cpu
-
-
-def timed(fn):
-    busy0, d0, t0 = machine_busy(), our_servers(), os.times()
-    start = time.perf_counter()
-    result = fn()
-    elapsed = time.perf_counter() - start
-    t1, d1, busy1 = os.times(), our_servers(), machine_busy()
-    ours = sum(t1[i] - t0[i] for i in range(4)) + sum(c - d0.get(p, 0.0) for p, c in d1.items())
-    LAST["foreign"] = max(0.0, busy1 - busy0 - ours)
-    return elapsed, result
+GAUGE = NoiseGauge()
 
 
 def wait_idle(limit):
@@ -115,17 +75,14 @@ def wait_idle(limit):
     seconds waited (another build or test run on the machine would skew a multi-minute build)."""
     start = time.monotonic()
     while True:
-        b0, d0, t0 = machine_busy(), our_servers(), os.times()
-        time.sleep(3)
-        t1, d1, b1 = os.times(), our_servers(), machine_busy()
-        ours = sum(t1[i] - t0[i] for i in range(4)) + sum(c - d0.get(p, 0.0) for p, c in d1.items())
+        foreign = GAUGE.foreign_over(3)
         waited = time.monotonic() - start
-        if b1 - b0 - ours < 0.9 or waited >= limit:
+        if foreign < 0.9 or waited >= limit:
             return waited
 
 
 def busy(elapsed):
-    return LAST["foreign"] >= max(0.5, 0.1 * elapsed)
+    return GAUGE.busy(elapsed, 0.5)
 
 
 # ---- the tools ----
@@ -158,7 +115,7 @@ class Tool:
                             RCC_CONFIG=str(work / "rcc-config-absent.toml"),
                             # build scripts' C compiles (cc crate): `rcc cc …`
                             CC=f"{RCC} cc", CXX=f"{RCC} c++", CC_KNOWN_WRAPPER_CUSTOM="rcc")
-            SERVERS["rccd"] = ("RCC_DIR", SERVERS.get("rccd", ("", set()))[1] | {str(self.cache)})
+            GAUGE.add_server("rccd", "RCC_DIR", str(self.cache))
         elif name == "sccache":
             # Own cache, own port (never a server someone else started), no user config file.
             # The cc crate wraps C compiles in sccache itself when RUSTC_WRAPPER's name is sccache.
@@ -166,7 +123,7 @@ class Tool:
                             SCCACHE_CONF=str(work / "sccache-config-absent.toml"),
                             SCCACHE_SERVER_PORT=str(free_port()), SCCACHE_IDLE_TIMEOUT="0",
                             SCCACHE_CACHE_SIZE="20G")
-            SERVERS["sccache"] = ("SCCACHE_DIR", {str(self.cache)})
+            GAUGE.add_server("sccache", "SCCACHE_DIR", str(self.cache))
 
     def stop(self):
         if self.name == "rcc":
@@ -351,8 +308,8 @@ def main():
                         if waited >= 10:
                             log(f"  (waited {waited:.0f} s for the machine to be idle"
                                 f"{'' if waited < args.idle_wait else ': it is not, going on'})")
-                    secs, (ok, units, scripts) = timed(lambda: build(tool, target, logfile))
-                    foreign = LAST["foreign"]
+                    secs, (ok, units, scripts) = GAUGE.timed(lambda: build(tool, target, logfile))
+                    foreign = GAUGE.foreign
                     st = tool.stats()
                     tool.stop()
                     binary = target / "release" / "rust-graph"

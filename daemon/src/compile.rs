@@ -544,11 +544,8 @@ fn preprocess_for_remote(ctx: &Context, plan: &Plan) -> Result<RemotePreprocesse
     let depfile_text = std::fs::read(&tmp_d.0).ok();
     let mut inputs = depfile_text.as_deref().and_then(depfile::dependencies);
     if let (Some(list), Some(DepKind::Mmd)) = (&mut inputs, plan.parsed.depfile.as_ref().map(|d| d.kind)) {
-        for file in crate::key::line_markers::entered_files(&text) {
-            if !list.contains(&file) {
-                list.push(file);
-            }
-        }
+        let listed: std::collections::HashSet<OsString> = list.iter().cloned().collect();
+        list.extend(crate::key::line_markers::entered_files(&text).into_iter().filter(|f| !listed.contains(f)));
     }
     let user_depfile = match plan.parsed.depfile {
         Some(_) => Some(depfile_text.ok_or("preprocessing-failed")?),

@@ -21,7 +21,7 @@ use rcc_proto::{Digest, KeyHasher};
 use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -57,39 +57,36 @@ pub fn wanted(ctx: &Context) -> bool {
     ctx.remote.is_some() && LOCAL_RUNNING.load(Ordering::Acquire) >= ctx.config.local_jobs.value
 }
 
-/// The toolchain packs this daemon knows the scheduler holds (uploaded or checked, and no action with them
-/// failed since).
-struct ToolchainsStored;
-
-impl ToolchainsStored {
-    fn known() -> &'static Mutex<std::collections::HashSet<Digest>> {
-        static KNOWN: OnceLock<Mutex<std::collections::HashSet<Digest>>> = OnceLock::new();
-        KNOWN.get_or_init(Default::default)
-    }
-
-    fn holds(toolchain: Digest) -> bool {
-        Self::known().lock().unwrap_or_else(|e| e.into_inner()).contains(&toolchain)
-    }
-
-    fn record(toolchain: Digest, stored: bool) {
-        let mut known = Self::known().lock().unwrap_or_else(|e| e.into_inner());
-        match stored {
-            true => known.insert(toolchain),
-            false => known.remove(&toolchain),
-        };
-    }
-
-    /// Held by the one miss uploading a pack the scheduler may lack.
-    fn uploading() -> std::sync::MutexGuard<'static, ()> {
-        static FIRST: Mutex<()> = Mutex::new(());
-        FIRST.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// A compiler's pack, built once per identity: its encoded bytes and where its files are.
+/// A compiler's pack, built once per identity: its encoded bytes, its digest, where its files are, and
+/// whether the scheduler is known to hold it.
 struct PackedCompiler {
     pack_bytes: Vec<u8>,
+    digest: Digest,
     files: Vec<(Digest, PathBuf)>,
+    /// Uploaded (or found stored), and no action with it has failed since.
+    stored: AtomicBool,
+    /// Held by the one miss uploading it; concurrent misses wait instead of uploading it again.
+    uploading: Mutex<()>,
+}
+
+impl PackedCompiler {
+    /// Makes sure the scheduler holds the pack (tens of MB): one miss uploads what it lacks while concurrent
+    /// ones wait; afterwards nothing is sent or asked.
+    fn ensure_stored(&self, ctx: &Context, remote: &crate::remote::Remote) -> Result<(), &'static str> {
+        if self.stored.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _one = self.uploading.lock().unwrap_or_else(|e| e.into_inner());
+        if self.stored.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut blobs: Vec<(Digest, Blob)> =
+            self.files.iter().map(|(d, path)| (*d, Blob::File(path.clone()))).collect();
+        blobs.push((self.digest, Blob::Bytes(self.pack_bytes.clone())));
+        remote.upload_blobs(&ctx.stats, blobs, REMOTE_WAIT)?;
+        self.stored.store(true, Ordering::Release);
+        Ok(())
+    }
 }
 
 fn packed(identity: Digest, driver: &std::path::Path) -> Result<std::sync::Arc<PackedCompiler>, &'static str> {
@@ -110,7 +107,14 @@ fn packed(identity: Digest, driver: &std::path::Path) -> Result<std::sync::Arc<P
             Entry::Symlink { .. } => None,
         })
         .collect();
-    let packed = std::sync::Arc::new(PackedCompiler { pack_bytes: pack.encode(), files });
+    let pack_bytes = pack.encode();
+    let packed = std::sync::Arc::new(PackedCompiler {
+        digest: Digest::of(&pack_bytes),
+        pack_bytes,
+        files,
+        stored: AtomicBool::new(false),
+        uploading: Mutex::new(()),
+    });
     memo.lock().unwrap_or_else(|e| e.into_inner()).insert(identity, packed.clone());
     Ok(packed)
 }
@@ -157,19 +161,8 @@ pub fn compile(
         false => NEUTRAL_WORKDIR.to_owned(),
     };
     let packed = packed(identity, &inv.compiler)?;
-    let toolchain = Digest::of(&packed.pack_bytes);
-    // A pack (tens of MB) is uploaded by one miss while concurrent ones wait for it, rather than by every
-    // miss of a fresh build; later ones send only their unit.
-    if !ToolchainsStored::holds(toolchain) {
-        let _one = ToolchainsStored::uploading();
-        if !ToolchainsStored::holds(toolchain) {
-            let mut blobs: Vec<(Digest, Blob)> =
-                packed.files.iter().map(|(d, path)| (*d, Blob::File(path.clone()))).collect();
-            blobs.push((toolchain, Blob::Bytes(packed.pack_bytes.clone())));
-            remote.upload_blobs(&ctx.stats, blobs, REMOTE_WAIT)?;
-            ToolchainsStored::record(toolchain, true);
-        }
-    }
+    let toolchain = packed.digest;
+    packed.ensure_stored(ctx, remote)?;
     let unit = Digest::of(preprocessed);
     let blobs = vec![(unit, Blob::Bytes(preprocessed.to_vec()))];
     // The variables a compile of preprocessed text reads: the message language and colours.
@@ -195,9 +188,9 @@ pub fn compile(
     };
     let start = Instant::now();
     let executed = remote.execute(&ctx.stats, blobs, action, REMOTE_WAIT);
-    if executed.is_err() {
-        // The scheduler may have lost the pack (evicted): the next action checks again.
-        ToolchainsStored::record(toolchain, false);
+    if executed.as_ref().err() == Some(&"remote-error") {
+        // The scheduler may have lost the pack (evicted), so the worker could not fetch it: check again.
+        packed.stored.store(false, Ordering::Release);
     }
     let crate::remote::Executed { result, outputs, stdout, stderr } = executed?;
     if result.exit_code != 0 {

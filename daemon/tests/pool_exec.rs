@@ -51,9 +51,7 @@ impl Scheduler {
         std::fs::set_permissions(state.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let identity = tls::load_or_create(state.path(), None, None).unwrap();
         let fingerprint = identity.fingerprint();
-        let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls::server_config(identity).unwrap()).unwrap();
-        let config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-        let endpoint = quinn::Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let endpoint = rcc_scheduler::server::endpoint(identity, "127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = endpoint.local_addr().unwrap();
         let storage = Arc::new(DiskStorage::open(&state.path().join("cas"), 1 << 30).unwrap());
         let tokens = Arc::new(TokenStore::open(state.path()).unwrap());

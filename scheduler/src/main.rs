@@ -125,10 +125,7 @@ async fn main() -> Result<()> {
         Command::Serve { listen, cert, key, cache_size, heartbeat_ms, heartbeat_timeout_ms, twin_min_history } => {
             let identity = tls::load_or_create(&cli.state, cert.as_deref(), key.as_deref())?;
             let fingerprint = identity.fingerprint();
-            let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls::server_config(identity)?)
-                .context("configuring QUIC")?;
-            let config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-            let endpoint = quinn::Endpoint::server(config, listen).with_context(|| format!("listening on {listen}"))?;
+            let endpoint = rcc_scheduler::server::endpoint(identity, listen)?;
             let limit = parse_size(&cache_size).map_err(anyhow::Error::msg)?;
             let storage = Arc::new(DiskStorage::open(&cli.state.join("cas"), limit)?);
             let tokens = Arc::new(TokenStore::open(&cli.state)?);

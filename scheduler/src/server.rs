@@ -21,6 +21,16 @@ pub struct Service {
     pub pool: Arc<Pool>,
 }
 
+/// A QUIC endpoint listening on `listen` (port 0: any free one) and presenting `identity` (TLS 1.3 only,
+/// the `rcc/1` protocol).
+pub fn endpoint(identity: crate::tls::Identity, listen: std::net::SocketAddr) -> anyhow::Result<quinn::Endpoint> {
+    use anyhow::Context as _;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(crate::tls::server_config(identity)?)
+        .context("configuring QUIC")?;
+    let config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    quinn::Endpoint::server(config, listen).with_context(|| format!("listening on {listen}"))
+}
+
 /// Accepts connections until the endpoint closes.
 pub async fn serve(endpoint: quinn::Endpoint, service: Service) {
     let pool = service.pool.clone();

@@ -25,9 +25,7 @@ async fn start() -> Harness {
 }
 
 async fn start_with(state: tempfile::TempDir, identity: tls::Identity, trust: Trust) -> Harness {
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls::server_config(identity).unwrap()).unwrap();
-    let config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    let endpoint = quinn::Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let endpoint = crate::server::endpoint(identity, "127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = endpoint.local_addr().unwrap();
     let storage = Arc::new(DiskStorage::open(&state.path().join("cas"), 1 << 30).unwrap());
     let tokens = Arc::new(TokenStore::open(state.path()).unwrap());
