@@ -25,8 +25,38 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const MIN_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The wait before redialling the scheduler: 1 s after a success, doubling per failure up to 30 s. The
+/// daemon's shared-cache connection and a pool worker's registration both use it.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff(Duration);
+
+impl Backoff {
+    const MIN: Duration = Duration::from_secs(1);
+    const MAX: Duration = Duration::from_secs(30);
+
+    /// The shortest wait.
+    pub fn new() -> Backoff {
+        Backoff(Self::MIN)
+    }
+
+    /// Back to the shortest wait (the link works).
+    pub fn reset(&mut self) {
+        self.0 = Self::MIN;
+    }
+
+    /// The wait before the next attempt; the one after it is twice as long (up to the maximum).
+    pub fn next_wait(&mut self) -> Duration {
+        let wait = self.0;
+        self.0 = (self.0 * 2).min(Self::MAX);
+        wait
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff::new()
+    }
+}
 /// Bound on a background upload.
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -40,7 +70,7 @@ struct Meta {
 struct Link {
     client: Option<Arc<Client>>,
     retry_at: Instant,
-    backoff: Duration,
+    backoff: Backoff,
 }
 
 /// The shared-cache client of a daemon.
@@ -89,7 +119,7 @@ impl Remote {
                 token,
                 read_only: config.read_only.value,
                 timeout: Duration::from_millis(config.remote_timeout_ms.value),
-                link: Mutex::new(Link { client: None, retry_at: Instant::now(), backoff: MIN_BACKOFF }),
+                link: Mutex::new(Link { client: None, retry_at: Instant::now(), backoff: Backoff::new() }),
                 connecting: Mutex::new(()),
             })
         })())
@@ -126,7 +156,7 @@ impl Remote {
         let client = match connected {
             Ok(Ok(client)) => {
                 tracing::info!(addr = %self.addr, scopes = ?client.scopes, "connected to the scheduler");
-                link.backoff = MIN_BACKOFF;
+                link.backoff.reset();
                 Some(Arc::new(client))
             }
             Ok(Err(e)) => {
@@ -140,8 +170,7 @@ impl Remote {
         };
         if client.is_none() {
             stats.record(|c| c.remote_errors += 1);
-            link.retry_at = Instant::now() + link.backoff;
-            link.backoff = (link.backoff * 2).min(MAX_BACKOFF);
+            link.retry_at = Instant::now() + link.backoff.next_wait();
         }
         link.client = client.clone();
         client
@@ -152,8 +181,7 @@ impl Remote {
         stats.record(|c| c.remote_errors += 1);
         let mut link = self.link.lock().unwrap_or_else(|e| e.into_inner());
         link.client = None;
-        link.retry_at = Instant::now() + link.backoff;
-        link.backoff = (link.backoff * 2).min(MAX_BACKOFF);
+        link.retry_at = Instant::now() + link.backoff.next_wait();
     }
 
     /// Runs a call on the compile path with the timeout; any failure drops the link and yields `None`.
@@ -537,6 +565,15 @@ async fn upload(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_and_resets() {
+        let mut b = Backoff::new();
+        let waits: Vec<u64> = (0..7).map(|_| b.next_wait().as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30]);
+        b.reset();
+        assert_eq!(b.next_wait(), Duration::from_secs(1));
+    }
 
     #[test]
     fn results_survive_the_remote_encoding() {

@@ -3,6 +3,7 @@
 //! redialled with backoff (1 s doubling to 30 s). Running actions in the sandbox ([`crate::sandbox`]) with
 //! toolchains from packs ([`crate::pack`]) comes with the dispatch protocol; this is the registration half.
 
+use crate::remote::Backoff;
 use crate::sandbox::CancelFlag;
 use crate::worker_exec::{execute, CacheLimits, WorkerCache};
 use rcc_proto::remote::{Request, Response, SchedulerMessage, WorkerMessage};
@@ -12,9 +13,6 @@ use rcc_scheduler::tls::Trust;
 use rcc_scheduler::wire::{read_frame, write_frame};
 use std::net::SocketAddr;
 use std::time::Duration;
-
-const MIN_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// What a worker says of itself and where it reports.
 #[derive(Debug, Clone)]
@@ -123,15 +121,16 @@ pub fn run(options: &WorkerOptions) -> Result<(), WorkerError> {
             .map_err(|e| WorkerError::Link(format!("worker cache: {e}")))?,
     );
     runtime.block_on(async {
-        let mut backoff = MIN_BACKOFF;
+        let mut backoff = Backoff::new();
         loop {
-            match session(options, &cache, &mut backoff).await {
+            let ended = session(options, &cache, &mut backoff).await;
+            let wait = backoff.next_wait();
+            match ended {
                 Err(WorkerError::Refused(why)) => return Err(WorkerError::Refused(why)),
-                Err(e) => tracing::warn!(error = %e, retry_in = ?backoff, "scheduler session ended"),
+                Err(e) => tracing::warn!(error = %e, retry_in = ?wait, "scheduler session ended"),
                 Ok(()) => {}
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            tokio::time::sleep(wait).await;
         }
     })
 }
@@ -140,7 +139,7 @@ pub fn run(options: &WorkerOptions) -> Result<(), WorkerError> {
 async fn session(
     options: &WorkerOptions,
     cache: &std::sync::Arc<WorkerCache>,
-    backoff: &mut Duration,
+    backoff: &mut Backoff,
 ) -> Result<(), WorkerError> {
     let link = |e: &dyn std::fmt::Display| WorkerError::Link(e.to_string());
     let client = std::sync::Arc::new(
@@ -160,7 +159,7 @@ async fn session(
         other => return Err(WorkerError::Link(format!("unexpected answer {other:?}"))),
     };
     tracing::info!(id, pool = %options.pool, slots = options.slots, "registered with the scheduler");
-    *backoff = MIN_BACKOFF;
+    backoff.reset();
     // Assignments are read by their own task; results and heartbeats are written here, one writer.
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<WorkerMessage>();
     let running: std::sync::Arc<
