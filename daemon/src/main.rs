@@ -53,7 +53,7 @@ fn run() -> Result<()> {
         .open(&lock_path)
         .with_context(|| format!("opening {}", lock_path.display()))?;
     if lock.try_lock().is_err() {
-        // Another daemon serves this socket.
+        tracing::info!(socket = %socket.display(), "another daemon serves this socket; exiting");
         return Ok(());
     }
     let _ = fs::remove_file(&socket);

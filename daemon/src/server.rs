@@ -24,6 +24,14 @@ impl Activity {
     fn touch(&self) {
         self.last_ms.store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
+
+    /// How long since the last connection began or ended. A connection may touch between reading the clock
+    /// and reading its mark, leaving the mark ahead of the reading: that is no idleness, not an underflow
+    /// (which killed the idle timer in debug builds and read as ages of idleness in release builds).
+    fn idle_ms(&self) -> u64 {
+        let now = self.started.elapsed().as_millis() as u64;
+        now.saturating_sub(self.last_ms.load(Ordering::Relaxed))
+    }
 }
 
 /// Serves connections until idle for `idle`, asked to stop, or replaced (the socket path no longer ours).
@@ -37,8 +45,7 @@ pub fn run(ctx: Arc<Context>, listener: UnixListener, socket: PathBuf, idle: Dur
             std::thread::sleep(Duration::from_millis(500));
             let _ = ctx.stats.flush();
             let ours = std::fs::metadata(&socket).map(|m| m.ino()).ok() == socket_ino;
-            let idle_ms = activity.started.elapsed().as_millis() as u64 - activity.last_ms.load(Ordering::Relaxed);
-            let idle_now = activity.active.load(Ordering::Relaxed) == 0 && idle_ms > idle.as_millis() as u64;
+            let idle_now = activity.active.load(Ordering::Relaxed) == 0 && activity.idle_ms() > idle.as_millis() as u64;
             if !ours || idle_now {
                 tracing::info!(replaced = !ours, "daemon exiting");
                 shutdown(&ctx, &socket, ours);
@@ -111,5 +118,21 @@ fn handle(ctx: &Context, mut stream: UnixStream, socket: &PathBuf) -> Result<(),
             shutdown(ctx, socket, true)
         }
         Request::Finished(_) => write_msg(&mut stream, &Response::Error { message: "no compile in progress".into() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_touch_after_the_clock_was_read_is_no_idleness_and_no_underflow() {
+        let activity = Activity { started: Instant::now(), active: AtomicUsize::new(0), last_ms: AtomicU64::new(0) };
+        // A connection's mark ahead of this thread's reading of the clock.
+        activity.last_ms.store(activity.started.elapsed().as_millis() as u64 + 1_000, Ordering::Relaxed);
+        assert_eq!(activity.idle_ms(), 0);
+        activity.last_ms.store(0, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(activity.idle_ms() >= 20);
     }
 }

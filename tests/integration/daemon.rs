@@ -22,19 +22,49 @@ pub fn many_sources(env: &TestEnv, n: usize) {
     );
 }
 
-/// rccd processes serving this environment's cache directory.
-pub fn daemons_of(env: &TestEnv) -> usize {
+/// rccd processes of this environment's cache directory: (pid, parent pid, state).
+fn rccd_processes_of(env: &TestEnv) -> Vec<(u32, u32, char)> {
     let ours = format!("RCC_DIR={}", env.cache.display());
-    let Ok(procs) = std::fs::read_dir("/proc") else { return 0 };
+    let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };
     procs
         .flatten()
-        .filter(|p| {
+        .filter_map(|p| {
+            let pid: u32 = p.file_name().to_str()?.parse().ok()?;
             let dir = p.path();
-            std::fs::read_link(dir.join("exe")).is_ok_and(|exe| exe.file_name().is_some_and(|n| n == "rccd"))
-                && std::fs::read(dir.join("environ"))
-                    .is_ok_and(|e| e.split(|b| *b == 0).any(|kv| kv == ours.as_bytes()))
+            let exe = std::fs::read_link(dir.join("exe")).ok()?;
+            let env_ok = std::fs::read(dir.join("environ")).ok()?.split(|b| *b == 0).any(|kv| kv == ours.as_bytes());
+            if exe.file_name()? != "rccd" || !env_ok {
+                return None;
+            }
+            // `pid (comm) S ppid …`: the fields after the last ')'.
+            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+            let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+            let state = fields.next()?.chars().next()?;
+            let ppid = fields.next()?.parse().ok()?;
+            Some((pid, ppid, state))
         })
-        .count()
+        .collect()
+}
+
+/// rccd daemons serving this environment's cache directory. A daemon's child between fork and exec (the
+/// compiler probes it runs) still shows rccd's executable and environment: it is the daemon's, not a daemon.
+pub fn daemons_of(env: &TestEnv) -> usize {
+    let procs = rccd_processes_of(env);
+    procs.iter().filter(|(_, ppid, _)| !procs.iter().any(|(pid, _, _)| pid == ppid)).count()
+}
+
+/// Asserts that exactly one daemon served this environment: one listened, and one is left once any
+/// second starter (which finds the socket's lock taken and exits at once) is gone.
+fn assert_one_daemon(env: &TestEnv) {
+    let log = env.log();
+    let listened = log.matches("rccd listening").count();
+    let lost_the_lock = log.matches("another daemon serves this socket").count();
+    assert_eq!(listened, 1, "daemons that listened ({lost_the_lock} more exited at once)\n{log}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while daemons_of(env) != 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(daemons_of(env), 1, "rccd processes (pid, ppid, state): {:?}\n{log}", rccd_processes_of(env));
 }
 
 #[test]
@@ -43,7 +73,7 @@ fn make_j16_from_an_empty_cache_starts_one_daemon() {
     many_sources(&env, 40);
     let cc = format!("{} gcc", env.rcc_bin().display());
     run_ok(env.command("make").args(["-j16", &format!("CC={cc}")]));
-    assert_eq!(daemons_of(&env), 1, "exactly one daemon");
+    assert_one_daemon(&env);
     assert_eq!(env.counter("misses"), 40, "{}", env.log());
     for i in [0, 17, 39] {
         run_ok(env.command("gcc").args(["-O1", "-Iinclude", "-c", &format!("src/f{i}.c"), "-o", "plain.o"]));
@@ -52,7 +82,7 @@ fn make_j16_from_an_empty_cache_starts_one_daemon() {
     run_ok(env.command("make").arg("clean"));
     run_ok(env.command("make").args(["-j16", &format!("CC={cc}")]));
     assert_eq!(env.hits(), 40, "rebuild is all hits\n{}", env.log());
-    assert_eq!(daemons_of(&env), 1);
+    assert_one_daemon(&env);
 }
 
 #[test]

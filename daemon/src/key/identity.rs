@@ -305,7 +305,10 @@ impl Compiler {
     ) -> Vec<PathBuf> {
         let mut memo_key = probe_args.to_vec();
         memo_key.push(OsString::from(language));
-        if let Some(known) = self.system_dirs.lock().unwrap_or_else(|e| e.into_inner()).get(&memo_key) {
+        // Held across the probe: the first misses of a cold `make -j` all store at once, and all but one
+        // find the answer waiting instead of each running the driver.
+        let mut memo = self.system_dirs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(known) = memo.get(&memo_key) {
             return known.clone();
         }
         let mut args: Vec<&OsStr> = probe_args.iter().map(OsString::as_os_str).collect();
@@ -313,7 +316,7 @@ impl Compiler {
         let tail = ["-E", "-v", "-x", lang, "/dev/null"];
         args.extend(tail.iter().map(OsStr::new));
         let dirs = run(path, &args, env_path).map(|out| parse_search_list(&out.stderr)).unwrap_or_default();
-        self.system_dirs.lock().unwrap_or_else(|e| e.into_inner()).insert(memo_key, dirs.clone());
+        memo.insert(memo_key, dirs.clone());
         dirs
     }
 }
