@@ -560,6 +560,9 @@ fn miss_remote(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream)
         ctx.stats.record(|c| *c.remote_fallbacks.entry(reason.to_owned()).or_default() += 1);
         None
     };
+    if ctx.remote.as_ref().is_some_and(|r| r.pool_held_off()) {
+        return fallback("no-workers-held-off");
+    }
     let RemotePreprocessed { text: preprocessed, inputs, user_depfile } = match preprocess_for_remote(ctx, plan) {
         Ok(done) => done,
         Err(reason) => return fallback(reason),

@@ -73,6 +73,37 @@ struct Link {
     backoff: Backoff,
 }
 
+/// After the scheduler said the pool has no active worker, misses skip the pool (no preprocessing run, no
+/// round trip) until the hold ends: 1 s, doubling while the pool stays empty, at most 30 s; a remote compile
+/// that works ends it.
+struct PoolHold {
+    until: Option<Instant>,
+    backoff: Backoff,
+}
+
+impl PoolHold {
+    fn new() -> PoolHold {
+        PoolHold { until: None, backoff: Backoff::new() }
+    }
+
+    fn held_off(&self, now: Instant) -> bool {
+        self.until.is_some_and(|until| now < until)
+    }
+
+    /// Notes the scheduler's answer to an action: it ran (the pool has workers), or no worker was active.
+    fn note(&mut self, had_workers: bool, now: Instant) {
+        if had_workers {
+            self.until = None;
+            self.backoff.reset();
+        } else if !self.held_off(now) {
+            // Answers to misses that asked at the same time make one hold, not one doubling each.
+            let wait = self.backoff.next_wait();
+            self.until = Some(now + wait);
+            tracing::info!(wait_ms = wait.as_millis() as u64, "the pool has no active worker; misses stay local");
+        }
+    }
+}
+
 /// The shared-cache client of a daemon.
 pub struct Remote {
     runtime: tokio::runtime::Runtime,
@@ -85,6 +116,7 @@ pub struct Remote {
     /// Held while connecting: compiles arriving meanwhile wait for the outcome (bounded by the timeout)
     /// instead of missing the shared cache.
     connecting: Mutex<()>,
+    pool_hold: Mutex<PoolHold>,
 }
 
 impl Remote {
@@ -121,6 +153,7 @@ impl Remote {
                 timeout: Duration::from_millis(config.remote_timeout_ms.value),
                 link: Mutex::new(Link { client: None, retry_at: Instant::now(), backoff: Backoff::new() }),
                 connecting: Mutex::new(()),
+                pool_hold: Mutex::new(PoolHold::new()),
             })
         })())
     }
@@ -392,6 +425,15 @@ impl Remote {
         self.client(stats).is_some_and(|c| c.scopes.contains(&Scope::Execute))
     }
 
+    /// Whether misses skip the pool for now: it had no active worker a moment ago (see [`PoolHold`]).
+    pub fn pool_held_off(&self) -> bool {
+        self.pool_hold.lock().unwrap_or_else(|e| e.into_inner()).held_off(Instant::now())
+    }
+
+    fn note_pool_answer(&self, had_workers: bool) {
+        self.pool_hold.lock().unwrap_or_else(|e| e.into_inner()).note(had_workers, Instant::now());
+    }
+
     /// Uploads what the scheduler lacks of `blobs` (reading a file only then), runs `action` on the pool and fetches its outputs,
     /// stdout and stderr (each checked against its digest), all within `wait`. `Err` names why not, in a
     /// word counted by `rcc stats` (`no-workers`, `timeout`, `remote-error`).
@@ -431,6 +473,7 @@ impl Remote {
         };
         match self.runtime.block_on(async { tokio::time::timeout(wait, work).await }) {
             Ok(Ok((result, outputs, stdout, stderr, sent))) => {
+                self.note_pool_answer(true);
                 let down: u64 =
                     outputs.iter().map(|o| o.1.len() as u64).sum::<u64>() + (stdout.len() + stderr.len()) as u64;
                 stats.record(|c| {
@@ -440,6 +483,7 @@ impl Remote {
                 Ok(Executed { result, outputs, stdout, stderr })
             }
             Ok(Err(rcc_scheduler::client::ClientError::Refused(rcc_proto::remote::RemoteError::NoWorkers(_)))) => {
+                self.note_pool_answer(false);
                 Err("no-workers")
             }
             Ok(Err(e)) => {
@@ -565,6 +609,29 @@ async fn upload(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_pool_holds_misses_off_once_per_hold_doubling_until_it_runs_an_action() {
+        let mut hold = PoolHold::new();
+        let t0 = Instant::now();
+        assert!(!hold.held_off(t0));
+        // Four misses asked at once and all heard "no workers": one hold of 1 s.
+        for _ in 0..4 {
+            hold.note(false, t0);
+        }
+        assert!(hold.held_off(t0 + Duration::from_millis(999)));
+        assert!(!hold.held_off(t0 + Duration::from_secs(1)));
+        // Still empty after the hold: the next one is twice as long.
+        let t1 = t0 + Duration::from_secs(1);
+        hold.note(false, t1);
+        assert!(hold.held_off(t1 + Duration::from_millis(1999)));
+        assert!(!hold.held_off(t1 + Duration::from_secs(2)));
+        // An action that ran ends the hold and the doubling.
+        hold.note(true, t1);
+        assert!(!hold.held_off(t1));
+        hold.note(false, t1);
+        assert!(!hold.held_off(t1 + Duration::from_secs(1)));
+    }
 
     #[test]
     fn backoff_doubles_to_its_cap_and_resets() {
