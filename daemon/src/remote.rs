@@ -69,38 +69,40 @@ struct Meta {
 
 struct Link {
     client: Option<Arc<Client>>,
-    retry_at: Instant,
-    backoff: Backoff,
+    /// Closed after a failed connection: compiles skip the shared cache at no cost until it opens.
+    hold: Hold,
 }
 
-/// After the scheduler said the pool has no active worker, misses skip the pool (no preprocessing run, no
-/// round trip) until the hold ends: 1 s, doubling while the pool stays empty, at most 30 s; a remote compile
-/// that works ends it.
-struct PoolHold {
+/// A way that closes for a while after a failure: for a [`Backoff`] wait (1 s, doubling per failure, at most
+/// 30 s); a success opens it and resets the doubling. Failures noted while it is closed (callers that failed
+/// together) close it once, not once each. The scheduler link and the pool (while it has no worker) use it.
+struct Hold {
     until: Option<Instant>,
     backoff: Backoff,
 }
 
-impl PoolHold {
-    fn new() -> PoolHold {
-        PoolHold { until: None, backoff: Backoff::new() }
+impl Hold {
+    fn new() -> Hold {
+        Hold { until: None, backoff: Backoff::new() }
     }
 
-    fn held_off(&self, now: Instant) -> bool {
+    fn closed(&self, now: Instant) -> bool {
         self.until.is_some_and(|until| now < until)
     }
 
-    /// Notes the scheduler's answer to an action: it ran (the pool has workers), or no worker was active.
-    fn note(&mut self, had_workers: bool, now: Instant) {
-        if had_workers {
-            self.until = None;
-            self.backoff.reset();
-        } else if !self.held_off(now) {
-            // Answers to misses that asked at the same time make one hold, not one doubling each.
-            let wait = self.backoff.next_wait();
-            self.until = Some(now + wait);
-            tracing::info!(wait_ms = wait.as_millis() as u64, "the pool has no active worker; misses stay local");
+    /// Closes it after a failure; the wait when this closed it, `None` when it was closed already.
+    fn failed(&mut self, now: Instant) -> Option<Duration> {
+        if self.closed(now) {
+            return None;
         }
+        let wait = self.backoff.next_wait();
+        self.until = Some(now + wait);
+        Some(wait)
+    }
+
+    fn succeeded(&mut self) {
+        self.until = None;
+        self.backoff.reset();
     }
 }
 
@@ -116,7 +118,9 @@ pub struct Remote {
     /// Held while connecting: compiles arriving meanwhile wait for the outcome (bounded by the timeout)
     /// instead of missing the shared cache.
     connecting: Mutex<()>,
-    pool_hold: Mutex<PoolHold>,
+    /// Closed after the scheduler said the pool has no active worker: misses then stay local without
+    /// preprocessing or asking until it opens; a remote compile that runs opens it.
+    pool_hold: Mutex<Hold>,
 }
 
 impl Remote {
@@ -151,9 +155,9 @@ impl Remote {
                 token,
                 read_only: config.read_only.value,
                 timeout: Duration::from_millis(config.remote_timeout_ms.value),
-                link: Mutex::new(Link { client: None, retry_at: Instant::now(), backoff: Backoff::new() }),
+                link: Mutex::new(Link { client: None, hold: Hold::new() }),
                 connecting: Mutex::new(()),
-                pool_hold: Mutex::new(PoolHold::new()),
+                pool_hold: Mutex::new(Hold::new()),
             })
         })())
     }
@@ -167,7 +171,7 @@ impl Remote {
             if let Some(c) = &link.client {
                 return Some(c.clone());
             }
-            if Instant::now() < link.retry_at {
+            if link.hold.closed(Instant::now()) {
                 return None;
             }
         }
@@ -178,7 +182,7 @@ impl Remote {
             if let Some(c) = &link.client {
                 return Some(c.clone());
             }
-            if Instant::now() < link.retry_at {
+            if link.hold.closed(Instant::now()) {
                 return None;
             }
         }
@@ -189,7 +193,7 @@ impl Remote {
         let client = match connected {
             Ok(Ok(client)) => {
                 tracing::info!(addr = %self.addr, scopes = ?client.scopes, "connected to the scheduler");
-                link.backoff.reset();
+                link.hold.succeeded();
                 Some(Arc::new(client))
             }
             Ok(Err(e)) => {
@@ -203,7 +207,7 @@ impl Remote {
         };
         if client.is_none() {
             stats.record(|c| c.remote_errors += 1);
-            link.retry_at = Instant::now() + link.backoff.next_wait();
+            link.hold.failed(Instant::now());
         }
         link.client = client.clone();
         client
@@ -214,7 +218,7 @@ impl Remote {
         stats.record(|c| c.remote_errors += 1);
         let mut link = self.link.lock().unwrap_or_else(|e| e.into_inner());
         link.client = None;
-        link.retry_at = Instant::now() + link.backoff.next_wait();
+        link.hold.failed(Instant::now());
     }
 
     /// Runs a call on the compile path with the timeout; any failure drops the link and yields `None`.
@@ -425,13 +429,18 @@ impl Remote {
         self.client(stats).is_some_and(|c| c.scopes.contains(&Scope::Execute))
     }
 
-    /// Whether misses skip the pool for now: it had no active worker a moment ago (see [`PoolHold`]).
+    /// Whether misses skip the pool for now: it had no active worker a moment ago.
     pub fn pool_held_off(&self) -> bool {
-        self.pool_hold.lock().unwrap_or_else(|e| e.into_inner()).held_off(Instant::now())
+        self.pool_hold.lock().unwrap_or_else(|e| e.into_inner()).closed(Instant::now())
     }
 
     fn note_pool_answer(&self, had_workers: bool) {
-        self.pool_hold.lock().unwrap_or_else(|e| e.into_inner()).note(had_workers, Instant::now());
+        let mut hold = self.pool_hold.lock().unwrap_or_else(|e| e.into_inner());
+        if had_workers {
+            hold.succeeded();
+        } else if let Some(wait) = hold.failed(Instant::now()) {
+            tracing::info!(wait_ms = wait.as_millis() as u64, "the pool has no active worker; misses stay local");
+        }
     }
 
     /// Uploads what the scheduler lacks of `blobs` (reading a file only then), runs `action` on the pool and fetches its outputs,
@@ -611,26 +620,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_empty_pool_holds_misses_off_once_per_hold_doubling_until_it_runs_an_action() {
-        let mut hold = PoolHold::new();
+    fn a_hold_closes_once_for_failures_noted_together_doubles_while_failing_and_opens_on_success() {
+        let mut hold = Hold::new();
         let t0 = Instant::now();
-        assert!(!hold.held_off(t0));
+        assert!(!hold.closed(t0));
         // Four misses asked at once and all heard "no workers": one hold of 1 s.
-        for _ in 0..4 {
-            hold.note(false, t0);
+        assert_eq!(hold.failed(t0), Some(Duration::from_secs(1)));
+        for _ in 0..3 {
+            assert_eq!(hold.failed(t0), None);
         }
-        assert!(hold.held_off(t0 + Duration::from_millis(999)));
-        assert!(!hold.held_off(t0 + Duration::from_secs(1)));
-        // Still empty after the hold: the next one is twice as long.
+        assert!(hold.closed(t0 + Duration::from_millis(999)));
+        assert!(!hold.closed(t0 + Duration::from_secs(1)));
+        // Still failing after the hold: the next one is twice as long.
         let t1 = t0 + Duration::from_secs(1);
-        hold.note(false, t1);
-        assert!(hold.held_off(t1 + Duration::from_millis(1999)));
-        assert!(!hold.held_off(t1 + Duration::from_secs(2)));
-        // An action that ran ends the hold and the doubling.
-        hold.note(true, t1);
-        assert!(!hold.held_off(t1));
-        hold.note(false, t1);
-        assert!(!hold.held_off(t1 + Duration::from_secs(1)));
+        assert_eq!(hold.failed(t1), Some(Duration::from_secs(2)));
+        assert!(hold.closed(t1 + Duration::from_millis(1999)));
+        assert!(!hold.closed(t1 + Duration::from_secs(2)));
+        // A success opens it and ends the doubling.
+        hold.succeeded();
+        assert!(!hold.closed(t1));
+        assert_eq!(hold.failed(t1), Some(Duration::from_secs(1)));
+        assert!(!hold.closed(t1 + Duration::from_secs(1)));
     }
 
     #[test]
