@@ -23,14 +23,12 @@ while [ $# -gt 0 ]; do
 done
 
 source scripts/cargo-env
-cargo build --release -p rcc-scheduler --bin rcc-scheduler >&2
-bin="$RCC_TARGET_DIR/release/rcc-scheduler"
+cargo build --release -p rcc-bench --bin rcc-bench >&2
+bin="$RCC_TARGET_DIR/release/rcc-bench"
 
 stamp=$(date +%Y%m%d-%H%M%S)
 mkdir -p bench/runs
 csv="bench/runs/dispatch-$stamp.csv"
-state=$(mktemp -d)   # the binary wants a state directory; the benchmark writes nothing there
-trap 'rm -rf "$state"' EXIT
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1 | tr -d ',')
 cores=$(nproc)
 rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -39,7 +37,7 @@ echo "| workers | actions | pools | decisions/s | p50 µs | p99 µs | max µs | 
 echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 first=1
 for w in $workers_list; do
-  out=$("$bin" --state "$state" bench-dispatch --workers "$w" --actions "$actions" --pools "$pools" --seed "$seed" --csv)
+  out=$("$bin" dispatch --workers "$w" --actions "$actions" --pools "$pools" --seed "$seed" --csv)
   header=$(head -n 1 <<<"$out")
   row=$(tail -n 1 <<<"$out")
   if [ "$first" = 1 ]; then

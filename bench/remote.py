@@ -99,8 +99,8 @@ def main():
             print(f"  round {r}: plain {plain[-1]:.2f}s local-hit {local[-1]:.3f}s remote-hit {remote[-1]:.3f}s "
                   f"(downloaded {s['bytes_down'] / 1024:.0f} KiB)", file=sys.stderr)
             if r == args.rounds - 1:
-                print("\nBlob throughput (rcc-scheduler bench-client, loopback):\n")
-                subprocess.run([str(BIN / "rcc-scheduler"), "bench-client", "--addr", addr, "--fingerprint", fp,
+                print("\nBlob throughput (rcc-bench client, loopback):\n")
+                subprocess.run([str(BIN / "rcc-bench"), "client", "--addr", addr, "--fingerprint", fp,
                                 "--token", token], check=True)
             for env in (env_a, env_b):
                 subprocess.run(rcc + ["--stop-daemon"], env=env, capture_output=True)

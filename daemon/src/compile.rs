@@ -18,7 +18,7 @@ use crate::remote_exec;
 use crate::store::{Kind, StoreError};
 use rcc_proto::frame::{read_msg, write_msg, FrameError};
 use rcc_proto::ipc::{CompileRequest, Request, Response};
-use rcc_proto::stats::{ErrorKind, HitMode, Reason};
+use rcc_proto::stats::{ErrorKind, HitMode, Reason, RemoteFallback};
 use rcc_proto::{Digest, KeyHasher};
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -129,7 +129,7 @@ pub fn serve(ctx: &Context, req: CompileRequest, conn: &mut UnixStream) -> Resul
         && ctx.config.depend.value
         && plan.parsed.depfile.as_ref().is_none_or(|d| d.kind == DepKind::Md)
         && !records_command_line(&plan.parsed);
-    if remote_exec::wanted(ctx) && !records_command_line(&plan.parsed) {
+    if ctx.pool.wanted(ctx) && !records_command_line(&plan.parsed) {
         if let Some(done) = miss_remote(ctx, &plan, start_ns, conn) {
             return done;
         }
@@ -326,6 +326,7 @@ fn records_command_line(parsed: &ParsedArgs) -> bool {
 /// Asks the wrapper to run the compiler with `args` (plus forced colour where [`forces_color`] says so) and
 /// waits for its report.
 fn run_in_wrapper(
+    ctx: &Context,
     conn: &mut UnixStream,
     plan: &Plan,
     args: &[OsString],
@@ -335,7 +336,7 @@ fn run_in_wrapper(
     if forced_color {
         args.push(b"-fdiagnostics-color=always".to_vec());
     }
-    let _slot = remote_exec::LocalSlot::take();
+    let _slot = ctx.pool.local_slot();
     write_msg(conn, &Response::Run { args, forced_color, stream_stderr: false })?;
     match read_msg(conn)? {
         Request::Finished(outcome) => Ok(outcome),
@@ -360,9 +361,16 @@ fn miss_depend(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream)
             tmp_dep.0.clone()
         }
     };
-    let outcome = run_in_wrapper(conn, plan, &run_args)?;
+    let outcome = run_in_wrapper(ctx, conn, plan, &run_args)?;
     tracing::trace!("compile finished");
     if outcome.exit_code != 0 {
+        if run_args.len() > plan.run_args.len() && names_path(&outcome.stderr, &tmp_dep.0) {
+            // The compiler could not write rcc's own depfile (a full or unwritable cache directory): the
+            // user's command must run as typed, and give its own result.
+            tracing::warn!(depfile = %tmp_dep.0.display(), "rcc's depfile could not be written; running the command untouched");
+            ctx.stats.record(|c| c.count_error(ErrorKind::ScratchIo));
+            return write_msg(conn, &Response::Passthrough { reason: Reason::CompileFailed });
+        }
         ctx.stats.record(|c| c.count_uncacheable(Reason::CompileFailed));
         return write_msg(conn, &Response::Done { exit_code: outcome.exit_code });
     }
@@ -380,6 +388,12 @@ fn miss_depend(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream)
             prepare(plan, &outcome, h.finish(), inputs)
         });
     finish_miss(ctx, plan, &outcome, conn, prepared)
+}
+
+/// Whether the compiler's diagnostics name `path` (a file rcc added to the command line).
+fn names_path(stderr: &[u8], path: &std::path::Path) -> bool {
+    let path = path.as_os_str().as_bytes();
+    !path.is_empty() && stderr.windows(path.len()).any(|w| w == path)
 }
 
 /// A finished miss ready to be stored: the outputs are read (before the wrapper returns, since the build may
@@ -534,13 +548,13 @@ struct RemotePreprocessed {
     user_depfile: Option<Vec<u8>>,
 }
 
-fn preprocess_for_remote(ctx: &Context, plan: &Plan) -> Result<RemotePreprocessed, &'static str> {
+fn preprocess_for_remote(ctx: &Context, plan: &Plan) -> Result<RemotePreprocessed, RemoteFallback> {
     let tmp_d = TempPath::new(ctx, "d");
     let dep_args = match &plan.parsed.depfile {
         None => vec!["-MD".into(), "-MF".into(), tmp_d.0.clone().into_os_string()],
-        Some(_) => plan.parsed.depfile_args_for_preprocessor(&tmp_d.0).ok_or("depfile-form")?,
+        Some(_) => plan.parsed.depfile_args_for_preprocessor(&tmp_d.0).ok_or(RemoteFallback::DepfileForm)?,
     };
-    let text = run_preprocessor(ctx, plan, dep_args).ok_or("preprocessing-failed")?;
+    let text = run_preprocessor(ctx, plan, dep_args).ok_or(RemoteFallback::PreprocessingFailed)?;
     let depfile_text = std::fs::read(&tmp_d.0).ok();
     let mut inputs = depfile_text.as_deref().and_then(depfile::dependencies);
     if let (Some(list), Some(DepKind::Mmd)) = (&mut inputs, plan.parsed.depfile.as_ref().map(|d| d.kind)) {
@@ -548,7 +562,7 @@ fn preprocess_for_remote(ctx: &Context, plan: &Plan) -> Result<RemotePreprocesse
         list.extend(crate::key::line_markers::entered_files(&text).into_iter().filter(|f| !listed.contains(f)));
     }
     let user_depfile = match plan.parsed.depfile {
-        Some(_) => Some(depfile_text.ok_or("preprocessing-failed")?),
+        Some(_) => Some(depfile_text.ok_or(RemoteFallback::PreprocessingFailed)?),
         None => None,
     };
     Ok(RemotePreprocessed { text, inputs, user_depfile })
@@ -556,19 +570,20 @@ fn preprocess_for_remote(ctx: &Context, plan: &Plan) -> Result<RemotePreprocesse
 
 /// A miss compiled on the remote pool: `None` when it stays local (the reason is counted).
 fn miss_remote(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream) -> Option<Result<(), FrameError>> {
-    let fallback = |reason: &str| {
-        ctx.stats.record(|c| *c.remote_fallbacks.entry(reason.to_owned()).or_default() += 1);
+    let fallback = |why: RemoteFallback| {
+        tracing::debug!(%why, "compiled locally");
+        ctx.stats.record(|c| c.count_remote_fallback(why));
         None
     };
     if ctx.remote.as_ref().is_some_and(|r| r.pool_held_off()) {
-        return fallback("no-workers-held-off");
+        return fallback(RemoteFallback::NoWorkersHeldOff);
     }
     let RemotePreprocessed { text: preprocessed, inputs, user_depfile } = match preprocess_for_remote(ctx, plan) {
         Ok(done) => done,
         Err(reason) => return fallback(reason),
     };
     if crate::key::files::has_time_macros(&preprocessed) && !plan.source_date_epoch {
-        return fallback("time-macros");
+        return fallback(RemoteFallback::TimeMacros);
     }
     let mut result = match remote_exec::compile(ctx, &plan.inv, &plan.parsed, &plan.compiler, &preprocessed) {
         Ok(result) => result,
@@ -578,12 +593,10 @@ fn miss_remote(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream)
         result.files.push(StoredFile { role: Role::Depfile, data: text });
         result.depfile_target = plan.parsed.depfile_target_text().map(|t| t.into_vec());
     }
-    let mut h = KeyHasher::new("c-preprocessed", 1);
-    h.digest(b'c', &plan.common_key).digest(b'i', &Digest::of(&preprocessed));
-    let result_key = h.finish();
+    let result_key = preprocessed_result_key(plan, &preprocessed);
     if let Err(e) = outputs::restore(&result, &plan.parsed, &plan.inv.cwd, plan.inv.umask) {
         tracing::warn!(error = %e, "writing the remote object failed");
-        return fallback("restore-failed");
+        return fallback(RemoteFallback::RestoreFailed);
     }
     let inputs = inputs.ok_or(Reason::BadDepfile).and_then(|deps| inputs_of(ctx, plan, &deps, start_ns));
     let _storing = ctx.in_flight.begin(plan.direct_key);
@@ -611,6 +624,14 @@ fn miss_remote(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream)
     Some(answered)
 }
 
+/// The result key of a compile known by its preprocessed text: the key of preprocessor-mode lookups, and of
+/// pool compiles (which share entries with them).
+fn preprocessed_result_key(plan: &Plan, preprocessed: &[u8]) -> Digest {
+    let mut h = KeyHasher::new("c-preprocessed", 1);
+    h.digest(b'c', &plan.common_key).digest(b'i', &Digest::of(preprocessed));
+    h.finish()
+}
+
 /// A miss (or a lookup) in preprocessor mode: the key is the preprocessed text's digest; the inputs for a
 /// direct-mode manifest come from a depfile the preprocessor run writes.
 fn miss_preprocessor(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream) -> Result<(), FrameError> {
@@ -623,9 +644,7 @@ fn miss_preprocessor(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixS
         ctx.stats.record(|c| c.count_uncacheable(Reason::TimeMacros));
         return write_msg(conn, &Response::Passthrough { reason: Reason::TimeMacros });
     }
-    let mut h = KeyHasher::new("c-preprocessed", 1);
-    h.digest(b'c', &plan.common_key).digest(b'i', &Digest::of(&preprocessed));
-    let result_key = h.finish();
+    let result_key = preprocessed_result_key(plan, &preprocessed);
     let inputs = std::fs::read(&tmp_d.0)
         .ok()
         .and_then(|text| depfile::dependencies(&text))
@@ -637,7 +656,7 @@ fn miss_preprocessor(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixS
         }
         return answer_hit(ctx, plan, &result, HitMode::Preprocessor, conn);
     }
-    let outcome = run_in_wrapper(conn, plan, &plan.run_args)?;
+    let outcome = run_in_wrapper(ctx, conn, plan, &plan.run_args)?;
     if outcome.exit_code != 0 {
         ctx.stats.record(|c| c.count_uncacheable(Reason::CompileFailed));
         return write_msg(conn, &Response::Done { exit_code: outcome.exit_code });

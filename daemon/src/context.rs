@@ -4,6 +4,7 @@ use crate::in_flight::InFlight;
 use crate::key::files::FileCache;
 use crate::key::identity::IdentityCache;
 use crate::remote::Remote;
+use crate::remote_exec::PoolClient;
 use crate::rust::toolchain::ToolchainCache;
 use crate::stats::StatsBook;
 use crate::store::Store;
@@ -31,4 +32,6 @@ pub struct Context {
     pub tmp_dir: PathBuf,
     /// Results being stored after their compile returned.
     pub in_flight: InFlight,
+    /// Local compile slots and packed compilers, for misses sent to the pool.
+    pub pool: PoolClient,
 }

@@ -1,7 +1,10 @@
 //! `rccd`: started by the wrapper; serves until idle. Exactly one daemon serves a socket: the first to take
-//! the socket's lock file; later ones exit at once.
+//! the socket's lock file; later ones exit at once. `rccd worker` runs a pool worker instead.
 
 use anyhow::{Context as _, Result};
+use clap::{Args, Parser, Subcommand};
+use rcc_proto::vars;
+use rcc_worker::WorkerOptions;
 use rccd::context::Context;
 use rccd::key::files::FileCache;
 use rccd::key::identity::IdentityCache;
@@ -9,24 +12,75 @@ use rccd::stats::StatsBook;
 use rccd::store::Store;
 use std::fs::{self, File};
 use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// rcc's daemon. Started on demand by `rcc` (nobody needs to start it by hand): it serves compile requests
+/// on its Unix socket (RCC_SOCKET, default under RCC_DIR) and exits when idle (RCC_IDLE_TIMEOUT). With
+/// `worker`, it is a machine of the remote build pool instead.
+#[derive(Parser)]
+#[command(name = "rccd", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve a remote build pool: dial out to the scheduler, register, run assigned actions in the sandbox.
+    Worker(WorkerArgs),
+}
+
+/// `rccd worker`'s flags; each may come from its environment variable instead.
+#[derive(Args)]
+struct WorkerArgs {
+    /// The scheduler's address, host:port.
+    #[arg(long, env = vars::RCC_SCHEDULER)]
+    scheduler: String,
+    /// SHA-256 fingerprint of the scheduler's certificate (`rcc-scheduler fingerprint`).
+    #[arg(long, env = vars::RCC_SCHEDULER_FINGERPRINT, conflicts_with = "ca")]
+    fingerprint: Option<String>,
+    /// CA certificate file (PEM) the scheduler's certificate must chain to, instead of a fingerprint.
+    #[arg(long, env = vars::RCC_SCHEDULER_CA)]
+    ca: Option<PathBuf>,
+    /// A token with the worker scope (`rcc-scheduler token create --scope worker,read,write`).
+    #[arg(long, env = vars::RCC_TOKEN, hide_env_values = true)]
+    token: String,
+    /// The pool served [default: <os>-<arch>, e.g. linux-x86_64].
+    #[arg(long, env = vars::RCC_WORKER_POOL)]
+    pool: Option<String>,
+    /// Actions run at once [default: the number of cores].
+    #[arg(long, env = vars::RCC_WORKER_SLOTS)]
+    slots: Option<u32>,
+    /// The name shown in `rcc-scheduler status` [default: the host name].
+    #[arg(long, env = vars::RCC_WORKER_NAME)]
+    name: Option<String>,
+    /// Where blobs, toolchains and work directories live [default: <RCC_DIR>/worker].
+    #[arg(long, env = vars::RCC_WORKER_DIR)]
+    dir: Option<PathBuf>,
+    /// MiB of blobs (inputs, toolchain files) kept locally.
+    #[arg(long, default_value_t = WorkerOptions::DEFAULT_CACHE_MB)]
+    cache_mb: u64,
+    /// Materialized toolchains kept (at least 1).
+    #[arg(long, default_value_t = WorkerOptions::DEFAULT_KEEP_TOOLCHAINS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    keep_toolchains: usize,
+}
+
 fn main() {
-    if let Err(e) = run() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => serve(),
+        Some(Command::Worker(args)) => worker(args),
+    };
+    if let Err(e) = result {
         eprintln!("rccd: {e:#}");
         std::process::exit(1);
     }
 }
 
-fn run() -> Result<()> {
-    if std::env::args().nth(1).as_deref() == Some("--version") {
-        println!("rccd {}", env!("CARGO_PKG_VERSION"));
-        return Ok(());
-    }
-    if std::env::args().nth(1).as_deref() == Some("worker") {
-        return worker(std::env::args().skip(2).collect());
-    }
+fn serve() -> Result<()> {
     let config = rcc_proto::config::load().context("reading the configuration")?;
     let dir = config.dir.value.clone();
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -40,7 +94,7 @@ fn run() -> Result<()> {
             .with_writer(Arc::new(file))
             .with_ansi(false)
             .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_env("RCC_LOG_LEVEL").unwrap_or_else(|_| "debug".into()),
+                tracing_subscriber::EnvFilter::try_from_env(vars::RCC_LOG_LEVEL).unwrap_or_else(|_| "debug".into()),
             )
             .init();
     }
@@ -81,6 +135,7 @@ fn run() -> Result<()> {
         toolchains: rccd::rust::toolchain::ToolchainCache::persisted(dir.join("toolchains.bin")),
         tmp_dir,
         in_flight: rccd::in_flight::InFlight::new(),
+        pool: rccd::remote_exec::PoolClient::default(),
         config,
     });
     rccd::server::run(ctx, listener, socket, idle);
@@ -88,59 +143,42 @@ fn run() -> Result<()> {
     Ok(())
 }
 
-/// `rccd worker --scheduler ADDR --fingerprint HEX --token T [--pool P] [--slots N] [--name NAME] [--dir DIR]
-/// [--cache-mb MB] [--keep-toolchains N]`; the first three also from RCC_SCHEDULER, RCC_SCHEDULER_FINGERPRINT,
-/// RCC_TOKEN. `--cache-mb` bounds the blobs kept locally (default 2048), `--keep-toolchains` the materialized
-/// toolchains (default 4).
-fn worker(args: Vec<String>) -> Result<()> {
-    use rccd::worker::{run, WorkerOptions};
+fn worker(args: WorkerArgs) -> Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RCC_LOG_LEVEL").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env(vars::RCC_LOG_LEVEL).unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
-    let value = |flag: &str, var: &str| -> Option<String> {
-        args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1).cloned()).or_else(|| std::env::var(var).ok())
-    };
-    let scheduler = value("--scheduler", rcc_proto::vars::RCC_SCHEDULER)
-        .context("--scheduler ADDR (or RCC_SCHEDULER) is required")?;
-    let scheduler = std::net::ToSocketAddrs::to_socket_addrs(&scheduler)
-        .with_context(|| format!("resolving {scheduler}"))?
+    let scheduler = std::net::ToSocketAddrs::to_socket_addrs(&args.scheduler)
+        .with_context(|| format!("resolving {}", args.scheduler))?
         .next()
-        .with_context(|| format!("{scheduler} resolves to nothing"))?;
-    let fingerprint = value("--fingerprint", rcc_proto::vars::RCC_SCHEDULER_FINGERPRINT)
-        .context("--fingerprint HEX (or RCC_SCHEDULER_FINGERPRINT) is required")?;
-    let fingerprint = rcc_proto::Digest::from_hex(&fingerprint).context("--fingerprint is not a SHA-256 in hex")?;
-    let token = value("--token", rcc_proto::vars::RCC_TOKEN).context("--token (or RCC_TOKEN) is required")?;
-    let flag = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1));
-    let cache_mb: u64 = match flag("--cache-mb") {
-        Some(s) => s.parse().with_context(|| format!("--cache-mb {s}"))?,
-        None => WorkerOptions::DEFAULT_CACHE_MB,
+        .with_context(|| format!("{} resolves to nothing", args.scheduler))?;
+    let trust = match (args.fingerprint, args.ca) {
+        (Some(fingerprint), _) => rcc_link::tls::Trust::Fingerprint(
+            rcc_proto::Digest::from_hex(&fingerprint).context("--fingerprint is not a SHA-256 in hex")?,
+        ),
+        (None, Some(ca)) => rcc_link::tls::Trust::CaFile(ca),
+        (None, None) => {
+            anyhow::bail!("--fingerprint (RCC_SCHEDULER_FINGERPRINT) or --ca (RCC_SCHEDULER_CA) is required")
+        }
     };
-    let keep_toolchains: usize = match flag("--keep-toolchains") {
-        Some(s) => s.parse().with_context(|| format!("--keep-toolchains {s}"))?,
-        None => WorkerOptions::DEFAULT_KEEP_TOOLCHAINS,
-    };
-    anyhow::ensure!(keep_toolchains >= 1, "--keep-toolchains must be at least 1");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
-    let slots = match value("--slots", rcc_proto::vars::RCC_WORKER_SLOTS) {
-        Some(s) => s.parse().with_context(|| format!("--slots {s}"))?,
-        None => cores,
-    };
     let options = WorkerOptions {
         scheduler,
-        trust: rcc_scheduler::tls::Trust::Fingerprint(fingerprint),
-        token,
-        name: value("--name", rcc_proto::vars::RCC_WORKER_NAME).unwrap_or_else(WorkerOptions::default_name),
-        pool: value("--pool", rcc_proto::vars::RCC_WORKER_POOL).unwrap_or_else(WorkerOptions::default_pool),
-        slots,
+        trust,
+        token: args.token,
+        name: args.name.unwrap_or_else(WorkerOptions::default_name),
+        pool: args.pool.unwrap_or_else(rcc_proto::remote::default_pool),
+        slots: args.slots.unwrap_or(cores),
         memory_bytes: WorkerOptions::default_memory(),
-        cache_bytes: cache_mb.checked_mul(1 << 20).context("--cache-mb is too large")?,
-        keep_toolchains,
-        cache_dir: match value("--dir", rcc_proto::vars::RCC_WORKER_DIR) {
-            Some(dir) => dir.into(),
+        cache_bytes: args.cache_mb.checked_mul(1 << 20).context("--cache-mb is too large")?,
+        keep_toolchains: args.keep_toolchains,
+        cache_dir: match args.dir {
+            Some(dir) => dir,
             None => rcc_proto::config::load().context("reading the configuration")?.dir.value.join("worker"),
         },
     };
-    run(&options).map_err(anyhow::Error::from)
+    rcc_worker::run(&options).map_err(anyhow::Error::from)
 }

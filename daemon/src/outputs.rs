@@ -1,16 +1,13 @@
 //! A compile's outputs as the store keeps them, and their restoration for a new invocation: each file
-//! written to a temporary name beside its destination and renamed into place, with the mode the compiler
-//! would have given it, and the depfile retargeted to this invocation's target.
+//! written atomically (`rcc_fs::atomic`) with the mode the compiler would have given it, and the depfile retargeted to this invocation's target.
 
 use crate::key::args::ParsedArgs;
 use crate::key::depfile;
 use serde::{Deserialize, Serialize};
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What an output file is, which decides where it is restored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,22 +132,9 @@ pub fn restore(result: &CachedResult, parsed: &ParsedArgs, cwd: &Path, umask: u3
     Ok(())
 }
 
-/// Writes a file under a temporary name in the destination's directory and renames it into place.
+/// Writes one output file of a build atomically, with exactly `mode` (the daemon's own umask is not the
+/// invocation's).
 pub fn write_atomically(path: &Path, data: &[u8], mode: u32) -> Result<(), OutputError> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let err = |source| OutputError::Io { path: path.to_owned(), source };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp =
-        path.with_file_name(format!(".{name}.rcc-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
-    let result = (|| {
-        let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
-        // Set the mode explicitly: the daemon's own umask is not the invocation's.
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        f.write_all(data)?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(err)
+    rcc_fs::write_atomic(path, data, rcc_fs::WriteOptions::cache(mode))
+        .map_err(|source| OutputError::Io { path: path.to_owned(), source })
 }

@@ -12,12 +12,9 @@ pub fn load<T: DeserializeOwned>(file: &Path) -> Vec<T> {
     fs::read(file).ok().and_then(|bytes| postcard::from_bytes(&bytes).ok()).unwrap_or_default()
 }
 
-/// Replaces the records at `file` (written beside it, then renamed); failures are ignored.
+/// Replaces the records at `file` atomically; failures are ignored (the memo is only a shortcut).
 pub fn save<T: Serialize>(file: &Path, records: &[T]) {
     if let Ok(bytes) = postcard::to_allocvec(records) {
-        let tmp = file.with_extension(format!("tmp{}", std::process::id()));
-        if fs::write(&tmp, bytes).is_ok() && fs::rename(&tmp, file).is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
+        let _ = rcc_fs::write_atomic(file, &bytes, rcc_fs::WriteOptions::cache(0o644));
     }
 }

@@ -14,49 +14,19 @@
 use crate::key::manifest::{Entry, Manifest};
 use crate::outputs::{CachedResult, Role, StoredFile};
 use crate::stats::StatsBook;
+use rcc_link::client::Client;
+use rcc_link::tls::Trust;
+use rcc_link::Hold;
 use rcc_proto::config::Config;
 use rcc_proto::remote::{ActionResult, OutputFile, RemoteAction, Scope};
+use rcc_proto::stats::RemoteFallback;
 use rcc_proto::{Digest, KeyHasher};
-use rcc_scheduler::client::Client;
-use rcc_scheduler::tls::Trust;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The wait before redialling the scheduler: 1 s after a success, doubling per failure up to 30 s. The
-/// daemon's shared-cache connection and a pool worker's registration both use it.
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff(Duration);
-
-impl Backoff {
-    const MIN: Duration = Duration::from_secs(1);
-    const MAX: Duration = Duration::from_secs(30);
-
-    /// The shortest wait.
-    pub fn new() -> Backoff {
-        Backoff(Self::MIN)
-    }
-
-    /// Back to the shortest wait (the link works).
-    pub fn reset(&mut self) {
-        self.0 = Self::MIN;
-    }
-
-    /// The wait before the next attempt; the one after it is twice as long (up to the maximum).
-    pub fn next_wait(&mut self) -> Duration {
-        let wait = self.0;
-        self.0 = (self.0 * 2).min(Self::MAX);
-        wait
-    }
-}
-
-impl Default for Backoff {
-    fn default() -> Backoff {
-        Backoff::new()
-    }
-}
 /// Bound on a background upload.
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -71,39 +41,6 @@ struct Link {
     client: Option<Arc<Client>>,
     /// Closed after a failed connection: compiles skip the shared cache at no cost until it opens.
     hold: Hold,
-}
-
-/// A way that closes for a while after a failure: for a [`Backoff`] wait (1 s, doubling per failure, at most
-/// 30 s); a success opens it and resets the doubling. Failures noted while it is closed (callers that failed
-/// together) close it once, not once each. The scheduler link and the pool (while it has no worker) use it.
-struct Hold {
-    until: Option<Instant>,
-    backoff: Backoff,
-}
-
-impl Hold {
-    fn new() -> Hold {
-        Hold { until: None, backoff: Backoff::new() }
-    }
-
-    fn closed(&self, now: Instant) -> bool {
-        self.until.is_some_and(|until| now < until)
-    }
-
-    /// Closes it after a failure; the wait when this closed it, `None` when it was closed already.
-    fn failed(&mut self, now: Instant) -> Option<Duration> {
-        if self.closed(now) {
-            return None;
-        }
-        let wait = self.backoff.next_wait();
-        self.until = Some(now + wait);
-        Some(wait)
-    }
-
-    fn succeeded(&mut self) {
-        self.until = None;
-        self.backoff.reset();
-    }
 }
 
 /// The shared-cache client of a daemon.
@@ -225,12 +162,12 @@ impl Remote {
     fn bounded<T, F, Fut>(&self, stats: &StatsBook, call: F) -> Option<T>
     where
         F: FnOnce(Arc<Client>) -> Fut,
-        Fut: Future<Output = Result<T, rcc_scheduler::client::ClientError>>,
+        Fut: Future<Output = Result<T, rcc_link::client::ClientError>>,
     {
         let client = self.client(stats)?;
         match self.runtime.block_on(async { tokio::time::timeout(self.timeout, call(client)).await }) {
             Ok(Ok(v)) => Some(v),
-            Ok(Err(e @ rcc_scheduler::client::ClientError::Corrupt(_))) => {
+            Ok(Err(e @ rcc_link::client::ClientError::Corrupt(_))) => {
                 // The scheduler's copy is damaged; the connection is fine. A miss, counted.
                 tracing::warn!(error = %e, "corrupt blob from the shared cache");
                 stats.record(|c| c.remote_errors += 1);
@@ -303,7 +240,7 @@ impl Remote {
     fn spawn_upload<F, Fut>(self: &Arc<Self>, stats: Arc<StatsBook>, work: F)
     where
         F: FnOnce(Arc<Client>) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<u64, rcc_scheduler::client::ClientError>> + Send + 'static,
+        Fut: Future<Output = Result<u64, rcc_link::client::ClientError>> + Send + 'static,
     {
         if self.read_only {
             return;
@@ -382,18 +319,19 @@ pub struct Executed {
 }
 
 /// Uploads what the scheduler lacks of `blobs`, reading a file only then; the bytes sent.
-async fn upload_missing(client: &Client, blobs: &[(Digest, Blob)]) -> Result<u64, rcc_scheduler::client::ClientError> {
+async fn upload_missing(client: &Client, blobs: &[(Digest, Blob)]) -> Result<u64, rcc_link::client::ClientError> {
     let missing = client.find_missing(blobs.iter().map(|b| b.0).collect()).await?;
     let mut sent = 0;
     for (digest, blob) in blobs {
         if missing.contains(digest) {
-            let data =
-                match blob {
-                    Blob::Bytes(data) => std::borrow::Cow::Borrowed(data),
-                    Blob::File(path) => std::borrow::Cow::Owned(tokio::fs::read(path).await.map_err(|e| {
-                        rcc_scheduler::client::ClientError::Unexpected(format!("{}: {e}", path.display()))
-                    })?),
-                };
+            let data = match blob {
+                Blob::Bytes(data) => std::borrow::Cow::Borrowed(data),
+                Blob::File(path) => std::borrow::Cow::Owned(
+                    tokio::fs::read(path)
+                        .await
+                        .map_err(|e| rcc_link::client::ClientError::Unexpected(format!("{}: {e}", path.display())))?,
+                ),
+            };
             client.put_blob_as(*digest, &data).await?;
             sent += data.len() as u64;
         }
@@ -402,15 +340,15 @@ async fn upload_missing(client: &Client, blobs: &[(Digest, Blob)]) -> Result<u64
 }
 
 impl Remote {
-    /// Uploads what the scheduler lacks of `blobs` within `wait` (bytes counted as sent). `Err` is the reason
-    /// in a word, as for [`execute`](Self::execute).
+    /// Uploads what the scheduler lacks of `blobs` within `wait` (bytes counted as sent). `Err` is why the
+    /// miss stays local, as for [`execute`](Self::execute).
     pub fn upload_blobs(
         &self,
         stats: &StatsBook,
         blobs: Vec<(Digest, Blob)>,
         wait: Duration,
-    ) -> Result<(), &'static str> {
-        let client = self.client(stats).ok_or("scheduler-unreachable")?;
+    ) -> Result<(), RemoteFallback> {
+        let client = self.client(stats).ok_or(RemoteFallback::SchedulerUnreachable)?;
         match self.runtime.block_on(async { tokio::time::timeout(wait, upload_missing(&client, &blobs)).await }) {
             Ok(Ok(sent)) => {
                 stats.record(|c| c.bytes_up += sent);
@@ -418,9 +356,9 @@ impl Remote {
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "uploading to the scheduler failed");
-                Err("remote-error")
+                Err(RemoteFallback::RemoteError)
             }
-            Err(_) => Err("timeout"),
+            Err(_) => Err(RemoteFallback::Timeout),
         }
     }
 
@@ -444,26 +382,23 @@ impl Remote {
     }
 
     /// Uploads what the scheduler lacks of `blobs` (reading a file only then), runs `action` on the pool and fetches its outputs,
-    /// stdout and stderr (each checked against its digest), all within `wait`. `Err` names why not, in a
-    /// word counted by `rcc stats` (`no-workers`, `timeout`, `remote-error`).
+    /// stdout and stderr (each checked against its digest), all within `wait`. `Err` is why the miss stays
+    /// local (no workers, a timeout, a failure of the scheduler or the worker).
     pub fn execute(
         &self,
         stats: &StatsBook,
         blobs: Vec<(Digest, Blob)>,
         action: RemoteAction,
         wait: Duration,
-    ) -> Result<Executed, &'static str> {
-        let client = self.client(stats).ok_or("scheduler-unreachable")?;
+    ) -> Result<Executed, RemoteFallback> {
+        let client = self.client(stats).ok_or(RemoteFallback::SchedulerUnreachable)?;
         let work = async move {
             let sent = upload_missing(&client, &blobs).await?;
             let result = client.execute(action).await?;
             let fetch = |d: Digest| {
                 let client = client.clone();
                 async move {
-                    client
-                        .get_blob(d)
-                        .await?
-                        .ok_or(rcc_scheduler::client::ClientError::Unexpected("missing blob".into()))
+                    client.get_blob(d).await?.ok_or(rcc_link::client::ClientError::Unexpected("missing blob".into()))
                 }
             };
             let mut outputs = Vec::new();
@@ -478,7 +413,7 @@ impl Remote {
                 Some(d) => fetch(d).await?,
                 None => Vec::new(),
             };
-            Ok::<_, rcc_scheduler::client::ClientError>((result, outputs, stdout, stderr, sent))
+            Ok::<_, rcc_link::client::ClientError>((result, outputs, stdout, stderr, sent))
         };
         match self.runtime.block_on(async { tokio::time::timeout(wait, work).await }) {
             Ok(Ok((result, outputs, stdout, stderr, sent))) => {
@@ -491,28 +426,28 @@ impl Remote {
                 });
                 Ok(Executed { result, outputs, stdout, stderr })
             }
-            Ok(Err(rcc_scheduler::client::ClientError::Refused(rcc_proto::remote::RemoteError::NoWorkers(_)))) => {
+            Ok(Err(rcc_link::client::ClientError::Refused(rcc_proto::remote::RemoteError::NoWorkers(_)))) => {
                 self.note_pool_answer(false);
-                Err("no-workers")
+                Err(RemoteFallback::NoWorkers)
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "remote execution failed");
-                Err("remote-error")
+                Err(RemoteFallback::RemoteError)
             }
-            Err(_) => Err("timeout"),
+            Err(_) => Err(RemoteFallback::Timeout),
         }
     }
 }
 
 /// The content of the first output of the action result under `key` (manifests and opaque entries have one).
-async fn first_output(client: &Client, key: Digest) -> Result<Option<Vec<u8>>, rcc_scheduler::client::ClientError> {
+async fn first_output(client: &Client, key: Digest) -> Result<Option<Vec<u8>>, rcc_link::client::ClientError> {
     let Some(result) = client.get_action_result(key).await? else { return Ok(None) };
     let Some(blob) = result.outputs.first() else { return Ok(None) };
     client.get_blob(blob.digest).await
 }
 
 /// Stores `data` as the one output of the action result under `key`; returns the bytes sent.
-async fn put_opaque(client: &Client, key: Digest, data: &[u8]) -> Result<u64, rcc_scheduler::client::ClientError> {
+async fn put_opaque(client: &Client, key: Digest, data: &[u8]) -> Result<u64, rcc_link::client::ClientError> {
     let digest = Digest::of(data);
     let mut sent = 0;
     if !client.find_missing(vec![digest]).await?.is_empty() {
@@ -595,7 +530,7 @@ async fn upload(
     result_key: Digest,
     result: &CachedResult,
     entry: Entry,
-) -> Result<u64, rcc_scheduler::client::ClientError> {
+) -> Result<u64, rcc_link::client::ClientError> {
     let (action, blobs) = to_remote(result);
     let mut sent = 0;
     let missing = client.find_missing(blobs.iter().map(|b| b.0).collect()).await?;
@@ -618,39 +553,6 @@ async fn upload(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_hold_closes_once_for_failures_noted_together_doubles_while_failing_and_opens_on_success() {
-        let mut hold = Hold::new();
-        let t0 = Instant::now();
-        assert!(!hold.closed(t0));
-        // Four misses asked at once and all heard "no workers": one hold of 1 s.
-        assert_eq!(hold.failed(t0), Some(Duration::from_secs(1)));
-        for _ in 0..3 {
-            assert_eq!(hold.failed(t0), None);
-        }
-        assert!(hold.closed(t0 + Duration::from_millis(999)));
-        assert!(!hold.closed(t0 + Duration::from_secs(1)));
-        // Still failing after the hold: the next one is twice as long.
-        let t1 = t0 + Duration::from_secs(1);
-        assert_eq!(hold.failed(t1), Some(Duration::from_secs(2)));
-        assert!(hold.closed(t1 + Duration::from_millis(1999)));
-        assert!(!hold.closed(t1 + Duration::from_secs(2)));
-        // A success opens it and ends the doubling.
-        hold.succeeded();
-        assert!(!hold.closed(t1));
-        assert_eq!(hold.failed(t1), Some(Duration::from_secs(1)));
-        assert!(!hold.closed(t1 + Duration::from_secs(1)));
-    }
-
-    #[test]
-    fn backoff_doubles_to_its_cap_and_resets() {
-        let mut b = Backoff::new();
-        let waits: Vec<u64> = (0..7).map(|_| b.next_wait().as_secs()).collect();
-        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30]);
-        b.reset();
-        assert_eq!(b.next_wait(), Duration::from_secs(1));
-    }
 
     #[test]
     fn results_survive_the_remote_encoding() {

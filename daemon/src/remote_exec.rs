@@ -1,6 +1,6 @@
 //! Cache misses compiled on the remote pool. When the local compile slots ([`Config::local_jobs`]) are all
 //! taken and the scheduler grants remote execution, a miss is preprocessed here and sent as an action: the
-//! preprocessed unit plus the compiler's toolchain pack ([`crate::pack`]), compiled on a worker in its
+//! preprocessed unit plus the compiler's toolchain pack ([`rcc_pack`]), compiled on a worker in its
 //! sandbox with the work directory at this invocation's working directory when it compiles debug information
 //! (which records it, so the object matches a local compile), else at a fixed path (so the same sources in
 //! two checkouts are one action). Sending the preprocessed unit rather than the source and its header tree keeps actions
@@ -14,15 +14,16 @@ use crate::compile::Invocation;
 use crate::context::Context;
 use crate::key::args::ParsedArgs;
 use crate::outputs::{CachedResult, Role, StoredFile};
-use crate::pack::{Entry, Pack};
 use crate::remote::Blob;
+use rcc_pack::{Entry, Pack};
 use rcc_proto::remote::RemoteAction;
+use rcc_proto::stats::RemoteFallback;
 use rcc_proto::{Digest, KeyHasher};
 use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Longest a remote compile may take before the miss is compiled locally.
@@ -32,29 +33,65 @@ const UNIT: &str = "rcc-unit.i";
 const NEUTRAL_WORKDIR: &str = "/rcc/work";
 const OBJECT: &str = "rcc-unit.o";
 
-/// Local compiles of misses running now.
-static LOCAL_RUNNING: AtomicU64 = AtomicU64::new(0);
+/// The pool client's state, owned by the daemon's [`Context`]: how many misses compile locally now, and the
+/// compilers packed so far.
+#[derive(Default)]
+pub struct PoolClient {
+    /// Local compiles of misses running now.
+    local_running: Arc<AtomicU64>,
+    /// Packs by compiler identity, built once each.
+    packs: Mutex<HashMap<Digest, Arc<PackedCompiler>>>,
+}
 
 /// Holds one local compile slot while alive.
-pub struct LocalSlot(());
-
-impl LocalSlot {
-    /// Takes a slot (counted even beyond the cap: the cap only decides what goes remote).
-    pub fn take() -> LocalSlot {
-        LOCAL_RUNNING.fetch_add(1, Ordering::AcqRel);
-        LocalSlot(())
-    }
-}
+pub struct LocalSlot(Arc<AtomicU64>);
 
 impl Drop for LocalSlot {
     fn drop(&mut self) {
-        LOCAL_RUNNING.fetch_sub(1, Ordering::AcqRel);
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-/// Whether this miss should try the pool: a scheduler is configured and the local slots are full.
-pub fn wanted(ctx: &Context) -> bool {
-    ctx.remote.is_some() && LOCAL_RUNNING.load(Ordering::Acquire) >= ctx.config.local_jobs.value
+impl PoolClient {
+    /// Takes a local compile slot (counted even beyond the cap: the cap only decides what goes remote).
+    pub fn local_slot(&self) -> LocalSlot {
+        self.local_running.fetch_add(1, Ordering::AcqRel);
+        LocalSlot(self.local_running.clone())
+    }
+
+    /// Whether this miss should try the pool: a scheduler is configured and the local slots are full.
+    pub fn wanted(&self, ctx: &Context) -> bool {
+        ctx.remote.is_some() && self.local_running.load(Ordering::Acquire) >= ctx.config.local_jobs.value
+    }
+
+    /// The compiler's pack, built on first use for this identity.
+    fn packed(&self, identity: Digest, driver: &std::path::Path) -> Result<Arc<PackedCompiler>, RemoteFallback> {
+        if let Some(known) = self.packs.lock().unwrap_or_else(|e| e.into_inner()).get(&identity) {
+            return Ok(known.clone());
+        }
+        let pack = Pack::of_compiler(driver).map_err(|e| {
+            tracing::warn!(error = %e, "packing the compiler failed");
+            RemoteFallback::PackFailed
+        })?;
+        let files = pack
+            .entries
+            .iter()
+            .filter_map(|(path, entry)| match entry {
+                Entry::File { digest, .. } => Some((*digest, path.clone())),
+                Entry::Symlink { .. } => None,
+            })
+            .collect();
+        let pack_bytes = pack.encode();
+        let packed = Arc::new(PackedCompiler {
+            digest: Digest::of(&pack_bytes),
+            pack_bytes,
+            files,
+            stored: AtomicBool::new(false),
+            uploading: Mutex::new(()),
+        });
+        self.packs.lock().unwrap_or_else(|e| e.into_inner()).insert(identity, packed.clone());
+        Ok(packed)
+    }
 }
 
 /// A compiler's pack, built once per identity: its encoded bytes, its digest, where its files are, and
@@ -72,7 +109,7 @@ struct PackedCompiler {
 impl PackedCompiler {
     /// Makes sure the scheduler holds the pack (tens of MB): one miss uploads what it lacks while concurrent
     /// ones wait; afterwards nothing is sent or asked.
-    fn ensure_stored(&self, ctx: &Context, remote: &crate::remote::Remote) -> Result<(), &'static str> {
+    fn ensure_stored(&self, ctx: &Context, remote: &crate::remote::Remote) -> Result<(), RemoteFallback> {
         if self.stored.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -89,36 +126,6 @@ impl PackedCompiler {
     }
 }
 
-fn packed(identity: Digest, driver: &std::path::Path) -> Result<std::sync::Arc<PackedCompiler>, &'static str> {
-    static MEMO: OnceLock<Mutex<HashMap<Digest, std::sync::Arc<PackedCompiler>>>> = OnceLock::new();
-    let memo = MEMO.get_or_init(Default::default);
-    if let Some(known) = memo.lock().unwrap_or_else(|e| e.into_inner()).get(&identity) {
-        return Ok(known.clone());
-    }
-    let pack = Pack::of_compiler(driver).map_err(|e| {
-        tracing::warn!(error = %e, "packing the compiler failed");
-        "pack-failed"
-    })?;
-    let files = pack
-        .entries
-        .iter()
-        .filter_map(|(path, entry)| match entry {
-            Entry::File { digest, .. } => Some((*digest, path.clone())),
-            Entry::Symlink { .. } => None,
-        })
-        .collect();
-    let pack_bytes = pack.encode();
-    let packed = std::sync::Arc::new(PackedCompiler {
-        digest: Digest::of(&pack_bytes),
-        pack_bytes,
-        files,
-        stored: AtomicBool::new(false),
-        uploading: Mutex::new(()),
-    });
-    memo.lock().unwrap_or_else(|e| e.into_inner()).insert(identity, packed.clone());
-    Ok(packed)
-}
-
 /// What this call's `-march=native`-style flags stand for here, to go first on the worker's command line
 /// (where gcc's driver puts its own expansion, before the call's other `-m` options). Only without debug
 /// information: its producer string lists the options, and explicit `--param`s land elsewhere in it.
@@ -126,12 +133,12 @@ fn native_cpu_options(
     inv: &Invocation,
     parsed: &ParsedArgs,
     compiler: &crate::key::identity::Compiler,
-) -> Result<Vec<String>, &'static str> {
+) -> Result<Vec<String>, RemoteFallback> {
     if parsed.debug_info {
-        return Err("native-cpu-with-debug-info");
+        return Err(RemoteFallback::NativeCpuWithDebugInfo);
     }
     let env_path = inv.var("PATH").unwrap_or_default();
-    compiler.native_expansion(&inv.compiler, env_path, &parsed.native_flags()).ok_or("native-cpu")
+    compiler.native_expansion(&inv.compiler, env_path, &parsed.native_flags()).ok_or(RemoteFallback::NativeCpu)
 }
 
 /// Compiles `preprocessed` (this call's `-E` output) on the pool. `Err` is the reason it stays local.
@@ -141,26 +148,28 @@ pub fn compile(
     parsed: &ParsedArgs,
     compiler: &crate::key::identity::Compiler,
     preprocessed: &[u8],
-) -> Result<CachedResult, &'static str> {
+) -> Result<CachedResult, RemoteFallback> {
     let identity = compiler.digest;
-    let remote = ctx.remote.as_ref().ok_or("no-scheduler")?;
+    let remote = ctx.remote.as_ref().ok_or(RemoteFallback::NoScheduler)?;
     if !remote.can_execute(&ctx.stats) {
-        return Err("no-execute-scope");
+        return Err(RemoteFallback::NoExecuteScope);
     }
-    let mut args = parsed.compile_args_for_preprocessed(UNIT, OBJECT).ok_or("not-remotable")?;
+    let mut args = parsed.compile_args_for_preprocessed(UNIT, OBJECT).ok_or(RemoteFallback::NotRemotable)?;
     if parsed.native_cpu {
         args.splice(0..0, native_cpu_options(inv, parsed, compiler)?.into_iter().map(Into::into));
     }
-    let args: Vec<String> =
-        args.into_iter().map(|a| a.into_string().map_err(|_| "not-remotable")).collect::<Result<_, _>>()?;
-    let program = inv.compiler.to_str().filter(|p| p.starts_with('/')).ok_or("not-remotable")?.to_owned();
+    let args: Vec<String> = args
+        .into_iter()
+        .map(|a| a.into_string().map_err(|_| RemoteFallback::NotRemotable))
+        .collect::<Result<_, _>>()?;
+    let program = inv.compiler.to_str().filter(|p| p.starts_with('/')).ok_or(RemoteFallback::NotRemotable)?.to_owned();
     // Only debug information records the working directory (as the local key says): without it the action
     // runs in a fixed directory, so checkouts at different paths share actions (run once) and results.
     let workdir = match parsed.debug_info {
-        true => inv.cwd.to_str().ok_or("not-remotable")?.to_owned(),
+        true => inv.cwd.to_str().ok_or(RemoteFallback::NotRemotable)?.to_owned(),
         false => NEUTRAL_WORKDIR.to_owned(),
     };
-    let packed = packed(identity, &inv.compiler)?;
+    let packed = ctx.pool.packed(identity, &inv.compiler)?;
     let toolchain = packed.digest;
     packed.ensure_stored(ctx, remote)?;
     let unit = Digest::of(preprocessed);
@@ -181,23 +190,23 @@ pub fn compile(
         env,
         inputs: vec![(UNIT.into(), unit)],
         outputs: vec![OBJECT.into()],
-        pool: crate::worker::WorkerOptions::default_pool(),
+        pool: rcc_proto::remote::default_pool(),
         kind: kind.finish(),
         timeout_ms: REMOTE_WAIT.as_millis() as u64,
         workdir,
     };
     let start = Instant::now();
     let executed = remote.execute(&ctx.stats, blobs, action, REMOTE_WAIT);
-    if executed.as_ref().err() == Some(&"remote-error") {
+    if matches!(executed, Err(RemoteFallback::RemoteError)) {
         // The scheduler may have lost the pack (evicted), so the worker could not fetch it: check again.
         packed.stored.store(false, Ordering::Release);
     }
     let crate::remote::Executed { result, outputs, stdout, stderr } = executed?;
     if result.exit_code != 0 {
         // Let the local compiler report the error itself.
-        return Err("remote-compile-failed");
+        return Err(RemoteFallback::RemoteCompileFailed);
     }
-    let object = outputs.into_iter().find(|(name, _)| name == OBJECT).ok_or("remote-error")?.1;
+    let object = outputs.into_iter().find(|(name, _)| name == OBJECT).ok_or(RemoteFallback::RemoteError)?.1;
     Ok(CachedResult {
         files: vec![StoredFile { role: Role::Object, data: object }],
         stdout,

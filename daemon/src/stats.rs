@@ -61,9 +61,8 @@ impl StatsBook {
         let before = counters.clone();
         change(&mut counters);
         if counters != before || !self.path.exists() {
-            let tmp = self.path.with_extension("tmp");
-            fs::write(&tmp, serde_json::to_vec_pretty(&counters).map_err(io::Error::other)?)?;
-            fs::rename(&tmp, &self.path)?;
+            let text = serde_json::to_vec_pretty(&counters).map_err(io::Error::other)?;
+            rcc_fs::write_atomic(&self.path, &text, rcc_fs::WriteOptions::cache(0o644))?;
         }
         Ok(())
     }

@@ -10,9 +10,10 @@
 //! "RCCS" | version u8 | kind u8 | payload SHA-256 (32 B) | payload length u64 LE | zstd frame
 //! ```
 
+use rcc_fs::{write_atomic, WriteOptions};
 use rcc_proto::Digest;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,6 +26,10 @@ const HEADER_LEN: usize = 4 + 1 + 1 + 32 + 8;
 const MAX_PAYLOAD: u64 = 4 << 30;
 /// Eviction brings the store down to this fraction of the limit, so it does not run on every write.
 const EVICT_TO_PERCENT: u64 = 90;
+/// The mode of entry files.
+const ENTRY_MODE: u32 = 0o644;
+/// Temporary files older than this at open were left by a crash (a live write takes far less).
+const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The kinds of entry, each in its own subdirectory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,7 +110,7 @@ struct Inner {
 impl Store {
     /// Opens (creating) the store under `root` with a size limit in bytes, and measures it.
     pub fn open(root: &Path, limit: u64) -> Result<Store, StoreError> {
-        fs::create_dir_all(root.join("tmp")).map_err(io_err(root))?;
+        fs::create_dir_all(root).map_err(io_err(root))?;
         let store = Store {
             inner: Arc::new(Inner {
                 root: root.to_owned(),
@@ -115,6 +120,7 @@ impl Store {
                 evicting: AtomicBool::new(false),
             }),
         };
+        store.sweep_stale_temporaries();
         let usage = store.measure();
         store.inner.bytes.store(usage.bytes, Ordering::Relaxed);
         store.inner.entries.store(usage.entries, Ordering::Relaxed);
@@ -158,15 +164,8 @@ impl Store {
         let bytes = encode_entry(kind, payload).map_err(io_err(&path))?;
         let parent = path.parent().unwrap_or(&self.inner.root);
         fs::create_dir_all(parent).map_err(io_err(parent))?;
-        let tmp_dir = self.inner.root.join("tmp");
-        let mut tmp = tempfile_in(&tmp_dir).map_err(io_err(&tmp_dir))?;
-        tmp.1.write_all(&bytes).map_err(io_err(&tmp.0))?;
-        drop(tmp.1);
         let old_len = fs::metadata(&path).map(|m| m.len()).ok();
-        if let Err(e) = fs::rename(&tmp.0, &path) {
-            let _ = fs::remove_file(&tmp.0);
-            return Err(io_err(&path)(e));
-        }
+        write_atomic(&path, &bytes, WriteOptions::cache(ENTRY_MODE)).map_err(io_err(&path))?;
         match old_len {
             Some(old) => self.account(bytes.len() as i64 - old as i64, 0),
             None => self.account(bytes.len() as i64, 1),
@@ -243,6 +242,16 @@ impl Store {
         self.inner.evicting.store(false, Ordering::Release);
     }
 
+    /// Removes the temporary files of writes a crash interrupted.
+    fn sweep_stale_temporaries(&self) {
+        for kind in Kind::ALL {
+            let Ok(shards) = fs::read_dir(self.inner.root.join(kind.dir())) else { continue };
+            for shard in shards.flatten() {
+                rcc_fs::atomic::sweep_temp_files(&shard.path(), STALE_TEMP);
+            }
+        }
+    }
+
     fn measure(&self) -> Usage {
         let mut usage = Usage::default();
         self.walk(&mut |_, meta| {
@@ -259,6 +268,9 @@ impl Store {
             for shard in shards.flatten() {
                 let Ok(entries) = fs::read_dir(shard.path()) else { continue };
                 for entry in entries.flatten() {
+                    if rcc_fs::atomic::is_temp_name(&entry.file_name()) {
+                        continue;
+                    }
                     if let Ok(meta) = entry.metadata() {
                         if meta.is_file() {
                             visit(&entry.path(), &meta);
@@ -275,20 +287,6 @@ impl Store {
         };
         update(&self.inner.bytes, bytes);
         update(&self.inner.entries, entries);
-    }
-}
-
-fn tempfile_in(dir: &Path) -> io::Result<(PathBuf, File)> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let pid = std::process::id();
-    loop {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!("{pid}.{n}.tmp"));
-        match fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-            Ok(f) => return Ok((path, f)),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
     }
 }
 

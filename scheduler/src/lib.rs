@@ -1,26 +1,22 @@
-//! `rcc-scheduler`: the shared action cache and content-addressable storage (and, later, the worker pool's
-//! dispatcher), served over QUIC.
+//! `rcc-scheduler`: the shared action cache and content-addressable storage, and the remote build pool's
+//! dispatcher, served over QUIC. This library exists for the `rcc-scheduler` binary and its own tests;
+//! nothing else imports it (clients and workers speak to it through `rcc-link`).
 //!
 //! - [`storage`]: blobs and action results behind the [`storage::Storage`] trait; [`storage::DiskStorage`] is
 //!   the embedded default (files + a redb index, LRU eviction that keeps results consistent).
-//! - [`tls`]: the scheduler's certificate (self-signed on first start) and how clients trust it (CA file or
-//!   pinned fingerprint).
+//! - [`identity`]: the scheduler's certificate on disk (self-signed on first start, or the one given).
 //! - [`tokens`]: bearer tokens with scopes, stored hashed.
-//! - [`server`]: the QUIC service; [`client`]: the matching client; [`wire`]: frames and blob bodies on
-//!   QUIC streams.
-//! - [`pool`]: the dispatch core as the service holds it (clock, worker ids, periodic checks).
-//! - [`dispatch`]: the remote build pool's dispatch core (sans-IO): which worker runs which action, and when.
+//! - [`server`]: the QUIC service: one connection per peer, one request per stream.
+//! - [`pool`]: the dispatch core (`rcc-dispatch`) as the service holds it: clock, worker ids, periodic checks.
 //!
-//! The wire protocol itself lives in `rcc_proto::remote`. See `../shared/DESIGN.md` for the whole system.
+//! Start reading at [`server::serve`]. The wire protocol lives in `rcc_proto::remote`, its transport in
+//! `rcc-link`, the dispatch rules in `rcc-dispatch`.
 
-pub mod client;
-pub mod dispatch;
+pub mod identity;
 pub mod pool;
 pub mod server;
 pub mod storage;
-pub mod tls;
 pub mod tokens;
-pub mod wire;
 
 #[cfg(test)]
 mod tests;

@@ -4,10 +4,10 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use rcc_proto::config::parse_size;
 use rcc_proto::remote::Scope;
+use rcc_scheduler::identity;
 use rcc_scheduler::pool::Pool;
 use rcc_scheduler::server::{serve, Service};
 use rcc_scheduler::storage::DiskStorage;
-use rcc_scheduler::tls;
 use rcc_scheduler::tokens::TokenStore;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,7 +17,7 @@ use std::sync::Arc;
 #[command(name = "rcc-scheduler", version, about = "rcc's shared cache service (QUIC)")]
 struct Cli {
     /// State directory: certificate, tokens, storage.
-    #[arg(long, global = true, env = "RCC_SCHEDULER_STATE", default_value = "rcc-scheduler-state")]
+    #[arg(long, global = true, env = rcc_proto::vars::RCC_SCHEDULER_STATE, default_value = "rcc-scheduler-state")]
     state: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -62,36 +62,6 @@ enum Command {
     },
     /// Print the SHA-256 fingerprint clients pin (RCC_SCHEDULER_FINGERPRINT).
     Fingerprint,
-    /// Measure blob throughput against a running scheduler (for bench/remote.sh).
-    BenchClient {
-        /// Scheduler address.
-        #[arg(long)]
-        addr: SocketAddr,
-        /// Pinned certificate fingerprint.
-        #[arg(long)]
-        fingerprint: String,
-        /// Token with read and write scopes.
-        #[arg(long)]
-        token: String,
-    },
-    /// Simulate the dispatch core alone with many workers and queued actions (for bench/dispatch.sh).
-    BenchDispatch {
-        /// Simulated workers.
-        #[arg(long, default_value_t = 10_000)]
-        workers: usize,
-        /// Actions queued at the start.
-        #[arg(long, default_value_t = 1_000_000)]
-        actions: usize,
-        /// Pools to spread workers and actions over.
-        #[arg(long, default_value_t = 4)]
-        pools: usize,
-        /// Seed of the simulation's pseudo-random choices.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Print a CSV header and row instead of a Markdown table.
-        #[arg(long)]
-        csv: bool,
-    },
     /// Manage tokens.
     Token {
         #[command(subcommand)]
@@ -115,7 +85,10 @@ enum TokenCommand {
 #[tokio::main]
 async fn main() -> Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RCC_LOG_LEVEL").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env(rcc_proto::vars::RCC_LOG_LEVEL)
+                .unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -123,45 +96,27 @@ async fn main() -> Result<()> {
     std::fs::create_dir_all(&cli.state).with_context(|| format!("creating {}", cli.state.display()))?;
     match cli.command {
         Command::Serve { listen, cert, key, cache_size, heartbeat_ms, heartbeat_timeout_ms, twin_min_history } => {
-            let identity = tls::load_or_create(&cli.state, cert.as_deref(), key.as_deref())?;
+            let identity = identity::load_or_create(&cli.state, cert.as_deref(), key.as_deref())?;
             let fingerprint = identity.fingerprint();
-            let endpoint = rcc_scheduler::server::endpoint(identity, listen)?;
+            let endpoint = rcc_link::endpoint::server(identity, listen)?;
             let limit = parse_size(&cache_size).map_err(anyhow::Error::msg)?;
             let storage = Arc::new(DiskStorage::open(&cli.state.join("cas"), limit)?);
             let tokens = Arc::new(TokenStore::open(&cli.state)?);
             let addr = endpoint.local_addr()?;
-            std::fs::write(cli.state.join(ADDR_FILE), addr.to_string()).context("recording the address")?;
-            let dispatch = rcc_scheduler::dispatch::Config {
+            rcc_fs::write_atomic(
+                &cli.state.join(ADDR_FILE),
+                addr.to_string().as_bytes(),
+                rcc_fs::WriteOptions::cache(0o644),
+            )
+            .context("recording the address")?;
+            let dispatch = rcc_dispatch::Config {
                 heartbeat_timeout: heartbeat_timeout_ms.unwrap_or(3 * heartbeat_ms),
                 twin_min_history: twin_min_history.max(1),
-                ..rcc_scheduler::dispatch::Config::default()
+                ..rcc_dispatch::Config::default()
             };
             let pool = Arc::new(Pool::new(dispatch, std::time::Duration::from_millis(heartbeat_ms.max(1))));
             tracing::info!(%addr, %fingerprint, "rcc-scheduler listening");
             serve(endpoint, Service { storage, tokens, pool }).await;
-        }
-        Command::BenchClient { addr, fingerprint, token } => {
-            let fp = rcc_proto::Digest::from_hex(&fingerprint).context("parsing --fingerprint")?;
-            bench_client(addr, fp, &token).await?;
-        }
-        Command::BenchDispatch { workers, actions, pools, seed, csv } => {
-            use rcc_scheduler::dispatch::bench::{run, BenchOptions, BenchReport};
-            let report = run(&BenchOptions { workers, actions, pools, seed, ..BenchOptions::default() });
-            if csv {
-                println!("{}\n{}", BenchReport::CSV_HEADER, report.csv_row());
-            } else {
-                println!("| workers | actions | decisions/s | p50 µs | p99 µs | max µs | twins | delivered |");
-                println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
-                println!(
-                    "| {workers} | {actions} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {} |",
-                    report.decisions_per_sec,
-                    report.p50_us,
-                    report.p99_us,
-                    report.max_us,
-                    report.twins,
-                    report.delivered
-                );
-            }
         }
         Command::Status { json, addr } => {
             let text = fetch_status(&cli.state, addr).await?;
@@ -172,7 +127,7 @@ async fn main() -> Result<()> {
             }
         }
         Command::Fingerprint => {
-            let identity = tls::load_or_create(&cli.state, None, None)?;
+            let identity = identity::load_or_create(&cli.state, None, None)?;
             println!("{}", identity.fingerprint());
         }
         Command::Token { command: TokenCommand::Create { scope, label } } => {
@@ -225,14 +180,14 @@ async fn fetch_status(state: &std::path::Path, addr: Option<SocketAddr>) -> Resu
         Ok(t) => t.trim().to_owned(),
         Err(_) => {
             let token = TokenStore::open(state)?.create(&[Scope::Admin], "rcc-scheduler status")?;
-            std::fs::write(&token_file, &token).context("saving the status token")?;
-            std::fs::set_permissions(&token_file, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+            rcc_fs::write_atomic(&token_file, token.as_bytes(), rcc_fs::WriteOptions::durable(0o600))
+                .context("saving the status token")?;
             token
         }
     };
-    let identity = tls::load_or_create(state, None, None)?;
-    let trust = tls::Trust::Fingerprint(identity.fingerprint());
-    let client = rcc_scheduler::client::Client::connect(addr, &trust, &token)
+    let identity = identity::load_or_create(state, None, None)?;
+    let trust = rcc_link::tls::Trust::Fingerprint(identity.fingerprint());
+    let client = rcc_link::Client::connect(addr, &trust, &token)
         .await
         .with_context(|| format!("connecting to the scheduler at {addr}"))?;
     Ok(client.status().await?)
@@ -295,66 +250,4 @@ fn render_status(json: &str) -> Result<String> {
         n(&c["delivered"])
     ));
     Ok(out)
-}
-
-/// Puts and gets many small and a few large blobs, sequentially and 16 at a time, and prints a table.
-async fn bench_client(addr: SocketAddr, fingerprint: rcc_proto::Digest, token: &str) -> Result<()> {
-    use rcc_scheduler::client::Client;
-    use std::time::Instant;
-    let client = Arc::new(Client::connect(addr, &rcc_scheduler::tls::Trust::Fingerprint(fingerprint), token).await?);
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ std::process::id() as u64;
-    let mut noise = |len: usize| -> Vec<u8> {
-        (0..len)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                seed as u8
-            })
-            .collect()
-    };
-    println!("| blobs | size | mode | put MB/s | get MB/s | put per blob ms | get per blob ms |");
-    println!("|---:|---:|---|---:|---:|---:|---:|");
-    for (count, size, parallel) in [(2000usize, 4096usize, 1usize), (2000, 4096, 16), (4, 16 << 20, 1)] {
-        let blobs: Vec<Vec<u8>> = (0..count).map(|_| noise(size)).collect();
-        let total = (count * size) as f64 / (1 << 20) as f64;
-        let run = |get: bool| {
-            let client = client.clone();
-            let blobs = blobs.clone();
-            async move {
-                let start = Instant::now();
-                let mut chunks = blobs.chunks(count.div_ceil(parallel)).map(|c| c.to_vec()).collect::<Vec<_>>();
-                let mut tasks = Vec::new();
-                for chunk in chunks.drain(..) {
-                    let client = client.clone();
-                    tasks.push(tokio::spawn(async move {
-                        for blob in chunk {
-                            if get {
-                                client.get_blob(rcc_proto::Digest::of(&blob)).await?;
-                            } else {
-                                client.put_blob(&blob).await?;
-                            }
-                        }
-                        Ok::<(), rcc_scheduler::client::ClientError>(())
-                    }));
-                }
-                for t in tasks {
-                    t.await??;
-                }
-                Ok::<f64, anyhow::Error>(start.elapsed().as_secs_f64())
-            }
-        };
-        let put = run(false).await?;
-        let get = run(true).await?;
-        println!(
-            "| {count} | {} KiB | {} | {:.1} | {:.1} | {:.3} | {:.3} |",
-            size / 1024,
-            if parallel == 1 { "sequential".to_owned() } else { format!("{parallel} at once") },
-            total / put,
-            total / get,
-            put * 1000.0 / count as f64,
-            get * 1000.0 / count as f64
-        );
-    }
-    Ok(())
 }

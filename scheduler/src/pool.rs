@@ -3,11 +3,11 @@
 //! for actions. The dispatcher's commands are carried out here: assignments and cancellations go to the
 //! workers' streams, deliveries to the waiting requesters. Time is milliseconds since the service started.
 
-use crate::dispatch::{
+use crate::storage::Storage;
+use rcc_dispatch::{
     ActionSpec, Command, Config, Delivery, DispatchError, Dispatcher, FailureKind, Heartbeat, Millis, Outcome,
     RequesterId, WorkerId, WorkerInfo,
 };
-use crate::storage::Storage;
 use rcc_proto::remote::{
     ActionResult, RemoteAction, RemoteError, SchedulerMessage, MAX_HELD_INPUTS, MAX_HELD_TOOLCHAINS,
 };

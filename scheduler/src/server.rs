@@ -4,7 +4,7 @@
 use crate::pool::Pool;
 use crate::storage::{Storage, StorageError};
 use crate::tokens::TokenStore;
-use crate::wire::{read_compressed_body, read_frame, write_compressed_body, write_frame, WireError};
+use rcc_link::wire::{read_compressed_body, read_frame, write_compressed_body, write_frame, WireError};
 use rcc_proto::remote::{
     RemoteError, Request, Response, Scope, WorkerMessage, MAX_FIND_MISSING, MAX_NAME, MAX_OUTPUTS,
 };
@@ -19,16 +19,6 @@ pub struct Service {
     pub tokens: Arc<TokenStore>,
     /// The remote build pool: registered workers and the dispatch core.
     pub pool: Arc<Pool>,
-}
-
-/// A QUIC endpoint listening on `listen` (port 0: any free one) and presenting `identity` (TLS 1.3 only,
-/// the `rcc/1` protocol).
-pub fn endpoint(identity: crate::tls::Identity, listen: std::net::SocketAddr) -> anyhow::Result<quinn::Endpoint> {
-    use anyhow::Context as _;
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(crate::tls::server_config(identity)?)
-        .context("configuring QUIC")?;
-    let config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    quinn::Endpoint::server(config, listen).with_context(|| format!("listening on {listen}"))
 }
 
 /// Accepts connections until the endpoint closes.
@@ -223,7 +213,7 @@ async fn stream(
 /// side), heartbeats and results come in, until the stream ends (the worker stopped, crashed or lost its
 /// connection; the dispatch core requeues its actions when its heartbeats are overdue).
 async fn worker_session(
-    id: crate::dispatch::WorkerId,
+    id: rcc_dispatch::WorkerId,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     mut assignments: tokio::sync::mpsc::UnboundedReceiver<rcc_proto::remote::SchedulerMessage>,

@@ -93,7 +93,6 @@ impl DiskStorage {
             move |source| StorageError::Io { path, source }
         };
         fs::create_dir_all(dir.join("blobs")).map_err(io(dir))?;
-        fs::create_dir_all(dir.join("tmp")).map_err(io(dir))?;
         let db = Database::create(dir.join("index.redb")).map_err(index_err)?;
         let txn = db.begin_write().map_err(index_err)?;
         let mut total = 0;
@@ -253,12 +252,8 @@ impl Storage for DiskStorage {
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(io)?;
         }
-        // Unique per write: two clients uploading the same blob at once must not share a temporary file.
-        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = self.dir.join("tmp").join(format!("{}.{}.{n}", digest.to_hex(), std::process::id()));
-        fs::write(&tmp, compressed).map_err(io)?;
-        fs::rename(&tmp, &path).map_err(io)?;
+        // Each write has a temporary file of its own: two clients uploading the same blob at once do not collide.
+        rcc_fs::write_atomic(&path, compressed, rcc_fs::WriteOptions::cache(0o644)).map_err(io)?;
         let mut txn = self.db.begin_write().map_err(index_err)?;
         // Not forced to disk: a blob whose index entry a crash loses is only uploaded again, and results are
         // served only while every blob they name is indexed.

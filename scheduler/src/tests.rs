@@ -1,10 +1,10 @@
 //! The service over real QUIC on loopback, in process: a scheduler on 127.0.0.1:0 and clients.
 
-use crate::client::{Client, ClientError};
 use crate::server::{serve, Service};
 use crate::storage::DiskStorage;
-use crate::tls::{self, Trust};
 use crate::tokens::TokenStore;
+use rcc_link::client::{Client, ClientError};
+use rcc_link::tls::Trust;
 use rcc_proto::remote::{ActionResult, OutputFile, RemoteError, Scope};
 use rcc_proto::Digest;
 use std::net::SocketAddr;
@@ -19,13 +19,13 @@ struct Harness {
 
 async fn start() -> Harness {
     let state = tempfile::tempdir().unwrap();
-    let identity = tls::load_or_create(state.path(), None, None).unwrap();
+    let identity = crate::identity::load_or_create(state.path(), None, None).unwrap();
     let trust = Trust::Fingerprint(identity.fingerprint());
     start_with(state, identity, trust).await
 }
 
-async fn start_with(state: tempfile::TempDir, identity: tls::Identity, trust: Trust) -> Harness {
-    let endpoint = crate::server::endpoint(identity, "127.0.0.1:0".parse().unwrap()).unwrap();
+async fn start_with(state: tempfile::TempDir, identity: rcc_link::tls::Identity, trust: Trust) -> Harness {
+    let endpoint = rcc_link::endpoint::server(identity, "127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = endpoint.local_addr().unwrap();
     let storage = Arc::new(DiskStorage::open(&state.path().join("cas"), 1 << 30).unwrap());
     let tokens = Arc::new(TokenStore::open(state.path()).unwrap());
@@ -161,7 +161,7 @@ async fn a_ca_file_trusts_the_certificates_it_signed_only() {
     let state = tempfile::tempdir().unwrap();
     let (ca, cert, key) = ca_signed(state.path(), "ours");
     let (other_ca, _, _) = ca_signed(state.path(), "theirs");
-    let identity = tls::load_or_create(state.path(), Some(&cert), Some(&key)).unwrap();
+    let identity = crate::identity::load_or_create(state.path(), Some(&cert), Some(&key)).unwrap();
     let h = start_with(state, identity, Trust::CaFile(ca)).await;
     let token = h.tokens.create(&[Scope::Read], "t").unwrap();
     let c = Client::connect(h.addr, &h.trust, &token).await.unwrap();
@@ -185,7 +185,7 @@ async fn a_peer_of_another_protocol_version_gets_a_clear_refusal() {
     let (mut send, mut recv) = client.open_raw().await.unwrap();
     send.write_all(&frame).await.unwrap();
     send.finish().unwrap();
-    match crate::wire::read_frame::<rcc_proto::remote::Response>(&mut recv).await.unwrap() {
+    match rcc_link::wire::read_frame::<rcc_proto::remote::Response>(&mut recv).await.unwrap() {
         rcc_proto::remote::Response::Refused(RemoteError::Malformed(why)) => {
             assert!(why.contains("version"), "{why}")
         }

@@ -91,7 +91,7 @@ impl TokenStore {
         stored.push(StoredToken { sha256: hash.to_hex(), scopes: scopes.to_vec(), label: label.to_owned() });
         let bytes = serde_json::to_vec_pretty(&stored)
             .map_err(|e| TokenError::File { path: self.path.clone(), message: e.to_string() })?;
-        crate::tls::write_private(&self.path, &bytes)
+        rcc_fs::write_atomic(&self.path, &bytes, rcc_fs::WriteOptions::durable(0o600))
             .map_err(|e| TokenError::File { path: self.path.clone(), message: e.to_string() })?;
         self.by_hash.write().unwrap_or_else(|e| e.into_inner()).insert(hash, scopes.to_vec());
         Ok(token)

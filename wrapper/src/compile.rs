@@ -74,8 +74,12 @@ fn through_daemon(config: &Config, compiler: &Path, args: &[OsString]) -> Result
         }
         Response::Passthrough { .. } => Err(Fallback("not cacheable".into())),
         Response::Error { message } => Err(Fallback(format!("daemon error: {message}"))),
-        Response::Run { args, forced_color, stream_stderr } => {
-            Ok(run_miss(config, stream, compiler, args, forced_color, stream_stderr))
+        Response::Run { args: run_args, forced_color, stream_stderr } => {
+            match run_miss(config, stream, compiler, run_args, forced_color, stream_stderr) {
+                Ran::Done(code) => Ok(code),
+                // rcc's additions broke the compile: the user's own command, untouched.
+                Ran::Retry => Err(Fallback("rcc's additions to the compile failed".into())),
+            }
         }
         other => Err(Fallback(format!("unexpected daemon answer {other:?}"))),
     }
@@ -91,7 +95,7 @@ fn run_miss(
     args: Vec<Vec<u8>>,
     forced_color: bool,
     stream_stderr: bool,
-) -> i32 {
+) -> Ran {
     let args: Vec<OsString> = args.into_iter().map(OsString::from_vec).collect();
     let outcome = match capture(compiler, &args, stream_stderr) {
         Ok(outcome) => outcome,
@@ -99,18 +103,29 @@ fn run_miss(
             // The compiler could not even be started: report it the way a shell would.
             let mut err = std::io::stderr();
             let _ = writeln!(err, "rcc: cannot run {}: {e}", compiler.display());
-            return 127;
+            return Ran::Done(127);
         }
     };
     let exit_code = outcome.exit_code;
     let report =
         write_msg(&mut stream, &Request::Finished(outcome.clone())).and_then(|()| read_msg::<_, Response>(&mut stream));
-    if let Err(e) = report {
-        log(Some(config), &format!("daemon did not take the compile's result: {e}"));
+    match report {
+        // Only a failed run may be retried: its outputs are not the build's yet (stderr not streamed).
+        Ok(Response::Passthrough { .. }) if exit_code != 0 && !stream_stderr => return Ran::Retry,
+        Ok(_) => {}
+        Err(e) => log(Some(config), &format!("daemon did not take the compile's result: {e}")),
     }
     let stderr: &[u8] = if stream_stderr { &[] } else { &outcome.stderr };
     replay(&outcome.stdout, stderr, forced_color);
-    exit_code
+    Ran::Done(exit_code)
+}
+
+/// How a miss's run ended.
+enum Ran {
+    /// The compile ran; exit with this code (its output is replayed).
+    Done(i32),
+    /// It failed because of what rcc added: run the user's own command instead.
+    Retry,
 }
 
 /// Runs the compiler, collecting stdout and stderr; with `stream_stderr`, stderr is also passed through to

@@ -6,7 +6,6 @@
 //! timestamps come from a coarse clock, so a change within the same tick would otherwise go unseen.
 
 use memchr::memmem;
-use rcc_proto::digest::ContentHasher;
 use rcc_proto::Digest;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
@@ -197,20 +196,7 @@ pub fn has_include_names(content: &[u8]) -> Option<Vec<Vec<u8>>> {
     Some(names)
 }
 
-/// Streaming digest of a whole file, without memo (for large, rarely repeated inputs such as compilers).
-pub fn digest_file(path: &Path) -> io::Result<Digest> {
-    let mut file = fs::File::open(path)?;
-    let mut hasher = ContentHasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher.finish())
-}
+pub use rcc_fs::digest_file;
 
 #[cfg(test)]
 mod tests {

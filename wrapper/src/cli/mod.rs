@@ -1,54 +1,138 @@
-//! rcc's own command line: `rcc stats`, `rcc cache clear`, `rcc config`, `rcc shims install`,
-//! `rcc --stop-daemon`, `--help`, `--version`. Each command is a function returning an exit code; errors
-//! are printed with what was being attempted.
+//! rcc's own command line (clap): `rcc stats`, `rcc cache clear`, `rcc config`, `rcc shims install`,
+//! `rcc --stop-daemon`, `--help`, `--version`. Each command is a function; errors are printed with what
+//! was being attempted. `rcc --help` ends with every `RCC_*` variable, from `rcc_proto::vars`.
 
 mod stats;
 
 use crate::daemon_client;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use rcc_proto::config::Config;
 use rcc_proto::frame::{read_msg, write_msg};
 use rcc_proto::ipc::{Request, Response};
+use rcc_proto::vars;
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-const HELP: &str = "\
-rcc — a compiler cache for C, C++ (and soon Rust)
+/// What `rcc --help` says above the commands.
+const ABOUT: &str = "\
+rcc — a compiler cache for C, C++ and Rust, local and shared, with a remote build pool
 
-Usage:
+Compiling through rcc:
   rcc <compiler> [args…]        compile through the cache (e.g. rcc gcc -c a.c -o a.o)
-  rcc [args…]                   compile with the default compiler: RCC_CXX (c++) for C++ sources, else RCC_CC (cc)
+  rcc [args…]                   CC=rcc: RCC_CXX (c++) for C++ sources, else RCC_CC (cc)
   <shims>/gcc [args…]           masquerade: a link to rcc named like a compiler, first on PATH
-  rcc stats [--json] [--zero]   show (or zero) the statistics
+  make:   make CC=\"rcc gcc\" CXX=\"rcc g++\"       or   PATH=<shims>:$PATH make
+  CMake:  -DCMAKE_C_COMPILER_LAUNCHER=rcc -DCMAKE_CXX_COMPILER_LAUNCHER=rcc
+  Rust:   RUSTC_WRAPPER=rcc CC=\"rcc cc\" cargo build   (set CARGO_INCREMENTAL=0 to cache workspace crates)
+
+Managing rcc (details below):
+  rcc stats [--json] [--zero]   show (or zero) the statistics: hits, misses, uncacheable calls, pool use
   rcc cache clear               empty the local cache
-  rcc config                    show the effective settings and where each came from
-  rcc shims install <DIR>       create cc, c++, gcc, g++, clang, clang++ links to rcc in DIR
+  rcc config                    the effective settings and where each came from
+  rcc shims install <DIR>       cc, c++, gcc, g++, clang, clang++ links to rcc in DIR
   rcc --stop-daemon             stop the background daemon (rccd)
   rcc --help | --version
 
-Build systems:
-  make:   make CC=\"rcc gcc\" CXX=\"rcc g++\"       or   PATH=<shims>:$PATH make
-  CMake:  -DCMAKE_C_COMPILER_LAUNCHER=rcc -DCMAKE_CXX_COMPILER_LAUNCHER=rcc
+Shared cache and remote pool: point RCC_SCHEDULER at an rcc-scheduler, pin its certificate
+(RCC_SCHEDULER_FINGERPRINT or RCC_SCHEDULER_CA) and give a token (RCC_TOKEN): hits come from what CI and
+colleagues compiled, and with the execute scope misses beyond RCC_LOCAL_JOBS compile on the pool's workers
+(`rccd worker`).";
 
-Settings (config file ~/.config/rcc/config.toml, or RCC_CONFIG; each overridden by its variable):
-  RCC_DIR  RCC_CACHE_SIZE  RCC_SOCKET  RCC_IDLE_TIMEOUT  RCC_LOG  RCC_DIRECT  RCC_DEPEND  RCC_DISABLE
-  RCC_CC  RCC_CXX  RCC_DAEMON
-";
+/// rcc's own commands.
+#[derive(Parser)]
+#[command(name = "rcc", version, about = ABOUT, disable_help_subcommand = true, disable_help_flag = true)]
+struct Cli {
+    /// Print help (every RCC_* variable included).
+    #[arg(short = 'h', long = "help", action = clap::ArgAction::HelpLong)]
+    help: Option<bool>,
+    /// Stop the background daemon (rccd).
+    #[arg(long, exclusive = true)]
+    stop_daemon: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show the statistics: hits, misses, uncacheable calls by reason, errors, pool use, cache size.
+    Stats {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Zero the statistics.
+        #[arg(long, short = 'z', conflicts_with = "json")]
+        zero: bool,
+    },
+    /// Manage the local cache.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
+    /// Show the effective settings and where each came from.
+    Config,
+    /// Manage masquerade links (a shims directory first on PATH sends gcc, cc, clang… through rcc).
+    Shims {
+        #[command(subcommand)]
+        command: ShimsCommand,
+    },
+    /// Print this help.
+    Help,
+}
+
+#[derive(Subcommand)]
+enum CacheCommand {
+    /// Empty the local cache.
+    Clear,
+}
+
+#[derive(Subcommand)]
+enum ShimsCommand {
+    /// Create cc, c++, gcc, g++, clang, clang++ links to rcc in DIR.
+    Install {
+        /// The shims directory.
+        dir: PathBuf,
+    },
+}
+
+/// Every `RCC_*` variable by group, for the end of `rcc --help`.
+fn variables_help() -> String {
+    let mut out = String::from(
+        "Settings: the config file (~/.config/rcc/config.toml, or RCC_CONFIG) sets the keys in [brackets];\n\
+         each variable overrides its key. `rcc config` shows the effective values.\n",
+    );
+    for group in vars::Group::ALL {
+        out.push_str(&format!("\n{}:\n", group.title()));
+        for var in vars::ALL.iter().filter(|v| v.group == *group) {
+            let key = var.key.map(|k| format!(" [{k}]")).unwrap_or_default();
+            out.push_str(&format!("  {:<27}{} (default: {}){key}\n", var.name, var.doc, var.default));
+        }
+    }
+    out
+}
 
 /// Runs a CLI command (the arguments after `rcc`) and returns the exit code.
 pub fn run(args: &[OsString]) -> i32 {
-    let words: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
-    let words: Vec<&str> = words.iter().map(String::as_str).collect();
-    let result = match words.as_slice() {
-        [] | ["help"] | ["--help"] | ["-h"] => print(HELP),
-        ["--version"] | ["-V"] => print(&format!("rcc {}\n", env!("CARGO_PKG_VERSION"))),
-        ["--stop-daemon"] => stop_daemon(),
-        ["stats", rest @ ..] => stats::run(rest),
-        ["cache", "clear"] => cache_clear(),
-        ["config"] => show_config(),
-        ["shims", "install", dir] => install_shims(Path::new(dir)),
-        _ => Err(anyhow!("unknown command `{}`; see `rcc --help`", words.join(" "))),
+    let command = Cli::command().after_long_help(variables_help());
+    let argv = std::iter::once(OsString::from("rcc")).chain(args.iter().cloned());
+    let cli = match command.try_get_matches_from(argv).and_then(|m| Cli::from_arg_matches(&m)) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    let result = match (cli.stop_daemon, cli.command) {
+        (true, _) => stop_daemon(),
+        (false, Some(Command::Stats { json, zero })) => stats::run(json, zero),
+        (false, Some(Command::Cache { command: CacheCommand::Clear })) => cache_clear(),
+        (false, Some(Command::Config)) => show_config(),
+        (false, Some(Command::Shims { command: ShimsCommand::Install { dir } })) => install_shims(&dir),
+        (false, Some(Command::Help) | None) => {
+            let mut command = Cli::command().after_long_help(variables_help());
+            print(&format!("{}", command.render_long_help()))
+        }
     };
     match result {
         Ok(()) => 0,
@@ -112,6 +196,18 @@ fn show_config() -> Result<()> {
     let width = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
     for (name, value, source) in rows {
         out.push_str(&format!("{name:<13}{value:<width$}  ({source})\n"));
+    }
+    // The variables no config key sets (tests' knobs left out).
+    out.push_str("variables without a config key:\n");
+    for var in vars::ALL.iter().filter(|v| v.key.is_none() && v.group != vars::Group::Tests) {
+        let (value, source) = match std::env::var_os(var.name).filter(|v| !v.is_empty()) {
+            Some(v) if var.secret => {
+                (rcc_proto::config::mask(&v.to_string_lossy()), format!("environment {}", var.name))
+            }
+            Some(v) => (v.to_string_lossy().into_owned(), format!("environment {}", var.name)),
+            None => (var.default.to_owned(), "default".to_owned()),
+        };
+        out.push_str(&format!("  {:<20}{value:<width$}  ({source})\n", var.name));
     }
     print(&out)
 }

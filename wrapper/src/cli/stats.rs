@@ -6,17 +6,9 @@ use rcc_proto::config::format_size;
 use rcc_proto::ipc::{Request, Response};
 use rcc_proto::stats::StatsSnapshot;
 
-/// Runs `rcc stats` with the words after `stats`.
-pub fn run(words: &[&str]) -> Result<()> {
+/// Runs `rcc stats [--json | --zero]`.
+pub fn run(json: bool, zero: bool) -> Result<()> {
     let config = config()?;
-    let (mut json, mut zero) = (false, false);
-    for w in words {
-        match *w {
-            "--json" => json = true,
-            "--zero" | "-z" => zero = true,
-            other => bail!("unknown option `{other}` for `rcc stats` (use --json or --zero)"),
-        }
-    }
     if zero {
         return match ask(&config, &Request::ZeroStats)? {
             Response::Ok => print("rcc: statistics zeroed\n"),

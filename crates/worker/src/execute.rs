@@ -1,0 +1,192 @@
+//! What a pool worker does with an assigned action: materialize its toolchain pack (once, kept among the
+//! most recently used ones), write its inputs into a fresh work directory, run the program in the sandbox
+//! with only the toolchain and the work directory visible, and upload the outputs, stdout and stderr to CAS.
+//! Inputs and pack files come through the worker's local blob cache ([`crate::cas`]): a blob is
+//! fetched from the scheduler once, however many actions use it.
+
+use crate::cas::{BlobCache, CasStats, Role};
+use crate::toolchains::{ToolchainDirs, ToolchainLease};
+use rcc_link::client::Client;
+use rcc_pack::Pack;
+use rcc_proto::remote::{ActionResult, OutputFile, RemoteAction};
+use rcc_proto::Digest;
+use rcc_sandbox::{CancelFlag, ExitStatus, Mount, SandboxSpec};
+use std::collections::HashMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// How much a worker keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheLimits {
+    /// Bytes of blobs (inputs and pack files) kept.
+    pub blob_bytes: u64,
+    /// Materialized toolchains kept (more only while running actions use them all).
+    pub toolchains: usize,
+}
+
+/// Where a worker keeps its blob cache, materialized toolchains and work directories. The directory
+/// belongs to one worker process (a lock file says so).
+pub struct WorkerCache {
+    root: PathBuf,
+    blobs: BlobCache,
+    toolchains: ToolchainDirs,
+    /// One materialization at a time (two actions of a new toolchain arrive together).
+    materializing: tokio::sync::Mutex<()>,
+    _lock: fs::File,
+}
+
+impl WorkerCache {
+    /// A cache under `root` (created, and opened to the sandbox's unprivileged user: 0755), holding what
+    /// earlier runs left within `limits`. Fails when another worker uses the directory.
+    pub fn new(root: PathBuf, limits: CacheLimits) -> std::io::Result<WorkerCache> {
+        for dir in [root.clone(), root.join("toolchains"), root.join("work")] {
+            fs::create_dir_all(&dir)?;
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))?;
+        }
+        let lock = fs::File::options().create(true).truncate(false).write(true).open(root.join("lock"))?;
+        if lock.try_lock().is_err() {
+            let why = format!("another worker uses {}", root.display());
+            return Err(std::io::Error::new(std::io::ErrorKind::WouldBlock, why));
+        }
+        Ok(WorkerCache {
+            blobs: BlobCache::open(root.join("cas"), limits.blob_bytes)?,
+            toolchains: ToolchainDirs::open(root.join("toolchains"), limits.toolchains)?,
+            root,
+            materializing: tokio::sync::Mutex::new(()),
+            _lock: lock,
+        })
+    }
+
+    /// What the worker holds, for its heartbeats: its toolchains and its most recently used inputs, most
+    /// recent first, within the protocol's bounds.
+    pub fn holdings(&self) -> (Vec<Digest>, Vec<Digest>) {
+        (self.toolchains.digests(), self.blobs.recent_inputs())
+    }
+
+    /// The blob cache's counters: served locally, fetched, found corrupt.
+    pub fn blob_stats(&self) -> CasStats {
+        self.blobs.stats()
+    }
+
+    /// The materialized tree of a toolchain pack, fetched and verified on first use; it stays while the
+    /// lease lives.
+    async fn toolchain(&self, client: &Client, digest: Digest) -> Result<ToolchainLease, String> {
+        if let Some(lease) = self.toolchains.lease(digest) {
+            return Ok(lease);
+        }
+        let _one = self.materializing.lock().await;
+        if let Some(lease) = self.toolchains.lease(digest) {
+            return Ok(lease);
+        }
+        let bytes = self.blobs.get(client, digest, Role::Toolchain).await?;
+        let pack = Pack::decode(&bytes).map_err(|e| e.to_string())?;
+        let mut blobs = HashMap::new();
+        for blob in pack.blobs() {
+            blobs.insert(blob, self.blobs.get(client, blob, Role::Toolchain).await?);
+        }
+        let tmp = self.toolchains.partial_path(digest);
+        let dir = self.toolchains.path(digest);
+        let _ = fs::remove_dir_all(&tmp);
+        let _ = fs::remove_dir_all(&dir); // not held: an incomplete tree
+        fs::create_dir_all(tmp.join("root")).map_err(|e| e.to_string())?;
+        for d in [&tmp, &tmp.join("root")] {
+            fs::set_permissions(d, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+        }
+        pack.materialize(&tmp.join("root"), |d| {
+            blobs.get(d).cloned().ok_or_else(|| std::io::Error::other("blob missing"))
+        })
+        .map_err(|e| e.to_string())?;
+        fs::rename(&tmp, &dir).map_err(|e| e.to_string())?;
+        tracing::info!(toolchain = %&digest.to_hex()[..16], files = pack.entries.len(), "toolchain materialized");
+        Ok(self.toolchains.add(digest))
+    }
+}
+
+/// Mounts showing a materialized tree at `/`: each top-level entry bound read-only or linked.
+fn root_mounts(root: &Path) -> Result<Vec<Mount>, String> {
+    let mut mounts = Vec::new();
+    for entry in fs::read_dir(root).map_err(|e| e.to_string())? {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let inside = Path::new("/").join(entry.file_name());
+        if entry.file_type().map_err(|e| e.to_string())?.is_symlink() {
+            let target = fs::read_link(entry.path()).map_err(|e| e.to_string())?;
+            mounts.push(Mount::Symlink { target, inside });
+        } else {
+            mounts.push(Mount::read_only(entry.path(), inside));
+        }
+    }
+    Ok(mounts)
+}
+
+/// Runs one action; `Err` when it could not run at all (the scheduler retries it elsewhere).
+pub async fn execute(
+    client: &Client,
+    cache: &WorkerCache,
+    action: &RemoteAction,
+    cancel: &CancelFlag,
+) -> Result<ActionResult, String> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    action.validate().map_err(|e| e.to_string())?;
+    let toolchain = cache.toolchain(client, action.toolchain).await?;
+    let digest = action.digest();
+    let work =
+        cache.root.join("work").join(format!("{}-{}", &digest.to_hex()[..16], COUNTER.fetch_add(1, Ordering::Relaxed)));
+    fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    fs::set_permissions(&work, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+    let result = run_in(client, &cache.blobs, toolchain.root(), &work, action, cancel).await;
+    let _ = fs::remove_dir_all(&work);
+    result
+}
+
+async fn run_in(
+    client: &Client,
+    blobs: &BlobCache,
+    root: &Path,
+    work: &Path,
+    action: &RemoteAction,
+    cancel: &CancelFlag,
+) -> Result<ActionResult, String> {
+    for (name, blob) in &action.inputs {
+        let path = work.join(name);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+        }
+        fs::write(&path, blobs.get(client, *blob, Role::Input).await?).map_err(|e| e.to_string())?;
+    }
+    let mut spec = SandboxSpec::new(
+        format!("action {}", &action.digest().to_hex()[..16]),
+        &action.program,
+        work.to_owned(),
+        PathBuf::from(&action.workdir),
+    );
+    spec.args = action.args.iter().map(Into::into).collect();
+    spec.env = action.env.iter().map(|(k, v)| (k.into(), v.into())).collect();
+    spec.mounts = root_mounts(root)?;
+    spec.limits.wall = Duration::from_millis(action.timeout_ms.max(1_000));
+    spec.cancel = cancel.clone();
+    let outcome = tokio::task::spawn_blocking(move || rcc_sandbox::run(&spec))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    if let Some(limit) = outcome.limit {
+        return Err(format!("the action hit its {} limit", limit.name()));
+    }
+    let exit_code = match outcome.status {
+        ExitStatus::Exited(code) => code,
+        ExitStatus::Signaled(signal) => 128 + signal,
+        ExitStatus::Killed => return Err("the action was killed".into()),
+    };
+    let mut outputs = Vec::new();
+    for name in &action.outputs {
+        let Ok(data) = fs::read(work.join(name)) else { continue };
+        let executable = fs::metadata(work.join(name)).is_ok_and(|m| m.permissions().mode() & 0o111 != 0);
+        let digest = client.put_blob(&data).await.map_err(|e| e.to_string())?;
+        outputs.push(OutputFile { name: name.clone(), digest, size: data.len() as u64, executable });
+    }
+    let stdout = client.put_blob(&outcome.stdout).await.map_err(|e| e.to_string())?;
+    let stderr = client.put_blob(&outcome.stderr).await.map_err(|e| e.to_string())?;
+    Ok(ActionResult { outputs, stdout: Some(stdout), stderr: Some(stderr), exit_code })
+}
