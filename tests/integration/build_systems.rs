@@ -43,17 +43,29 @@ fn masquerade_shims_first_on_path() {
 
 #[test]
 fn rcc_alone_as_cc_uses_cc_and_cxx_by_source_language() {
-    let env = TestEnv::new();
+    assert!(have("clang++"), "clang++ is required (scripts/install-deps installs clang)");
+    let mut env = TestEnv::new();
     many_sources(&env, 3);
     let rcc = env.rcc_bin().display().to_string();
     run_ok(env.command("make").args(["-j2", &format!("CC={rcc}")]));
     run_ok(env.command("cc").args(["-O1", "-Iinclude", "-c", "src/f1.c", "-o", "plain.o"]));
     assert_eq!(env.read("obj/f1.o"), env.read("plain.o"));
+    assert_eq!(env.counter("misses"), 3, "{}", env.log());
+    // RCC_CXX names clang++: a C++ source goes to it (not to g++), a C source still to cc (gcc here).
+    env.set_env("RCC_CXX", "clang++");
     env.write("x.cpp", "#include <string>\nstd::string hello() { return \"hello\"; }\n");
     env.rcc_ok(&["-c", "x.cpp", "-o", "x.o"]);
-    run_ok(env.command("c++").args(["-c", "x.cpp", "-o", "plainx.o"]));
-    assert_eq!(env.read("x.o"), env.read("plainx.o"));
-    assert_eq!(env.counter("misses"), 4, "{}", env.log());
+    run_ok(env.command("clang++").args(["-c", "x.cpp", "-o", "by-clang.o"]));
+    run_ok(env.command("g++").args(["-c", "x.cpp", "-o", "by-gcc.o"]));
+    assert_ne!(env.read("by-clang.o"), env.read("by-gcc.o"), "the two compilers' objects tell them apart");
+    assert_eq!(env.read("x.o"), env.read("by-clang.o"), "a C++ source is compiled by RCC_CXX (clang++)");
+    env.write("y.c", "int twice(int x) { return 2 * x; }\n");
+    env.rcc_ok(&["-c", "y.c", "-o", "y.o"]);
+    run_ok(env.command("cc").args(["-c", "y.c", "-o", "y-by-cc.o"]));
+    run_ok(env.command("clang").args(["-c", "y.c", "-o", "y-by-clang.o"]));
+    assert_ne!(env.read("y-by-cc.o"), env.read("y-by-clang.o"), "cc is not clang here");
+    assert_eq!(env.read("y.o"), env.read("y-by-cc.o"), "a C source is compiled by RCC_CC (default cc)");
+    assert_eq!(env.counter("misses"), 5, "{}", env.log());
 }
 
 fn cmake_project(env: &TestEnv) {
