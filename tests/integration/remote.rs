@@ -171,17 +171,33 @@ fn a_read_only_machine_never_writes_and_a_dead_scheduler_costs_no_build() {
     let sources = lua_into(&c);
     let (first, rest) = sources.split_at(4);
     build(&c, first);
+    // The uploads are done: no upload in flight fails when the scheduler dies, only the build's own calls.
+    wait_for(&c, "uploads", first.len() as u64);
+    assert_eq!(c.counter("remote_errors"), 0, "{}", c.log());
     scheduler.child.kill().unwrap();
     let _ = scheduler.child.wait();
     let started = Instant::now();
     build(&c, rest);
+    let elapsed = started.elapsed();
     for s in rest.iter().take(3) {
         let obj = s.replace(".c", ".o");
         run_ok(c.command("gcc").args(["-O2", "-c", s, "-o", "plain.o"]));
         assert_eq!(c.read(&obj), c.read("plain.o"));
     }
     assert_eq!(c.counter("misses"), sources.len() as u64);
-    assert!(started.elapsed() < Duration::from_secs(120), "a dead scheduler costs bounded time");
+    assert!(elapsed < Duration::from_secs(120), "a dead scheduler costs bounded time");
+    // The link backs off (1 s, doubling): the k-th failed attempt comes at least 2^(k-1) - 1 s after the
+    // first, so a build of `elapsed` sees at most 1 + log2(1 + elapsed) attempts fail, however many
+    // compiles it runs; one more for the first failure being seen by two calls at once. Without the backoff
+    // every one of the compiles would pay a failed call (and its timeout).
+    let errors = c.counter("remote_errors");
+    let bound = 2 + (1.0 + elapsed.as_secs_f64()).log2().floor() as u64;
+    assert!(
+        errors >= 1 && errors <= bound,
+        "{errors} remote errors after the kill for {} compiles in {elapsed:?} (at most {bound})\n{}",
+        rest.len(),
+        c.log()
+    );
 }
 
 #[test]
