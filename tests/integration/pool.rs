@@ -2,7 +2,7 @@
 //! rcc-scheduler and heartbeat; `rcc-scheduler status` shows them, and a killed worker turns lost.
 
 use crate::remote::Scheduler;
-use crate::support::{bin_dir, run_ok, TestEnv};
+use crate::support::{bin_dir, run_ok, Running, Stopped, TestEnv};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -32,7 +32,17 @@ pub(crate) fn wait_for(
     what: &str,
     ok: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    wait_for_within(scheduler, what, Duration::from_secs(20), ok)
+}
+
+/// Polls the status until `ok` holds, for at most `limit`.
+pub(crate) fn wait_for_within(
+    scheduler: &Scheduler,
+    what: &str,
+    limit: Duration,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + limit;
     loop {
         let status = status_json(scheduler);
         if ok(&status) {
@@ -247,24 +257,66 @@ fn a_make_build_with_no_local_jobs_compiles_on_the_workers_byte_identically() {
 fn a_pool_without_workers_means_local_compiles() {
     let mut env = TestEnv::new();
     let scheduler = Scheduler::start(&env.root);
-    env.set_env("RCC_SCHEDULER", &scheduler.addr);
-    env.set_env("RCC_SCHEDULER_FINGERPRINT", &scheduler.fingerprint);
-    env.set_env("RCC_TOKEN", &scheduler.token("read,write,execute"));
-    env.set_env("RCC_LOCAL_JOBS", "0");
+    pool_client(&scheduler, &mut env);
     write_project(&env.proj);
+    let make = |env: &TestEnv| {
+        run_ok(env.command("make").args(["-B", "-j4", &format!("CC={} gcc", env.rcc_bin().display())]));
+    };
     let started = Instant::now();
-    run_ok(env.command("make").args(["-j4", &format!("CC={} gcc", env.rcc_bin().display())]));
+    make(&env);
     assert!(started.elapsed() < Duration::from_secs(60), "no hang");
     let stats = env.stats()["counters"].clone();
     assert_eq!(stats["remote_compiles"], 0);
     // The first misses ask and hear that the pool is empty; the misses after them stay local without
     // asking (no preprocessing run, no round trip) while the hold lasts.
-    let fallbacks = &stats["remote_fallbacks"];
-    let asked = fallbacks["no-workers"].as_u64().unwrap_or(0);
-    let held_off = fallbacks["no-workers-held-off"].as_u64().unwrap_or(0);
-    assert_eq!(asked + held_off, 7, "{stats:#}");
-    assert!(asked >= 1 && held_off >= 1, "the first ask, then a hold of a second: {stats:#}");
+    let fallback = |name: &str| env.stats()["counters"]["remote_fallbacks"][name].as_u64().unwrap_or(0);
+    let asked = fallback("no-workers");
+    assert_eq!(asked + fallback("no-workers-held-off"), 7, "{stats:#}");
+    assert!(asked >= 1, "the first misses ask: {stats:#}");
     assert_eq!(stats["misses"], 7);
+
+    // While the pool stays empty, each ask after a hold ends holds twice as long (1 s, 2 s, 4 s, 8 s): new
+    // misses one at a time until the scheduler's answer holds them off for 8 s.
+    let holds = |env: &TestEnv| -> Vec<u64> {
+        env.log()
+            .lines()
+            .filter(|l| l.contains("the pool has no active worker"))
+            .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("wait_ms=")?.parse().ok()))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut long_hold_from = None;
+    for i in 0.. {
+        env.write(&format!("one{i}.c"), &format!("int one{i}(void) {{ return {i}; }}\n"));
+        let asked_at = Instant::now();
+        env.rcc_ok(&["gcc", "-c", &format!("one{i}.c"), "-o", &format!("one{i}.o")]);
+        if holds(&env).last() == Some(&8000) {
+            long_hold_from = Some(asked_at);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no 8 s hold yet: {:?}\n{}", holds(&env), env.log());
+        // Pacing only: the loop waits for the holds to end, whatever their length.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(holds(&env), [1000, 2000, 4000, 8000], "each hold twice the one before");
+    let asked = fallback("no-workers");
+    let held_off = fallback("no-workers-held-off");
+
+    // Within that hold, a whole new build asks nothing: every miss stays local at once.
+    change_every_unit(&env.proj);
+    make(&env);
+    let long_hold_from = long_hold_from.expect("the loop ends with the 8 s hold");
+    assert!(
+        long_hold_from.elapsed() < Duration::from_secs(8),
+        "the build did not fit in the 8 s hold ({:?}): this machine is far too slow for this test",
+        long_hold_from.elapsed()
+    );
+    assert_eq!(fallback("no-workers"), asked, "held off: nobody asked the scheduler\n{}", env.log());
+    assert_eq!(fallback("no-workers-held-off"), held_off + 6, "the six changed units stayed local");
+    assert_eq!(env.counter("remote_compiles"), 0);
+    let local = objects(&env.proj);
+    run_ok(env.command("make").args(["-B", "-j4", "CC=gcc"]));
+    assert_eq!(local, objects(&env.proj), "the local compiles are gcc's");
 }
 
 /// A client machine of the pool that compiles nothing locally.
@@ -401,41 +453,48 @@ fn two_clients_building_the_same_sources_at_once_run_each_action_once() {
     let mut second = TestEnv::new();
     open_to_sandbox(&first);
     open_to_sandbox(&second);
-    let scheduler = Scheduler::start_with(&first.root, &["--heartbeat-ms", "300"]);
-    // Each action takes at least 1.5 s, so that the two builds overlap.
-    let _worker = start_faulty_worker(&scheduler, &first, "only", 8, &[("RCC_WORKER_TEST_DELAY_MS", "1500")]);
+    // A stopped worker sends no heartbeats: a long timeout keeps it active while it is held.
+    let scheduler = Scheduler::start_with(&first.root, &["--heartbeat-ms", "300", "--heartbeat-timeout-ms", "60000"]);
+    let worker = start_faulty_worker(&scheduler, &first, "only", 8, &[]);
     wait_for(&scheduler, "one worker", |s| s["workers"].as_array().is_some_and(|w| w.len() == 1));
     for env in [&mut first, &mut second] {
         pool_client(&scheduler, env);
         write_project(&env.proj);
     }
-    // Two checkouts at different paths, no debug information: the same actions.
+    // The worker is held (stopped) until both builds submitted all their actions, so they overlap.
+    let held = Stopped::stop(worker.0.id());
+    // Two checkouts at different paths, no debug information: the same actions. -j8: all seven units of a
+    // build are in flight at once.
     let build = |env: &TestEnv| {
         env.command("make")
-            .args(["-j4", "CFLAGS=-O2", &format!("CC={} gcc", env.rcc_bin().display())])
+            .args(["-j8", "CFLAGS=-O2", &format!("CC={} gcc", env.rcc_bin().display())])
             .stdout(Stdio::null())
             .spawn()
             .expect("make")
     };
-    let (mut a, mut b) = (build(&first), build(&second));
-    assert!(a.wait().expect("make").success(), "{}", first.log());
-    assert!(b.wait().expect("make").success(), "{}", second.log());
+    let (mut a, mut b) = (Running(build(&first)), Running(build(&second)));
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    // (Each client first packs its compiler, the first one uploads it: seconds on a busy machine.)
+    let status = wait_for_within(&scheduler, "all 14 compiles submitted", Duration::from_secs(90), |s| {
+        n(&s["counters"]["submitted"]) == 14
+    });
+    let counters = &status["counters"];
+    // Each of the 7 actions was assigned once; the other client's copy of each joined it in flight.
+    assert_eq!((n(&counters["assigned"]), n(&counters["attached"])), (7, 7), "{status:#}");
+    drop(held);
+    assert!(a.0.wait().expect("make").success(), "{}", first.log());
+    assert!(b.0.wait().expect("make").success(), "{}", second.log());
     let status = status_json(&scheduler);
     let counters = &status["counters"];
-    // Each of the 7 actions ran once: the second client's requests joined the first's in flight or, a
-    // little behind, reused their results (or found them in the shared cache).
-    assert_eq!(counters["assigned"], 7, "{status:#}");
-    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
-    assert!(n(&counters["attached"]) >= 1, "the builds overlapped: {status:#}");
-    let mut shared_hits = 0;
+    assert_eq!(
+        (n(&counters["submitted"]), n(&counters["assigned"]), n(&counters["attached"]), n(&counters["reused"])),
+        (14, 7, 7, 0),
+        "each of the 7 actions ran once: {status:#}"
+    );
     for env in [&first, &second] {
         let c = env.stats()["counters"].clone();
-        assert_eq!(n(&c["remote_compiles"]) + n(&c["hits_remote"]), 7, "{c:#}");
-        shared_hits += n(&c["hits_remote"]);
+        assert_eq!((n(&c["remote_compiles"]), n(&c["hits_remote"])), (7, 0), "{c:#}");
     }
-    // Every one of the 14 compiles was submitted, reused a result, or hit the shared cache.
-    assert_eq!(n(&counters["submitted"]) + n(&counters["reused"]) + shared_hits, 14, "{status:#}");
-    assert_eq!(n(&counters["submitted"]), n(&counters["assigned"]) + n(&counters["attached"]), "{status:#}");
     assert_eq!(objects(&first.proj), objects(&second.proj));
     run_ok(first.command("make").args(["-B", "-j4", "CFLAGS=-O2", "CC=gcc"]));
     assert_eq!(objects(&first.proj), objects(&second.proj), "and they are what gcc gives locally");

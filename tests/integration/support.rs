@@ -182,6 +182,36 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
+/// A process stopped with SIGSTOP until this is dropped (SIGCONT).
+pub struct Stopped(pub u32);
+
+impl Stopped {
+    pub fn stop(pid: u32) -> Stopped {
+        // SAFETY: kill(2) of a process this test started.
+        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGSTOP) }, 0, "SIGSTOP {pid}");
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { libc::kill(self.0 as i32, libc::SIGCONT) };
+    }
+}
+
+/// A child process killed (and reaped) if the test ends before it does.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Runs a test body once with gcc and once with clang (as `#[test]`s named `<name>_gcc`, `<name>_clang`).
 #[macro_export]
 macro_rules! with_compilers {
