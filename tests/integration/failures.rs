@@ -98,6 +98,69 @@ fn daemon_pid(env: &TestEnv) -> i32 {
         .expect("our daemon is running")
 }
 
+/// Compiles each of the sample's sources twice with `rcc` (run by `runner`, which may wrap it in setpriv), into
+/// `out`, with and without a depfile, and compares every object and depfile with plain gcc's.
+fn build_like_gcc(env: &TestEnv, what: &str, out: &str, runner: &dyn Fn(&[&str]) -> std::process::Command) {
+    for round in 0..2 {
+        for (source, extra) in [("src/util.c", &[][..]), ("src/main.c", &["-MD", "-MF"][..])] {
+            let stem = source.trim_start_matches("src/").trim_end_matches(".c");
+            let (obj, dep) = (format!("{out}/{stem}.o"), format!("{out}/{stem}.d"));
+            let mut args = vec!["gcc", "-c", source, "-o", &obj, "-Iinclude"];
+            if !extra.is_empty() {
+                args.extend_from_slice(extra);
+                args.push(&dep);
+            }
+            let built = run_ok(&mut runner(&args));
+            assert!(built.stderr.is_empty(), "{what}, round {round}: nothing extra printed: {}", describe(&built));
+            let (rcc_obj, rcc_dep) = (env.read(&obj), (!extra.is_empty()).then(|| env.read(&dep)));
+            // The same command, plain gcc, over rcc's outputs.
+            run_ok(env.command("gcc").args(&args[1..]));
+            assert_eq!(rcc_obj, env.read(&obj), "{what}, round {round}: {obj} is gcc's");
+            if let Some(rcc_dep) = rcc_dep {
+                assert_eq!(rcc_dep, env.read(&dep), "{what}, round {round}: {dep} is gcc's");
+            }
+        }
+    }
+}
+
+/// A tmpfs mounted for a test, unmounted (after stopping the daemon using it) when dropped.
+struct Tmpfs {
+    path: std::path::PathBuf,
+    rcc: std::path::PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(path: std::path::PathBuf, size: &str, rcc: std::path::PathBuf) -> Tmpfs {
+        std::fs::create_dir_all(&path).unwrap();
+        run_ok(
+            std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(&path),
+        );
+        Tmpfs { path, rcc }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(&self.rcc).arg("--stop-daemon").env("RCC_DIR", &self.path).output();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let unmounted =
+                std::process::Command::new("umount").arg(&self.path).output().is_ok_and(|o| o.status.success());
+            if unmounted {
+                return;
+            }
+            if std::time::Instant::now() > deadline {
+                // Still busy: detach it now, the kernel frees it when the last user is gone.
+                let _ = std::process::Command::new("umount").arg("-l").arg(&self.path).output();
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
 #[test]
 fn unwritable_cache_directory_still_gives_a_correct_build() {
     let env = TestEnv::new();
@@ -106,16 +169,64 @@ fn unwritable_cache_directory_still_gives_a_correct_build() {
     std::fs::set_permissions(&env.cache, std::fs::Permissions::from_mode(0o500)).unwrap();
     let root = unsafe { libc::geteuid() } == 0;
     // As root permissions do not bind: point the cache below a regular file instead.
-    let mut cmd = env.command(env.rcc_bin());
-    if root {
-        std::fs::write(env.root.join("not-a-dir"), "").unwrap();
-        cmd.env("RCC_DIR", env.root.join("not-a-dir/cache"));
-    }
-    let out = run_ok(cmd.args(["gcc", "-c", "src/util.c", "-o", "util.o", "-Iinclude"]));
-    assert!(out.stderr.is_empty(), "nothing extra printed: {}", describe(&out));
-    run_ok(env.command("gcc").args(["-c", "src/util.c", "-o", "plain.o", "-Iinclude"]));
-    assert_eq!(env.read("util.o"), env.read("plain.o"));
+    std::fs::write(env.root.join("not-a-dir"), "").unwrap();
+    std::fs::create_dir_all(env.proj.join("out")).unwrap();
+    build_like_gcc(&env, "cache directory not writable", "out", &|args| {
+        let mut cmd = env.command(env.rcc_bin());
+        if root {
+            cmd.env("RCC_DIR", env.root.join("not-a-dir/cache"));
+        }
+        cmd.args(args);
+        cmd
+    });
     std::fs::set_permissions(&env.cache, std::fs::Permissions::from_mode(0o700)).unwrap();
+    if !root {
+        return;
+    }
+
+    // As an unprivileged user (nobody) whose HOME and RCC_DIR are root's: readable, not writable.
+    assert!(crate::support::have("setpriv"), "setpriv (util-linux) is required to run rcc as another user");
+    for dir in [&env.root, &env.proj] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let (ro_home, ro_cache) = (env.root.join("home-ro"), env.root.join("cache-ro"));
+    for dir in [&ro_home, &ro_cache] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let nobody_out = env.proj.join("out-nobody");
+    std::fs::create_dir_all(&nobody_out).unwrap();
+    std::os::unix::fs::chown(&nobody_out, Some(65534), Some(65534)).expect("chown to nobody");
+    build_like_gcc(&env, "as nobody", "out-nobody", &|args| {
+        let mut cmd = env.command("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(env.rcc_bin())
+            .args(args)
+            .env("HOME", &ro_home)
+            .env("RCC_DIR", &ro_cache)
+            .env_remove("XDG_CACHE_HOME");
+        cmd
+    });
+    assert_eq!(std::fs::read_dir(&ro_cache).unwrap().count(), 0, "nothing was written in the cache directory");
+
+    // A cache directory on a file system that is full: a tmpfs filled with zeros up to ENOSPC.
+    let full = Tmpfs::mount(env.root.join("full"), "1m", env.rcc_bin());
+    let fill = std::process::Command::new("dd")
+        .args(["if=/dev/zero", "bs=4k"])
+        .arg(format!("of={}", full.path.join("fill").display()))
+        .output()
+        .expect("running dd");
+    assert!(
+        !fill.status.success() && String::from_utf8_lossy(&fill.stderr).contains("No space left on device"),
+        "dd filled the tmpfs: {}",
+        describe(&fill)
+    );
+    std::fs::create_dir_all(env.proj.join("out-full")).unwrap();
+    build_like_gcc(&env, "cache on a full file system", "out-full", &|args| {
+        let mut cmd = env.command(env.rcc_bin());
+        cmd.env("RCC_DIR", &full.path).args(args);
+        cmd
+    });
 }
 
 #[test]
