@@ -29,12 +29,25 @@ with_compilers!(md_mf_mt_depfile_is_byte_identical_and_retargeted, |env, cc| {
     assert_eq!(env.read("deps/util.d"), plain(env, "obj/other.o"), "depfile names this invocation's target");
 });
 
+/// The depfile `depfile` a plain compile with the same arguments writes (rcc's own one moved out of the way
+/// and put back).
+fn plain_depfile(env: &TestEnv, args: &[&str], depfile: &str) -> Vec<u8> {
+    let path = env.proj.join(depfile);
+    let aside = env.proj.join(format!("{depfile}.rcc"));
+    std::fs::rename(&path, &aside).expect("moving rcc's depfile aside");
+    run_ok(env.command(args[0]).args(&args[1..]));
+    let plain = env.read(depfile);
+    std::fs::rename(&aside, &path).expect("putting rcc's depfile back");
+    plain
+}
+
 with_compilers!(mmd_mp_depfiles_go_through_preprocessor_mode, |env, cc| {
     sample(env);
     let args = [cc, "-c", "src/main.c", "-o", "main.o", "-Iinclude", "-MMD", "-MP"];
     env.rcc_ok(&args);
     let dep = env.read("main.d");
     assert!(!String::from_utf8_lossy(&dep).contains("/usr/include"), "-MMD leaves system headers out");
+    assert_eq!(dep, plain_depfile(env, &args, "main.d"), "the miss's depfile is the compiler's own");
     std::fs::remove_file(env.proj.join("main.d")).unwrap();
     // The preprocessor run of the miss taught direct mode the full header list: a direct hit.
     env.rcc_ok(&args);
@@ -53,6 +66,7 @@ with_compilers!(kernel_style_wp_md_depfile, |env, cc| {
     let args = [cc, "-c", "src/util.c", "-o", "util.o", "-Iinclude", "-Wp,-MD,.util.o.d"];
     env.rcc_ok(&args);
     let dep = env.read(".util.o.d");
+    assert_eq!(dep, plain_depfile(env, &args, ".util.o.d"), "the miss's depfile is the compiler's own");
     std::fs::remove_file(env.proj.join(".util.o.d")).unwrap();
     env.rcc_ok(&args);
     assert_eq!(env.hits(), 1, "{}", env.log());
