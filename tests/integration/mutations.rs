@@ -72,9 +72,25 @@ with_compilers!(cpath_change_misses, |env, cc| {
     compile_expect(env, cc, &args, false);
     // CPATH adds a directory searched for <> and "" after -iquote; the key must still change.
     env.set_env("CPATH", &env.proj.join("alt").display().to_string());
-    let before = env.hits();
-    env.rcc_ok(&[cc, "-c", "src/util.c", "-iquote", "include", "-o", "out.o"]);
-    assert_eq!(env.hits(), before, "CPATH change is a miss\n{}", env.log());
+    let misses = env.counter("misses");
+    // A miss, and the object is what the compiler gives under the new CPATH (compile_expect's plain compile
+    // runs with this environment's CPATH too).
+    compile_expect(env, cc, &args, false);
+    assert_eq!(env.counter("misses"), misses + 1, "CPATH change is a miss\n{}", env.log());
+    // A header found only through CPATH: another CPATH, another header, another object.
+    env.write("one/factor.h", "#define SCALE 3\n");
+    env.write("two/factor.h", "#define SCALE 9\n");
+    env.write("src/scaled.c", "#include <factor.h>\nint scaled(int x) { return x * SCALE; }\n");
+    let args = ["-c", "src/scaled.c"];
+    env.set_env("CPATH", &env.proj.join("one").display().to_string());
+    compile_expect(env, cc, &args, false);
+    compile_expect(env, cc, &args, true);
+    let with_one = env.read("out.o");
+    env.set_env("CPATH", &env.proj.join("two").display().to_string());
+    let misses = env.counter("misses");
+    compile_expect(env, cc, &args, false);
+    assert_eq!(env.counter("misses"), misses + 1, "{}", env.log());
+    assert_ne!(env.read("out.o"), with_one, "the object is the one of the new CPATH's header");
 });
 
 with_compilers!(response_file_change_misses, |env, cc| {
