@@ -6,11 +6,39 @@ use crate::support::TestEnv;
 fn help_and_version() {
     let env = TestEnv::new();
     let help = String::from_utf8_lossy(&env.rcc_ok(&["--help"]).stdout).into_owned();
-    for word in ["rcc stats", "rcc config", "shims install", "CMAKE_C_COMPILER_LAUNCHER"] {
-        assert!(help.contains(word), "help mentions {word}");
+    // Each command has its usage line: the command as typed, then what it does.
+    let usage = |command: &str| -> String {
+        help.lines()
+            .find_map(|l| l.strip_prefix("  ")?.strip_prefix(command)?.strip_prefix(' ').map(str::trim))
+            .filter(|what| !what.is_empty())
+            .unwrap_or_else(|| panic!("no usage line for `{command}` in:\n{help}"))
+            .to_owned()
+    };
+    assert!(usage("rcc <compiler> [args…]").contains("compile through the cache"), "{help}");
+    assert!(usage("rcc [args…]").contains("RCC_CXX") && usage("rcc [args…]").contains("RCC_CC"), "{help}");
+    assert!(usage("rcc stats [--json] [--zero]").contains("statistics"), "{help}");
+    assert!(usage("rcc cache clear").contains("empty the local cache"), "{help}");
+    assert!(usage("rcc config").contains("effective settings"), "{help}");
+    assert!(usage("rcc shims install <DIR>").contains("cc, c++, gcc, g++, clang, clang++"), "{help}");
+    assert!(usage("rcc --stop-daemon").contains("stop the background daemon"), "{help}");
+    assert!(help.lines().any(|l| l.trim() == "rcc --help | --version"), "{help}");
+    assert!(help.contains("make CC=\"rcc gcc\" CXX=\"rcc g++\""), "{help}");
+    assert!(help.contains("-DCMAKE_C_COMPILER_LAUNCHER=rcc -DCMAKE_CXX_COMPILER_LAUNCHER=rcc"), "{help}");
+    // The other spellings give the same text.
+    for spelling in [&["-h"][..], &["help"], &[]] {
+        assert_eq!(env.rcc_ok(spelling).stdout, help.as_bytes(), "rcc {spelling:?}");
     }
+    // And each command it names is one rcc runs.
+    let shims = env.root.join("shims");
+    for command in
+        [&["stats", "--json"][..], &["stats", "--zero"], &["cache", "clear"], &["config"], &["--stop-daemon"]]
+    {
+        env.rcc_ok(command);
+    }
+    env.rcc_ok(&["shims", "install", shims.to_str().unwrap()]);
     let version = String::from_utf8_lossy(&env.rcc_ok(&["--version"]).stdout).into_owned();
-    assert!(version.starts_with("rcc "), "{version}");
+    assert_eq!(version, format!("rcc {}\n", env!("CARGO_PKG_VERSION")));
+    assert_eq!(env.rcc_ok(&["-V"]).stdout, version.as_bytes());
 }
 
 #[test]

@@ -73,12 +73,29 @@ fn killed_daemon_still_gives_a_correct_build() {
     let pid = daemon_pid(&env);
     // SAFETY: plain kill(2) of a process this test started (through rcc).
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    wait_until_dead(pid);
     std::fs::remove_file(env.proj.join("util.o")).unwrap();
     env.rcc_ok(&args);
     assert_eq!(env.read("util.o"), good);
     // The new daemon serves hits from the store the dead one left.
     assert_eq!(env.hits(), 1, "{}", env.log());
+}
+
+/// Waits (at most 10 s) until the process is gone or a zombie: it holds no socket or lock any more.
+fn wait_until_dead(pid: i32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        // `pid (comm) S …`: the state is the first field after the last ')'.
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|stat| {
+            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next().map(str::to_owned))
+        });
+        match state.as_deref() {
+            None | Some("Z") | Some("X") => return,
+            Some(_) => {}
+        }
+        assert!(std::time::Instant::now() < deadline, "process {pid} still alive (state {state:?}) 10 s after SIGKILL");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 fn daemon_pid(env: &TestEnv) -> i32 {
