@@ -525,3 +525,35 @@ fn march_native_compiles_on_the_workers_for_this_machines_cpu() {
     let stats = env.stats()["counters"].clone();
     assert_eq!(stats["remote_fallbacks"]["native-cpu-with-debug-info"], 7, "{stats:#}");
 }
+
+/// `RCC_LOCAL_JOBS=1`: one miss at a time compiles here, the misses beyond it go to the pool. The first unit
+/// takes long to compile, so while it holds the local slot the others find it taken.
+#[test]
+fn local_jobs_above_zero_split_a_build_between_this_machine_and_the_pool() {
+    let mut env = TestEnv::new();
+    let (scheduler, _workers) = two_worker_pool(&env);
+    pool_client(&scheduler, &mut env);
+    env.set_env("RCC_LOCAL_JOBS", "1");
+    write_project(&env.proj);
+    // part0.c: a few hundred functions, a second or more to compile at -O2 -g, still defining part0.
+    let mut slow = String::from("#include \"parts.h\"\n");
+    for i in 0..300 {
+        slow.push_str(&format!(
+            "int slow{i}(int x) {{ int s = 0; for (int k = 0; k < x; k++) s += k * {i} ^ (s >> 3); return s; }}\n"
+        ));
+    }
+    slow.push_str("static int helper0(int x) { return x * 0 + 1; }\nint part0(int x) { return helper0(x); }\n");
+    std::fs::write(env.proj.join("part0.c"), slow).unwrap();
+    crate::support::settle(&env.proj.join("part0.c"));
+    run_ok(env.command("make").args(["-j4", &format!("CC={} gcc", env.rcc_bin().display())]));
+    let stats = env.stats()["counters"].clone();
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    assert_eq!(n(&stats["misses"]), 7, "{stats:#}");
+    let remote = n(&stats["remote_compiles"]);
+    assert!((1..7).contains(&remote), "some units on the pool, some here: {stats:#}\n{}", env.log());
+    assert_eq!(stats["remote_fallbacks"], serde_json::json!({}), "none went local for want of the pool: {stats:#}");
+    let app = run_ok(&mut Command::new(env.proj.join("app")));
+    assert_eq!(String::from_utf8_lossy(&app.stdout).trim(), "51");
+    let built = objects(&env.proj);
+    assert_eq!(built, local_objects(&env), "byte-identical to gcc's");
+}
