@@ -557,3 +557,41 @@ fn local_jobs_above_zero_split_a_build_between_this_machine_and_the_pool() {
     let built = objects(&env.proj);
     assert_eq!(built, local_objects(&env), "byte-identical to gcc's");
 }
+
+/// What the pool cannot compile stays local even when its workers are idle and no local slot is free, each
+/// counted under its reason: `-S` and a flag naming a file (not-remotable), `-march=native` with `-g`.
+#[test]
+fn not_remotable_compiles_stay_local_counted_by_reason() {
+    let mut env = TestEnv::new();
+    let (scheduler, _workers) = two_worker_pool(&env);
+    pool_client(&scheduler, &mut env);
+    env.write("u.c", "int twice(int x) { return 2 * x; }\n");
+    env.write("empty.specs", "");
+    let fallbacks = |env: &TestEnv| env.stats()["counters"]["remote_fallbacks"].clone();
+    let cases: [(&[&str], &str, &str); 3] = [
+        (&["-O2", "-S", "u.c", "-o", "u.s"], "u.s", "not-remotable"),
+        (&["-O2", "-g", "-march=native", "-c", "u.c", "-o", "native.o"], "native.o", "native-cpu-with-debug-info"),
+        (&["-O2", "-specs=empty.specs", "-c", "u.c", "-o", "specs.o"], "specs.o", "not-remotable"),
+    ];
+    for (args, output, reason) in cases {
+        let before = fallbacks(&env)[reason].as_u64().unwrap_or(0);
+        let mut full = vec!["gcc"];
+        full.extend_from_slice(args);
+        env.rcc_ok(&full);
+        assert_eq!(
+            fallbacks(&env)[reason].as_u64(),
+            Some(before + 1),
+            "{args:?}: {:#}\n{}",
+            fallbacks(&env),
+            env.log()
+        );
+        let built = env.read(output);
+        run_ok(env.command("gcc").args(args));
+        assert_eq!(built, env.read(output), "{args:?}: what gcc gives");
+    }
+    assert_eq!(env.counter("remote_compiles"), 0);
+    assert_eq!(env.counter("misses"), 3);
+    // The same pool takes a plain compile: the three stayed local for their reasons only.
+    env.rcc_ok(&["gcc", "-O2", "-c", "u.c", "-o", "u.o"]);
+    assert_eq!(env.counter("remote_compiles"), 1, "{:#}\n{}", fallbacks(&env), env.log());
+}
