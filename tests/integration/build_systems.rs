@@ -119,3 +119,45 @@ fn cmake_launcher_with_ninja() {
     assert!(have("ninja"), "ninja is required (scripts/install-deps installs it)");
     cmake_twice("Ninja");
 }
+
+/// "rcc never calls itself … and known wrappers (ccache, sccache, distcc, icecc)": a masquerade directory of
+/// other wrappers (as /usr/lib/ccache is) between rcc's shims and the real compilers. Each fake wrapper
+/// records that it ran and fails; rcc must skip them and run the real compiler.
+#[test]
+fn other_compiler_wrappers_on_path_are_skipped() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    many_sources(&env, 2);
+    let shims = env.root.join("shims");
+    env.rcc_ok(&["shims", "install", shims.to_str().unwrap()]);
+    let wrappers = env.root.join("wrappers");
+    std::fs::create_dir_all(&wrappers).unwrap();
+    let record = env.root.join("wrapper-calls.log");
+    for (wrapper, compiler) in [("ccache", "gcc"), ("sccache", "cc"), ("distcc", "g++"), ("icecc", "clang")] {
+        let script = wrappers.join(wrapper);
+        std::fs::write(&script, format!("#!/bin/sh\necho \"{wrapper} $*\" >> '{}'\nexit 1\n", record.display()))
+            .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::symlink(wrapper, wrappers.join(compiler)).unwrap();
+    }
+    let path = format!("{}:{}", shims.display(), path_with(&wrappers));
+    // Through the shims (make's CC=gcc), by name, and by the path of a wrapper's link.
+    run_ok(env.command("make").args(["-j2", "CC=gcc"]).env("PATH", &path));
+    env.write("x.cpp", "int triple(int x) { return 3 * x; }\n");
+    env.write("y.c", "int square(int x) { return x * x; }\n");
+    run_ok(env.command(env.rcc_bin()).env("PATH", &path).args(["g++", "-c", "x.cpp", "-o", "x.o"]));
+    run_ok(env.command(env.rcc_bin()).env("PATH", &path).args(["clang", "-c", "y.c", "-o", "y-clang.o"]));
+    let via_link = wrappers.join("cc");
+    run_ok(env.command(env.rcc_bin()).env("PATH", &path).args([via_link.to_str().unwrap(), "-c", "y.c", "-o", "y.o"]));
+    assert!(!record.exists(), "a wrapper ran: {}", std::fs::read_to_string(&record).unwrap_or_default());
+    assert_eq!(env.counter("misses"), 5, "every compile went through rcc\n{}", env.log());
+    // The objects are the real compilers'.
+    run_ok(env.command("gcc").args(["-O1", "-Iinclude", "-c", "src/f1.c", "-o", "plain.o"]));
+    assert_eq!(env.read("obj/f1.o"), env.read("plain.o"));
+    run_ok(env.command("g++").args(["-c", "x.cpp", "-o", "plain.o"]));
+    assert_eq!(env.read("x.o"), env.read("plain.o"));
+    run_ok(env.command("clang").args(["-c", "y.c", "-o", "plain.o"]));
+    assert_eq!(env.read("y-clang.o"), env.read("plain.o"));
+    run_ok(env.command("cc").args(["-c", "y.c", "-o", "plain.o"]));
+    assert_eq!(env.read("y.o"), env.read("plain.o"));
+}
