@@ -98,3 +98,32 @@ fn incbin_is_uncacheable() {
     assert_eq!(env.read("embed.o"), env.read("plain.o"), "the object holds the new blob");
     assert_eq!(env.uncacheable("assembler-include"), 2);
 }
+
+/// `RCC_DISABLE=1`: the real compiler runs, the daemon is not asked, nothing is stored or counted.
+#[test]
+fn disable_runs_the_compiler_and_stores_nothing() {
+    let mut env = TestEnv::new();
+    sample(&env);
+    let args = ["gcc", "-c", "src/util.c", "-o", "util.o", "-Iinclude"];
+    env.set_env("RCC_DISABLE", "1");
+    for _ in 0..2 {
+        std::fs::remove_file(env.proj.join("util.o")).ok();
+        env.rcc_ok(&args);
+        run_ok(env.command("gcc").args(["-c", "src/util.c", "-o", "plain.o", "-Iinclude"]));
+        assert_eq!(env.read("util.o"), env.read("plain.o"), "the real compiler's object");
+    }
+    assert_eq!(crate::daemon::daemons_of(&env), 0, "no daemon was started for a disabled cache");
+    env.set_env("RCC_DISABLE", "0");
+    let stats = env.stats();
+    assert_eq!(stats["cache_entries"], 0, "nothing stored: {stats:#}");
+    let counters = &stats["counters"];
+    assert_eq!(
+        (counters["misses"].as_u64(), counters["stored"].as_u64(), counters["hits_direct"].as_u64()),
+        (Some(0), Some(0), Some(0)),
+        "nothing counted: {stats:#}"
+    );
+    assert_eq!(counters["uncacheable"], serde_json::json!({}), "{stats:#}");
+    // Enabled again, the same compile misses: nothing of the disabled runs was kept.
+    env.rcc_ok(&args);
+    assert_eq!((env.counter("misses"), env.hits()), (1, 0), "{}", env.log());
+}
