@@ -247,3 +247,54 @@ fn a_second_machine_builds_a_cargo_workspace_from_the_shared_cache() {
     assert_eq!(run_app(&b.proj), r#"{"greeting":"hello world","sum":42}"#);
     assert_eq!(std::fs::read(app_binary(&a.proj)).unwrap(), std::fs::read(app_binary(&b.proj)).unwrap());
 }
+
+/// `RCC_READ_ONLY` (the `read_only` key): a machine whose token may write uploads nothing, yet reads the
+/// shared cache and keeps its own local cache as usual.
+#[test]
+fn a_read_only_machine_hits_the_shared_cache_and_uploads_nothing() {
+    let env_root = TestEnv::new();
+    let scheduler = Scheduler::start(&env_root.root);
+    let sources = ["a.c", "b.c"];
+    let write_sources = |env: &TestEnv, b_value: u32| {
+        env.write("a.c", "int a_value(void) { return 1; }\n");
+        env.write("b.c", &format!("int b_value(void) {{ return {b_value}; }}\n"));
+    };
+    let compile = |env: &TestEnv, source: &str| {
+        env.rcc_ok(&["gcc", "-O1", "-c", source, "-o", &source.replace(".c", ".o")]);
+    };
+    let writer = scheduler.machine("read,write");
+    write_sources(&writer, 2);
+    for s in sources {
+        compile(&writer, s);
+    }
+    wait_for(&writer, "uploads", 2);
+
+    // Same token scopes, but read-only: a.c unchanged hits the shared cache; the changed b.c misses and is
+    // compiled here, correctly.
+    let mut reader = scheduler.machine("read,write");
+    reader.set_env("RCC_READ_ONLY", "1");
+    write_sources(&reader, 3);
+    for s in sources {
+        compile(&reader, s);
+    }
+    assert_eq!((reader.counter("hits_remote"), reader.counter("misses")), (1, 1), "{}", reader.log());
+    run_ok(reader.command("gcc").args(["-O1", "-c", "b.c", "-o", "plain.o"]));
+    assert_eq!(reader.read("b.o"), reader.read("plain.o"));
+    assert_eq!(reader.read("a.o"), writer.read("a.o"));
+    // Its local cache works as usual: a rebuild of b.c is a local hit.
+    std::fs::remove_file(reader.proj.join("b.o")).unwrap();
+    compile(&reader, "b.c");
+    assert_eq!(reader.counter("hits_direct"), 1, "{}", reader.log());
+
+    // A third machine with the changed b.c: the reader's result never reached the shared cache.
+    let third = scheduler.machine("read,write");
+    write_sources(&third, 3);
+    for s in sources {
+        compile(&third, s);
+    }
+    assert_eq!((third.counter("hits_remote"), third.counter("misses")), (1, 1), "{}", third.log());
+    assert_eq!(reader.counter("uploads"), 0, "a read-only machine uploads nothing\n{}", reader.log());
+    assert_eq!(reader.counter("remote_errors"), 0, "{}", reader.log());
+    // And the third machine, not read-only, does upload it.
+    wait_for(&third, "uploads", 1);
+}
