@@ -1,7 +1,7 @@
 //! The shared cache over real QUIC on loopback: the real rcc-scheduler binary and two or more "machines"
 //! (separate cache directories, so separate daemons) building real sources.
 
-use crate::support::{bin_dir, run_ok, TestEnv};
+use crate::support::{bin_dir, run_ok, Stopped, TestEnv};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -297,4 +297,43 @@ fn a_read_only_machine_hits_the_shared_cache_and_uploads_nothing() {
     assert_eq!(reader.counter("remote_errors"), 0, "{}", reader.log());
     // And the third machine, not read-only, does upload it.
     wait_for(&third, "uploads", 1);
+}
+
+/// A scheduler that stops answering (alive, its socket open, but SIGSTOPped) mid-build: each compile waits
+/// at most RCC_REMOTE_TIMEOUT_MS for it, and only while the link's backoff allows an attempt.
+#[test]
+fn a_stopped_scheduler_costs_a_bounded_wait_and_no_build() {
+    let env_root = TestEnv::new();
+    let scheduler = Scheduler::start(&env_root.root);
+    let mut c = scheduler.machine("read,write");
+    c.set_env("RCC_REMOTE_TIMEOUT_MS", "1000");
+    let sources = lua_into(&c);
+    // Sixteen of Lua's units: four with the scheduler answering, twelve with it stopped.
+    let (first, rest) = sources[..16].split_at(4);
+    build(&c, first);
+    wait_for(&c, "uploads", first.len() as u64);
+    assert_eq!(c.counter("remote_errors"), 0, "{}", c.log());
+    let stopped = Stopped::stop(scheduler.child.id());
+    let started = Instant::now();
+    build(&c, rest);
+    let elapsed = started.elapsed();
+    drop(stopped);
+    assert_eq!(c.counter("misses"), 16);
+    for s in rest {
+        let obj = s.replace(".c", ".o");
+        run_ok(c.command("gcc").args(["-O2", "-c", s, "-o", "plain.o"]));
+        assert_eq!(c.read(&obj), c.read("plain.o"), "{obj}");
+    }
+    // Every failed attempt costs at most the 1 s timeout, and attempts back off (1 s, doubling): at most
+    // 2 + log2(1 + elapsed) of them (see the dead-scheduler test). Without the backoff each of the compiles
+    // would wait the full timeout.
+    let errors = c.counter("remote_errors");
+    let bound = 2 + (1.0 + elapsed.as_secs_f64()).log2().floor() as u64;
+    assert!(
+        (1..=bound).contains(&errors),
+        "{errors} remote errors for {} compiles in {elapsed:?} (at most {bound})\n{}",
+        rest.len(),
+        c.log()
+    );
+    assert!(elapsed < Duration::from_secs(60), "{} compiles took {elapsed:?} against a stopped scheduler", rest.len());
 }
