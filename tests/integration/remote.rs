@@ -337,3 +337,125 @@ fn a_stopped_scheduler_costs_a_bounded_wait_and_no_build() {
     );
     assert!(elapsed < Duration::from_secs(60), "{} compiles took {elapsed:?} against a stopped scheduler", rest.len());
 }
+
+/// Writes a CA and, signed by it, a certificate for the name clients check (`rcc-scheduler`), with openssl.
+/// Returns (CA certificate, server certificate, server key).
+fn make_ca_and_server_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    assert!(
+        crate::support::have("openssl"),
+        "openssl is required to make a CA for this test (add openssl to scripts/install-deps)"
+    );
+    std::fs::create_dir_all(dir).unwrap();
+    let (ca_key, ca) = (dir.join(format!("{name}-ca.key")), dir.join(format!("{name}-ca.pem")));
+    let (key, csr, cert) = (
+        dir.join(format!("{name}-server.key")),
+        dir.join(format!("{name}-server.csr")),
+        dir.join(format!("{name}-server.pem")),
+    );
+    let ext = dir.join(format!("{name}-server.ext"));
+    let p = |p: &PathBuf| p.to_str().unwrap().to_owned();
+    run_ok(Command::new("openssl").args([
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        &format!("/CN={name} test CA"),
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        "-keyout",
+        &p(&ca_key),
+        "-out",
+        &p(&ca),
+    ]));
+    run_ok(Command::new("openssl").args([
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-subj",
+        "/CN=rcc-scheduler",
+        "-keyout",
+        &p(&key),
+        "-out",
+        &p(&csr),
+    ]));
+    std::fs::write(
+        &ext,
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n\
+         subjectAltName=DNS:rcc-scheduler\n",
+    )
+    .unwrap();
+    run_ok(Command::new("openssl").args([
+        "x509",
+        "-req",
+        "-in",
+        &p(&csr),
+        "-CA",
+        &p(&ca),
+        "-CAkey",
+        &p(&ca_key),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &p(&ext),
+        "-out",
+        &p(&cert),
+    ]));
+    (ca, cert, key)
+}
+
+/// `RCC_SCHEDULER_CA` instead of a pinned fingerprint: a scheduler serving a certificate signed by the CA
+/// is trusted (a second machine hits what the first uploaded), one signed by another CA is not.
+#[test]
+fn a_scheduler_certificate_signed_by_the_configured_ca_is_trusted() {
+    let env_root = TestEnv::new();
+    let tls = env_root.root.join("tls");
+    let (ca, cert, key) = make_ca_and_server_cert(&tls, "good");
+    let (other_ca, _, _) = make_ca_and_server_cert(&tls, "other");
+    let scheduler =
+        Scheduler::start_with(&env_root.root, &["--cert", cert.to_str().unwrap(), "--key", key.to_str().unwrap()]);
+    let machine = |ca: &Path, scopes: &str| {
+        let mut env = TestEnv::new();
+        env.set_env("RCC_SCHEDULER", &scheduler.addr);
+        env.set_env("RCC_SCHEDULER_CA", ca.to_str().unwrap());
+        env.set_env("RCC_TOKEN", &scheduler.token(scopes));
+        for (name, value) in [("a.c", 1), ("b.c", 2)] {
+            env.write(name, &format!("int value_{value}(void) {{ return {value}; }}\n"));
+        }
+        env
+    };
+    let compile_both = |env: &TestEnv| {
+        for s in ["a.c", "b.c"] {
+            env.rcc_ok(&["gcc", "-O1", "-c", s, "-o", &s.replace(".c", ".o")]);
+        }
+    };
+    let first = machine(&ca, "read,write");
+    compile_both(&first);
+    wait_for(&first, "uploads", 2);
+    assert_eq!(first.counter("remote_errors"), 0, "{}", first.log());
+
+    let second = machine(&ca, "read");
+    compile_both(&second);
+    assert_eq!((second.counter("hits_remote"), second.counter("misses")), (2, 0), "{}", second.log());
+    assert_eq!(second.read("a.o"), first.read("a.o"));
+    assert_eq!(second.read("b.o"), first.read("b.o"));
+
+    let stranger = machine(&other_ca, "read");
+    compile_both(&stranger);
+    assert_eq!((stranger.counter("hits_remote"), stranger.counter("misses")), (0, 2), "{}", stranger.log());
+    assert!(stranger.counter("remote_errors") >= 1, "{}", stranger.log());
+    run_ok(stranger.command("gcc").args(["-O1", "-c", "a.c", "-o", "plain.o"]));
+    assert_eq!(stranger.read("a.o"), stranger.read("plain.o"), "a local build, correct");
+}
