@@ -459,3 +459,64 @@ fn a_scheduler_certificate_signed_by_the_configured_ca_is_trusted() {
     run_ok(stranger.command("gcc").args(["-O1", "-c", "a.c", "-o", "plain.o"]));
     assert_eq!(stranger.read("a.o"), stranger.read("plain.o"), "a local build, correct");
 }
+
+/// "A remote hit runs no preprocessor": the compiler is a script that records each call and then runs gcc
+/// (the same script, at the same path, on both machines: the identity is digested). The second machine's
+/// hits from the shared cache run it on no source at all, neither to preprocess nor to compile.
+#[test]
+fn a_shared_cache_hit_runs_no_preprocessor_or_compiler() {
+    use std::os::unix::fs::PermissionsExt;
+    let env_root = TestEnv::new();
+    let scheduler = Scheduler::start(&env_root.root);
+    let bin = env_root.root.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let calls = env_root.root.join("calls.log");
+    let gcc = bin.join("gcc");
+    std::fs::write(&gcc, format!("#!/bin/sh\necho \"$PWD: $*\" >> '{}'\nexec /usr/bin/gcc \"$@\"\n", calls.display()))
+        .unwrap();
+    std::fs::set_permissions(&gcc, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let gcc = gcc.to_str().unwrap();
+    let sources = ["one.c", "two.c", "three.c"];
+    let build = |env: &TestEnv| {
+        env.write("local.h", "#define BASE 10\n");
+        for (i, s) in sources.iter().enumerate() {
+            env.write(
+                s,
+                &format!("#include <stdio.h>\n#include \"local.h\"\nint f{i}(void) {{ return BASE + {i}; }}\n"),
+            );
+            env.rcc_ok(&[gcc, "-O1", "-c", s, "-o", &s.replace(".c", ".o")]);
+        }
+    };
+    let calls_in = |env: &TestEnv| -> Vec<String> {
+        let prefix = format!("{}: ", env.proj.display());
+        std::fs::read_to_string(&calls)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with(&prefix))
+            .map(str::to_owned)
+            .collect()
+    };
+    let a = scheduler.machine("read,write");
+    build(&a);
+    assert_eq!(a.counter("misses"), 3, "{}", a.log());
+    let a_calls = calls_in(&a);
+    for s in sources {
+        assert!(a_calls.iter().any(|l| l.contains(" -c ") && l.contains(s)), "the script compiled {s}: {a_calls:#?}");
+    }
+    wait_for(&a, "uploads", 3);
+
+    let b = scheduler.machine("read");
+    build(&b);
+    assert_eq!((b.counter("hits_remote"), b.counter("misses")), (3, 0), "{}", b.log());
+    let on_sources: Vec<String> = calls_in(&b).into_iter().filter(|l| sources.iter().any(|s| l.contains(s))).collect();
+    assert!(on_sources.is_empty(), "the compiler ran on a source for a shared-cache hit: {on_sources:#?}");
+    assert!(
+        !calls_in(&b).iter().any(|l| l.contains("-E") && !l.contains("/dev/null")),
+        "no preprocessor run except the compiler's own probes: {:#?}",
+        calls_in(&b)
+    );
+    for s in sources {
+        let obj = s.replace(".c", ".o");
+        assert_eq!(b.read(&obj), a.read(&obj), "{obj}");
+    }
+}
