@@ -393,7 +393,7 @@ fn miss_depend(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream)
 /// Whether the compiler's diagnostics name `path` (a file rcc added to the command line).
 fn names_path(stderr: &[u8], path: &std::path::Path) -> bool {
     let path = path.as_os_str().as_bytes();
-    !path.is_empty() && stderr.windows(path.len()).any(|w| w == path)
+    !path.is_empty() && memchr::memmem::find(stderr, path).is_some()
 }
 
 /// A finished miss ready to be stored: the outputs are read (before the wrapper returns, since the build may

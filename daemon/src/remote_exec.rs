@@ -38,15 +38,15 @@ const OBJECT: &str = "rcc-unit.o";
 #[derive(Default)]
 pub struct PoolClient {
     /// Local compiles of misses running now.
-    local_running: Arc<AtomicU64>,
+    local_running: AtomicU64,
     /// Packs by compiler identity, built once each.
     packs: Mutex<HashMap<Digest, Arc<PackedCompiler>>>,
 }
 
 /// Holds one local compile slot while alive.
-pub struct LocalSlot(Arc<AtomicU64>);
+pub struct LocalSlot<'a>(&'a AtomicU64);
 
-impl Drop for LocalSlot {
+impl Drop for LocalSlot<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
@@ -54,9 +54,9 @@ impl Drop for LocalSlot {
 
 impl PoolClient {
     /// Takes a local compile slot (counted even beyond the cap: the cap only decides what goes remote).
-    pub fn local_slot(&self) -> LocalSlot {
+    pub fn local_slot(&self) -> LocalSlot<'_> {
         self.local_running.fetch_add(1, Ordering::AcqRel);
-        LocalSlot(self.local_running.clone())
+        LocalSlot(&self.local_running)
     }
 
     /// Whether this miss should try the pool: a scheduler is configured and the local slots are full.

@@ -28,7 +28,7 @@ const MAX_PAYLOAD: u64 = 4 << 30;
 const EVICT_TO_PERCENT: u64 = 90;
 /// The mode of entry files.
 const ENTRY_MODE: u32 = 0o644;
-/// Temporary files older than this at open were left by a crash (a live write takes far less).
+/// Temporary files older than this were left by a crash (a live write takes far less).
 const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The kinds of entry, each in its own subdirectory.
@@ -120,7 +120,6 @@ impl Store {
                 evicting: AtomicBool::new(false),
             }),
         };
-        store.sweep_stale_temporaries();
         let usage = store.measure();
         store.inner.bytes.store(usage.bytes, Ordering::Relaxed);
         store.inner.entries.store(usage.entries, Ordering::Relaxed);
@@ -242,16 +241,6 @@ impl Store {
         self.inner.evicting.store(false, Ordering::Release);
     }
 
-    /// Removes the temporary files of writes a crash interrupted.
-    fn sweep_stale_temporaries(&self) {
-        for kind in Kind::ALL {
-            let Ok(shards) = fs::read_dir(self.inner.root.join(kind.dir())) else { continue };
-            for shard in shards.flatten() {
-                rcc_fs::atomic::sweep_temp_files(&shard.path(), STALE_TEMP);
-            }
-        }
-    }
-
     fn measure(&self) -> Usage {
         let mut usage = Usage::default();
         self.walk(&mut |_, meta| {
@@ -261,6 +250,8 @@ impl Store {
         usage
     }
 
+    /// Visits every entry file; temporary files of writes in progress are skipped, those a crash left
+    /// behind removed.
     fn walk(&self, visit: &mut dyn FnMut(&Path, &fs::Metadata)) {
         for kind in Kind::ALL {
             let dir = self.inner.root.join(kind.dir());
@@ -268,13 +259,14 @@ impl Store {
             for shard in shards.flatten() {
                 let Ok(entries) = fs::read_dir(shard.path()) else { continue };
                 for entry in entries.flatten() {
-                    if rcc_fs::atomic::is_temp_name(&entry.file_name()) {
-                        continue;
-                    }
-                    if let Ok(meta) = entry.metadata() {
-                        if meta.is_file() {
-                            visit(&entry.path(), &meta);
+                    let Ok(meta) = entry.metadata() else { continue };
+                    let name = entry.file_name();
+                    if rcc_fs::atomic::is_temp_name(&name) {
+                        if rcc_fs::atomic::is_abandoned_temp(&name, &meta, STALE_TEMP) {
+                            let _ = fs::remove_file(entry.path());
                         }
+                    } else if meta.is_file() {
+                        visit(&entry.path(), &meta);
                     }
                 }
             }
@@ -333,6 +325,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path(), limit).unwrap();
         (dir, s)
+    }
+
+    #[test]
+    fn temporaries_a_crash_left_are_removed_at_open_and_live_ones_kept_uncounted() {
+        let (dir, s) = store(1 << 30);
+        s.put(Kind::Result, &Digest::of(b"k"), b"entry").unwrap();
+        let shard = s.entry_path(Kind::Result, &Digest::of(b"k")).parent().unwrap().to_owned();
+        let (stale, live) = (shard.join(".rcc-tmp.stale"), shard.join(".rcc-tmp.live"));
+        fs::write(&stale, b"torn").unwrap();
+        fs::write(&live, b"being written").unwrap();
+        let two_hours_ago = SystemTime::now() - std::time::Duration::from_secs(7200);
+        File::options().write(true).open(&stale).unwrap().set_modified(two_hours_ago).unwrap();
+        let reopened = Store::open(dir.path(), 1 << 30).unwrap();
+        assert!(!stale.exists(), "a crash's temporary is removed");
+        assert!(live.exists(), "a write in progress is left alone");
+        assert_eq!(reopened.usage().entries, 1, "temporaries are not entries");
     }
 
     #[test]

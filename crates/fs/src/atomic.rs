@@ -13,7 +13,7 @@
 //!   [`AtomicFile::commit`] returns.
 //!
 //! Temporary files are named `.rcc-tmp.<random>` ([`is_temp_name`]), so directory scans (eviction, index
-//! rebuilds) can skip them and sweep those a crash left behind.
+//! rebuilds) can skip them and remove those a crash left behind ([`is_abandoned_temp`]).
 
 use std::ffi::OsStr;
 use std::fs::{self, File, Permissions};
@@ -75,11 +75,8 @@ impl AtomicFile {
     /// Starts writing `dest`: creates the temporary file beside it, with `options`' mode.
     pub fn create(dest: &Path, options: WriteOptions) -> io::Result<AtomicFile> {
         let dir = parent_of(dest);
-        let temp = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .permissions(Permissions::from_mode(options.mode))
-            .tempfile_in(dir)?;
-        // The mode given at creation is masked by the umask; the one asked for is exact.
+        // Created owner-only, then given the exact mode (a mode given at creation would be masked by the umask).
+        let temp = tempfile::Builder::new().prefix(TEMP_PREFIX).tempfile_in(dir)?;
         temp.as_file().set_permissions(Permissions::from_mode(options.mode))?;
         Ok(AtomicFile { temp, dest: dest.to_owned(), durability: options.durability })
     }
@@ -120,18 +117,11 @@ pub fn write_atomic(dest: &Path, bytes: &[u8], options: WriteOptions) -> io::Res
     file.commit()
 }
 
-/// Removes the temporary files an interrupted write left in `dir` (not recursive) that were last written
-/// at least `age` ago (younger ones may belong to a write in progress in another process); how many went.
-pub fn sweep_temp_files(dir: &Path, age: std::time::Duration) -> usize {
-    let Ok(entries) = fs::read_dir(dir) else { return 0 };
-    let old_enough = |e: &fs::DirEntry| {
-        e.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|elapsed| elapsed >= age))
-    };
-    entries
-        .flatten()
-        .filter(|e| is_temp_name(&e.file_name()) && old_enough(e))
-        .filter(|e| fs::remove_file(e.path()).is_ok())
-        .count()
+/// Whether a directory entry is a temporary file abandoned by an interrupted write: a temporary name last
+/// written at least `age` ago (younger ones may belong to a write in progress in another process). Scans
+/// that meet one may remove it.
+pub fn is_abandoned_temp(name: &OsStr, meta: &fs::Metadata, age: std::time::Duration) -> bool {
+    is_temp_name(name) && meta.modified().is_ok_and(|t| t.elapsed().is_ok_and(|elapsed| elapsed >= age))
 }
 
 fn parent_of(path: &Path) -> &Path {
@@ -181,13 +171,16 @@ mod tests {
     }
 
     #[test]
-    fn temporaries_left_by_a_crash_are_swept() {
+    fn temporaries_left_by_a_crash_are_told_from_writes_in_progress() {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join(".rcc-tmp.abc"), b"torn").unwrap();
+        let temp = dir.path().join(".rcc-tmp.abc");
+        fs::write(&temp, b"torn").unwrap();
         fs::write(dir.path().join("entry"), b"kept").unwrap();
-        assert_eq!(sweep_temp_files(dir.path(), std::time::Duration::from_secs(3600)), 0, "too young");
-        assert_eq!(sweep_temp_files(dir.path(), std::time::Duration::ZERO), 1);
-        assert_eq!(names(dir.path()), ["entry"]);
+        let meta = |name: &str| fs::metadata(dir.path().join(name)).unwrap();
+        let hour = std::time::Duration::from_secs(3600);
+        assert!(!is_abandoned_temp(OsStr::new(".rcc-tmp.abc"), &meta(".rcc-tmp.abc"), hour), "too young");
+        assert!(is_abandoned_temp(OsStr::new(".rcc-tmp.abc"), &meta(".rcc-tmp.abc"), std::time::Duration::ZERO));
+        assert!(!is_abandoned_temp(OsStr::new("entry"), &meta("entry"), std::time::Duration::ZERO), "not a temporary");
     }
 
     #[test]
