@@ -1,11 +1,10 @@
 //! A client of the scheduler: one QUIC connection, authenticated once, one stream per request.
 
-use crate::tls::{client_config, Trust};
+use crate::tls::Trust;
 use crate::wire::{read_body, read_frame, write_body, write_frame, WireError};
 use rcc_proto::remote::{ActionResult, RemoteError, Request, Response, Scope};
 use rcc_proto::Digest;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 /// A client failure.
 #[derive(Debug, thiserror::Error)]
@@ -44,13 +43,7 @@ impl Client {
     /// Connects, verifies the scheduler by `trust`, and authenticates with `token`.
     pub async fn connect(addr: SocketAddr, trust: &Trust, token: &str) -> Result<Client, ClientError> {
         let fail = |message: String| ClientError::Connect { addr, message };
-        let tls = client_config(trust).map_err(|e| fail(e.to_string()))?;
-        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| fail(e.to_string()))?;
-        let bind: SocketAddr = if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
-            .parse()
-            .map_err(|e: std::net::AddrParseError| fail(e.to_string()))?;
-        let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| fail(e.to_string()))?;
-        endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+        let endpoint = crate::endpoint::client(addr, trust).map_err(|e| fail(e.to_string()))?;
         let conn = endpoint
             .connect(addr, "rcc-scheduler")
             .map_err(|e| fail(e.to_string()))?

@@ -1,7 +1,7 @@
 //! QUIC endpoints of both ends of the link, configured in one place: TLS 1.3 with the `rcc/1` ALPN
 //! ([`crate::tls`]), over quinn's tokio runtime.
 
-use crate::tls::{server_config, Identity, TlsError};
+use crate::tls::{client_config, server_config, Identity, TlsError, Trust};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -30,4 +30,18 @@ pub fn server(identity: Identity, listen: SocketAddr) -> Result<quinn::Endpoint,
         .map_err(|e| EndpointError::Quic(e.to_string()))?;
     let config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     quinn::Endpoint::server(config, listen).map_err(|source| EndpointError::Bind { addr: listen, source })
+}
+
+/// A client endpoint on an ephemeral port of the family of `to`, trusting the scheduler by `trust`.
+pub fn client(to: SocketAddr, trust: &Trust) -> Result<quinn::Endpoint, EndpointError> {
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(client_config(trust)?)
+        .map_err(|e| EndpointError::Quic(e.to_string()))?;
+    let bind = if to.is_ipv6() {
+        SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
+    } else {
+        SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
+    };
+    let mut endpoint = quinn::Endpoint::client(bind).map_err(|source| EndpointError::Bind { addr: bind, source })?;
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+    Ok(endpoint)
 }

@@ -7,7 +7,7 @@
 //!   bounded before it is read.
 //! - [`tls`]: the scheduler's [`tls::Identity`] and how a client [`tls::Trust`]s it (CA file or pinned
 //!   fingerprint); TLS 1.3 and the `rcc/1` ALPN.
-//! - [`endpoint`]: the server endpoint, configured beside the client's so both ends agree.
+//! - [`endpoint`]: the QUIC endpoints of both ends (server and client), configured in one place.
 //! - [`backoff`]: [`Backoff`] and [`Hold`], waiting after failures before dialling again.
 //!
 //! Depends on rcc-proto (the messages and the frame codec), tokio, quinn and rustls; never on the daemon,
