@@ -8,57 +8,27 @@
 //! depfile omits system headers, and when direct or depend mode is turned off).
 
 use crate::context::Context;
+use crate::invocation::Invocation;
 use crate::key::args::{self, DepKind, ParsedArgs};
 use crate::key::files::{coarse_now_ns, FileInfo};
 use crate::key::identity::{Compiler, IdentityError};
 use crate::key::manifest::{Entry, Manifest};
 use crate::key::{base_dir, depfile, direct_key, search_dirs};
 use crate::outputs::{self, CachedResult, Role, StoredFile};
+use crate::pipeline::{self, decline, update_manifest, Decline};
 use crate::remote_exec;
-use crate::store::{Kind, StoreError};
-use rcc_proto::frame::{read_msg, write_msg, FrameError};
-use rcc_proto::ipc::{CompileRequest, Request, Response};
-use rcc_proto::stats::{ErrorKind, HitMode, Reason, RemoteFallback};
+use crate::scratch::TempPath;
+use crate::store::Kind;
+use crate::stored::load;
+use rcc_proto::frame::{write_msg, FrameError};
+use rcc_proto::ipc::{CompileRequest, Response};
+use rcc_proto::stats::{Counters, ErrorKind, HitMode, Reason, RemoteFallback};
 use rcc_proto::{Digest, KeyHasher};
-use std::collections::HashMap;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-
-/// The invocation, decoded from the request.
-pub struct Invocation {
-    /// Compiler path as found on PATH.
-    pub compiler: PathBuf,
-    /// Original arguments.
-    pub args: Vec<OsString>,
-    /// Working directory.
-    pub cwd: PathBuf,
-    /// Environment.
-    pub env: HashMap<OsString, OsString>,
-    /// umask.
-    pub umask: u32,
-}
-
-impl Invocation {
-    fn from_request(req: CompileRequest) -> Invocation {
-        Invocation {
-            compiler: PathBuf::from(OsString::from_vec(req.compiler)),
-            args: req.args.into_iter().map(OsString::from_vec).collect(),
-            cwd: PathBuf::from(OsString::from_vec(req.cwd)),
-            env: req.env.into_iter().map(|(k, v)| (OsString::from_vec(k), OsString::from_vec(v))).collect(),
-            umask: req.umask,
-        }
-    }
-
-    /// A variable of the invocation's environment.
-    pub fn var(&self, name: &str) -> Option<&OsStr> {
-        self.env.get(OsStr::new(name)).map(OsString::as_os_str)
-    }
-}
 
 /// A cacheable call, understood.
 struct Plan {
@@ -73,12 +43,6 @@ struct Plan {
     direct_key: Digest,
     /// `SOURCE_DATE_EPOCH` is set: time macros are cacheable.
     source_date_epoch: bool,
-}
-
-/// Why a call is not served from the cache.
-enum Decline {
-    Uncacheable(Reason),
-    Error(ErrorKind, String),
 }
 
 impl From<IdentityError> for Decline {
@@ -99,16 +63,7 @@ pub fn serve(ctx: &Context, req: CompileRequest, conn: &mut UnixStream) -> Resul
     }
     let plan = match understand(ctx, inv) {
         Ok(plan) => plan,
-        Err(Decline::Uncacheable(reason)) => {
-            tracing::debug!(reason = reason.name(), "uncacheable");
-            ctx.stats.record(|c| c.count_uncacheable(reason));
-            return write_msg(conn, &Response::Passthrough { reason });
-        }
-        Err(Decline::Error(kind, message)) => {
-            tracing::warn!(error = %message, "falling back to the compiler");
-            ctx.stats.record(|c| c.count_error(kind));
-            return write_msg(conn, &Response::Error { message });
-        }
+        Err(why) => return decline(ctx, conn, why, Counters::count_uncacheable),
     };
     let span = tracing::debug_span!("compile", key = %plan.direct_key.to_hex()[..16].to_owned());
     let _guard = span.enter();
@@ -129,7 +84,7 @@ pub fn serve(ctx: &Context, req: CompileRequest, conn: &mut UnixStream) -> Resul
         && ctx.config.depend.value
         && plan.parsed.depfile.as_ref().is_none_or(|d| d.kind == DepKind::Md)
         && !records_command_line(&plan.parsed);
-    if ctx.pool.wanted(ctx) && !records_command_line(&plan.parsed) {
+    if ctx.remote.is_some() && ctx.pool.slots_full(ctx.config.local_jobs.value) && !records_command_line(&plan.parsed) {
         if let Some(done) = miss_remote(ctx, &plan, start_ns, conn) {
             return done;
         }
@@ -148,10 +103,7 @@ fn understand(ctx: &Context, inv: Invocation) -> Result<Plan, Decline> {
     tracing::trace!("compiler identified");
     let mut parsed = args::parse(&inv.args, &inv.cwd, driver.family).map_err(Decline::Uncacheable)?;
     let mut run_args = inv.args.clone();
-    // The invocation's own RCC_BASE_DIR wins over the daemon's configuration (set per build).
-    let base = inv.var(rcc_proto::vars::RCC_BASE_DIR).map(PathBuf::from).or_else(|| ctx.config.base_dir.value.clone());
-    if let Some(base) = base.filter(|b| !b.as_os_str().is_empty()) {
-        let base = base.canonicalize().unwrap_or(base);
+    if let Some(base) = inv.base_dir(ctx.config.base_dir.value.as_deref()) {
         if let Some(rewritten) = base_dir::rewrite(&parsed.expanded, &inv.cwd, &base) {
             parsed = args::parse(&rewritten, &inv.cwd, driver.family).map_err(Decline::Uncacheable)?;
             // The map rcc appended names this checkout's directory; what it does (cwd -> .) is in the key
@@ -176,45 +128,11 @@ fn understand(ctx: &Context, inv: Invocation) -> Result<Plan, Decline> {
         return Err(Decline::Uncacheable(Reason::AssemblerInclude));
     }
     tracing::trace!(args = ?parsed.key_args, "arguments keyed");
-    let common_key = direct_key::common(ctx, &inv, &parsed, &compiler).map_err(Decline::Uncacheable)?;
+    let common_key = direct_key::common(&ctx.files, &inv, &parsed, &compiler).map_err(Decline::Uncacheable)?;
     tracing::trace!(common = %common_key, source = %source.digest, "key parts");
     let mut h = KeyHasher::new("c-direct", 1);
     h.digest(b'c', &common_key).digest(b's', &source.digest);
     Ok(Plan { direct_key: h.finish(), inv, parsed, run_args, compiler, common_key, source_date_epoch })
-}
-
-/// Reads an entry, counting and dropping a corrupt one.
-fn fetch(ctx: &Context, kind: Kind, key: &Digest) -> Option<Vec<u8>> {
-    match ctx.store.get(kind, key) {
-        Ok(found) => found,
-        Err(e @ StoreError::Corrupt { .. }) => {
-            tracing::warn!(error = %e, "dropped a corrupt entry");
-            ctx.stats.record(|c| c.count_error(ErrorKind::CorruptEntry));
-            None
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "store read failed");
-            ctx.stats.record(|c| c.count_error(ErrorKind::StoreIo));
-            None
-        }
-    }
-}
-
-fn decode<T: serde::de::DeserializeOwned>(ctx: &Context, kind: Kind, key: &Digest, bytes: &[u8]) -> Option<T> {
-    match postcard::from_bytes(bytes) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            tracing::warn!(error = %e, "undecodable entry dropped");
-            ctx.store.remove(kind, key);
-            ctx.stats.record(|c| c.count_error(ErrorKind::CorruptEntry));
-            None
-        }
-    }
-}
-
-/// An entry of the local store, decoded; a corrupt or undecodable one is counted, dropped and `None`.
-pub(crate) fn load<T: serde::de::DeserializeOwned>(ctx: &Context, kind: Kind, key: &Digest) -> Option<T> {
-    fetch(ctx, kind, key).and_then(|b| decode(ctx, kind, key, &b))
 }
 
 fn load_manifest(ctx: &Context, key: &Digest) -> Manifest {
@@ -241,11 +159,7 @@ fn lookup_remote(ctx: &Context, plan: &Plan) -> Option<CachedResult> {
     let result = remote.result(&ctx.stats, &entry.result)?;
     if let Ok(bytes) = postcard::to_allocvec(&result) {
         if ctx.store.put(Kind::Result, &entry.result, &bytes).is_ok() {
-            let mut local = load_manifest(ctx, &plan.direct_key);
-            local.add(entry);
-            if let Ok(bytes) = postcard::to_allocvec(&local) {
-                let _ = ctx.store.put(Kind::Manifest, &plan.direct_key, &bytes);
-            }
+            update_manifest(ctx, &plan.direct_key, |local: &mut Manifest| local.add(entry));
         }
     }
     Some(result)
@@ -258,46 +172,22 @@ fn answer_hit(
     mode: HitMode,
     conn: &mut UnixStream,
 ) -> Result<(), FrameError> {
-    if let Err(e) = outputs::restore(result, &plan.parsed, &plan.inv.cwd, plan.inv.umask) {
-        tracing::warn!(error = %e, "restoring outputs failed");
-        ctx.stats.record(|c| c.count_error(ErrorKind::StoreIo));
-        return write_msg(conn, &Response::Error { message: format!("restoring outputs: {e}") });
-    }
-    ctx.stats.record(|c| {
+    let restored = outputs::restore(result, &plan.parsed, &plan.inv.cwd, plan.inv.umask);
+    let count = |c: &mut Counters| {
         match mode {
             HitMode::Direct => c.hits_direct += 1,
             HitMode::Preprocessor => c.hits_preprocessor += 1,
             HitMode::Remote => c.hits_remote += 1,
         }
         c.saved_millis += result.compile_millis;
-    });
-    write_msg(
-        conn,
-        &Response::Hit {
-            stdout: result.stdout.clone(),
-            stderr: result.stderr.clone(),
-            exit_code: result.exit_code,
-            forced_color: forces_color(&plan.parsed),
-        },
-    )
-}
-
-/// A temporary file under the daemon's directory, removed on drop.
-pub(crate) struct TempPath(pub(crate) PathBuf);
-
-impl TempPath {
-    /// A new unique path with extension `ext` (nothing is created).
-    pub(crate) fn new(ctx: &Context, ext: &str) -> TempPath {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        TempPath(ctx.tmp_dir.join(format!("{}-{n}.{ext}", std::process::id())))
-    }
-}
-
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
+    };
+    let hit = Response::Hit {
+        stdout: result.stdout.clone(),
+        stderr: result.stderr.clone(),
+        exit_code: result.exit_code,
+        forced_color: forces_color(&plan.parsed),
+    };
+    pipeline::answer_hit(ctx, conn, restored, count, hit)
 }
 
 /// Whether rcc compiles this call with colour forced on. Diagnostics are then recorded in colour whatever
@@ -323,8 +213,8 @@ fn records_command_line(parsed: &ParsedArgs) -> bool {
         .any(|a| matches!(a.as_bytes(), b"-grecord-command-line" | b"-frecord-command-line" | b"-frecord-gcc-switches"))
 }
 
-/// Asks the wrapper to run the compiler with `args` (plus forced colour where [`forces_color`] says so) and
-/// waits for its report.
+/// Asks the wrapper to run the compiler with `args` (plus forced colour where [`forces_color`] says so),
+/// holding a local compile slot meanwhile, and waits for its report.
 fn run_in_wrapper(
     ctx: &Context,
     conn: &mut UnixStream,
@@ -332,16 +222,12 @@ fn run_in_wrapper(
     args: &[OsString],
 ) -> Result<rcc_proto::ipc::CompileOutcome, FrameError> {
     let forced_color = forces_color(&plan.parsed);
-    let mut args: Vec<Vec<u8>> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
+    let mut args = args.to_vec();
     if forced_color {
-        args.push(b"-fdiagnostics-color=always".to_vec());
+        args.push("-fdiagnostics-color=always".into());
     }
     let _slot = ctx.pool.local_slot();
-    write_msg(conn, &Response::Run { args, forced_color, stream_stderr: false })?;
-    match read_msg(conn)? {
-        Request::Finished(outcome) => Ok(outcome),
-        _ => Err(FrameError::Io(std::io::Error::other("expected the compile's report"))),
-    }
+    pipeline::run_in_wrapper(conn, &args, forced_color, false)
 }
 
 /// Whether an input may make the assembler read files that no depfile lists: `.incbin` anywhere (also in
@@ -352,7 +238,7 @@ fn reads_hidden_files(info: &FileInfo, parsed: &ParsedArgs) -> bool {
 
 /// A miss in depend mode: the compile itself writes the depfile that lists the inputs.
 fn miss_depend(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream) -> Result<(), FrameError> {
-    let tmp_dep = TempPath::new(ctx, "d");
+    let tmp_dep = TempPath::new(&ctx.tmp_dir, "d");
     let mut run_args = plan.run_args.clone();
     let depfile_path = match plan.parsed.depfile_path() {
         Some(user) => plan.inv.cwd.join(user),
@@ -496,29 +382,21 @@ fn add_manifest_entry(ctx: &Context, plan: &Plan, inputs: Inputs, result_key: Di
     let dirs = search_dirs::of(env_path, &plan.inv, &plan.parsed, &plan.compiler);
     let entry = Entry::new(&ctx.files, &plan.inv.cwd, inputs.files, &inputs.probes, &dirs, result_key);
     tracing::trace!(dirs = dirs.len(), "manifest entry made");
-    let mut manifest = load_manifest(ctx, &plan.direct_key);
-    manifest.add(entry.clone());
-    let written = postcard::to_allocvec(&manifest)
-        .map_err(|e| e.to_string())
-        .and_then(|bytes| ctx.store.put(Kind::Manifest, &plan.direct_key, &bytes).map_err(|e| e.to_string()));
-    if let Err(e) = written {
-        tracing::warn!(error = %e, "manifest write failed");
-        ctx.stats.record(|c| c.count_error(ErrorKind::StoreIo));
-    }
+    update_manifest(ctx, &plan.direct_key, |manifest: &mut Manifest| manifest.add(entry.clone()));
     entry
 }
 
 /// Runs the preprocessor for this call, writing a depfile of what it read; `None` when it fails (the compile
 /// would fail the same way).
 fn preprocess(ctx: &Context, plan: &Plan) -> Option<(Vec<u8>, TempPath)> {
-    let tmp_d = TempPath::new(ctx, "d");
+    let tmp_d = TempPath::new(&ctx.tmp_dir, "d");
     let dep_args = vec!["-MD".into(), "-MF".into(), tmp_d.0.clone().into_os_string()];
     run_preprocessor(ctx, plan, dep_args).map(|text| (text, tmp_d))
 }
 
 /// Runs `-E` with these depfile options; the preprocessed text, `None` when the run fails.
 fn run_preprocessor(ctx: &Context, plan: &Plan, dep_args: Vec<OsString>) -> Option<Vec<u8>> {
-    let tmp_i = TempPath::new(ctx, "i");
+    let tmp_i = TempPath::new(&ctx.tmp_dir, "i");
     let mut pp_args = plan.parsed.preprocessor_args();
     pp_args.push("-E".into());
     pp_args.extend(dep_args);
@@ -549,7 +427,7 @@ struct RemotePreprocessed {
 }
 
 fn preprocess_for_remote(ctx: &Context, plan: &Plan) -> Result<RemotePreprocessed, RemoteFallback> {
-    let tmp_d = TempPath::new(ctx, "d");
+    let tmp_d = TempPath::new(&ctx.tmp_dir, "d");
     let dep_args = match &plan.parsed.depfile {
         None => vec!["-MD".into(), "-MF".into(), tmp_d.0.clone().into_os_string()],
         Some(_) => plan.parsed.depfile_args_for_preprocessor(&tmp_d.0).ok_or(RemoteFallback::DepfileForm)?,

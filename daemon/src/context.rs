@@ -3,8 +3,8 @@
 use crate::in_flight::InFlight;
 use crate::key::files::FileCache;
 use crate::key::identity::IdentityCache;
+use crate::pool_client::PoolClient;
 use crate::remote::Remote;
-use crate::remote_exec::PoolClient;
 use crate::rust::toolchain::ToolchainCache;
 use crate::stats::StatsBook;
 use crate::store::Store;

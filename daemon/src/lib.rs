@@ -4,13 +4,18 @@
 //! It keeps warm state (file and compiler digests, directory listings), the local store and the
 //! statistics, and answers the wrapper's compile requests. Modules:
 //! - [`server`]: the Unix-socket listener, idle exit, shutdown.
-//! - [`compile`]: one compile request from lookup to stored result.
+//! - [`compile`]: one C or C++ compile request from lookup to stored result.
+//! - [`pipeline`]: the steps C, C++ and rustc share (declining, running the compiler in the wrapper,
+//!   answering hits, merging manifests).
+//! - [`invocation`]: the request as the daemon sees it; [`scratch`]: its temporary files; [`stored`]:
+//!   reading store entries (corrupt ones counted and dropped).
 //! - [`rust`]: rustc calls (cargo's `RUSTC_WRAPPER`), keyed and stored their own way.
 //! - [`key`]: what makes a compile's key (arguments, compiler identity, files, manifests).
 //! - [`outputs`]: stored results and their restoration.
 //! - [`persist`]: identity memos kept across restarts.
 //! - [`remote`]: the shared cache (rcc-scheduler) as a second tier behind the local store.
-//! - [`remote_exec`]: misses compiled on the remote pool when the local slots are full ([`remote_exec::PoolClient`]).
+//! - [`remote_exec`]: misses compiled on the remote pool when the local slots are full; [`pool_client`]:
+//!   the local slots and packed compilers it counts on.
 //! - [`store`]: the local store (zstd, atomic writes, digest-checked reads, LRU eviction).
 //! - [`stats`]: counters persisted across restarts.
 //! - [`context`]: the state handlers share.
@@ -23,12 +28,17 @@
 pub mod compile;
 pub mod context;
 pub mod in_flight;
+pub mod invocation;
 pub mod key;
 pub mod outputs;
 pub mod persist;
+pub mod pipeline;
+pub mod pool_client;
 pub mod remote;
 pub mod remote_exec;
 pub mod rust;
+pub mod scratch;
 pub mod server;
 pub mod stats;
 pub mod store;
+pub mod stored;

@@ -135,7 +135,7 @@ fn serve() -> Result<()> {
         toolchains: rccd::rust::toolchain::ToolchainCache::persisted(dir.join("toolchains.bin")),
         tmp_dir,
         in_flight: rccd::in_flight::InFlight::new(),
-        pool: rccd::remote_exec::PoolClient::default(),
+        pool: rccd::pool_client::PoolClient::default(),
         config,
     });
     rccd::server::run(ctx, listener, socket, idle);

@@ -10,20 +10,16 @@
 //!
 //! [`Config::local_jobs`]: rcc_proto::config::Config
 
-use crate::compile::Invocation;
 use crate::context::Context;
+use crate::invocation::Invocation;
 use crate::key::args::ParsedArgs;
 use crate::outputs::{CachedResult, Role, StoredFile};
 use crate::remote::Blob;
-use rcc_pack::{Entry, Pack};
 use rcc_proto::remote::RemoteAction;
 use rcc_proto::stats::RemoteFallback;
 use rcc_proto::{Digest, KeyHasher};
-use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// Longest a remote compile may take before the miss is compiled locally.
@@ -32,99 +28,6 @@ const UNIT: &str = "rcc-unit.i";
 /// The work directory of actions whose output does not depend on it.
 const NEUTRAL_WORKDIR: &str = "/rcc/work";
 const OBJECT: &str = "rcc-unit.o";
-
-/// The pool client's state, owned by the daemon's [`Context`]: how many misses compile locally now, and the
-/// compilers packed so far.
-#[derive(Default)]
-pub struct PoolClient {
-    /// Local compiles of misses running now.
-    local_running: AtomicU64,
-    /// Packs by compiler identity, built once each.
-    packs: Mutex<HashMap<Digest, Arc<PackedCompiler>>>,
-}
-
-/// Holds one local compile slot while alive.
-pub struct LocalSlot<'a>(&'a AtomicU64);
-
-impl Drop for LocalSlot<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl PoolClient {
-    /// Takes a local compile slot (counted even beyond the cap: the cap only decides what goes remote).
-    pub fn local_slot(&self) -> LocalSlot<'_> {
-        self.local_running.fetch_add(1, Ordering::AcqRel);
-        LocalSlot(&self.local_running)
-    }
-
-    /// Whether this miss should try the pool: a scheduler is configured and the local slots are full.
-    pub fn wanted(&self, ctx: &Context) -> bool {
-        ctx.remote.is_some() && self.local_running.load(Ordering::Acquire) >= ctx.config.local_jobs.value
-    }
-
-    /// The compiler's pack, built on first use for this identity.
-    fn packed(&self, identity: Digest, driver: &std::path::Path) -> Result<Arc<PackedCompiler>, RemoteFallback> {
-        if let Some(known) = self.packs.lock().unwrap_or_else(|e| e.into_inner()).get(&identity) {
-            return Ok(known.clone());
-        }
-        let pack = Pack::of_compiler(driver).map_err(|e| {
-            tracing::warn!(error = %e, "packing the compiler failed");
-            RemoteFallback::PackFailed
-        })?;
-        let files = pack
-            .entries
-            .iter()
-            .filter_map(|(path, entry)| match entry {
-                Entry::File { digest, .. } => Some((*digest, path.clone())),
-                Entry::Symlink { .. } => None,
-            })
-            .collect();
-        let pack_bytes = pack.encode();
-        let packed = Arc::new(PackedCompiler {
-            digest: Digest::of(&pack_bytes),
-            pack_bytes,
-            files,
-            stored: AtomicBool::new(false),
-            uploading: Mutex::new(()),
-        });
-        self.packs.lock().unwrap_or_else(|e| e.into_inner()).insert(identity, packed.clone());
-        Ok(packed)
-    }
-}
-
-/// A compiler's pack, built once per identity: its encoded bytes, its digest, where its files are, and
-/// whether the scheduler is known to hold it.
-struct PackedCompiler {
-    pack_bytes: Vec<u8>,
-    digest: Digest,
-    files: Vec<(Digest, PathBuf)>,
-    /// Uploaded (or found stored), and no action with it has failed since.
-    stored: AtomicBool,
-    /// Held by the one miss uploading it; concurrent misses wait instead of uploading it again.
-    uploading: Mutex<()>,
-}
-
-impl PackedCompiler {
-    /// Makes sure the scheduler holds the pack (tens of MB): one miss uploads what it lacks while concurrent
-    /// ones wait; afterwards nothing is sent or asked.
-    fn ensure_stored(&self, ctx: &Context, remote: &crate::remote::Remote) -> Result<(), RemoteFallback> {
-        if self.stored.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let _one = self.uploading.lock().unwrap_or_else(|e| e.into_inner());
-        if self.stored.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let mut blobs: Vec<(Digest, Blob)> =
-            self.files.iter().map(|(d, path)| (*d, Blob::File(path.clone()))).collect();
-        blobs.push((self.digest, Blob::Bytes(self.pack_bytes.clone())));
-        remote.upload_blobs(&ctx.stats, blobs, REMOTE_WAIT)?;
-        self.stored.store(true, Ordering::Release);
-        Ok(())
-    }
-}
 
 /// What this call's `-march=native`-style flags stand for here, to go first on the worker's command line
 /// (where gcc's driver puts its own expansion, before the call's other `-m` options). Only without debug
@@ -171,7 +74,7 @@ pub fn compile(
     };
     let packed = ctx.pool.packed(identity, &inv.compiler)?;
     let toolchain = packed.digest;
-    packed.ensure_stored(ctx, remote)?;
+    packed.ensure_stored(&ctx.stats, remote, REMOTE_WAIT)?;
     let unit = Digest::of(preprocessed);
     let blobs = vec![(unit, Blob::Bytes(preprocessed.to_vec()))];
     // The variables a compile of preprocessed text reads: the message language and colours.

@@ -7,8 +7,8 @@
 
 use super::args::ParsedArgs;
 use super::identity::Compiler;
-use crate::compile::Invocation;
-use crate::context::Context;
+use crate::invocation::Invocation;
+use crate::key::files::FileCache;
 use rcc_proto::stats::Reason;
 use rcc_proto::{Digest, KeyHasher};
 use std::ffi::OsStr;
@@ -48,7 +48,7 @@ pub const COMPILER_ENV: &[&str] = &[
 const MAX_DIR_FILES: usize = 10_000;
 
 /// Computes the common key.
-pub fn common(ctx: &Context, inv: &Invocation, parsed: &ParsedArgs, compiler: &Compiler) -> Result<Digest, Reason> {
+pub fn common(files: &FileCache, inv: &Invocation, parsed: &ParsedArgs, compiler: &Compiler) -> Result<Digest, Reason> {
     let mut h = KeyHasher::new("c-common", KEY_VERSION);
     h.digest(b'C', &compiler.digest);
     h.bytes(b'n', inv.compiler.file_name().map(OsStr::as_bytes).unwrap_or_default());
@@ -71,12 +71,12 @@ pub fn common(ctx: &Context, inv: &Invocation, parsed: &ParsedArgs, compiler: &C
         h.bytes(b'W', inv.cwd.as_os_str().as_bytes());
     }
     for file in &parsed.input_files {
-        let info = ctx.files.info(&inv.cwd.join(file)).map_err(|_| Reason::UnhashableInput)?;
+        let info = files.info(&inv.cwd.join(file)).map_err(|_| Reason::UnhashableInput)?;
         h.bytes(b'f', file.as_os_str().as_bytes()).digest(b'd', &info.digest);
     }
     for dir in &parsed.input_dirs {
         h.bytes(b'D', dir.as_os_str().as_bytes());
-        for (rel, digest) in digest_tree(ctx, &inv.cwd.join(dir))? {
+        for (rel, digest) in digest_tree(files, &inv.cwd.join(dir))? {
             h.bytes(b'r', rel.as_os_str().as_bytes()).digest(b'd', &digest);
         }
     }
@@ -103,7 +103,7 @@ fn map_prefix(cwd: &Path, maps: &[(std::ffi::OsString, std::ffi::OsString)]) -> 
 }
 
 /// Every regular file under `dir`, sorted, with its digest.
-fn digest_tree(ctx: &Context, dir: &Path) -> Result<Vec<(PathBuf, Digest)>, Reason> {
+fn digest_tree(files: &FileCache, dir: &Path) -> Result<Vec<(PathBuf, Digest)>, Reason> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
@@ -114,7 +114,7 @@ fn digest_tree(ctx: &Context, dir: &Path) -> Result<Vec<(PathBuf, Digest)>, Reas
             if kind.is_dir() {
                 stack.push(path);
             } else if kind.is_file() {
-                let info = ctx.files.info(&path).map_err(|_| Reason::UnhashableInput)?;
+                let info = files.info(&path).map_err(|_| Reason::UnhashableInput)?;
                 let rel = path.strip_prefix(dir).unwrap_or(&path).to_owned();
                 out.push((rel, info.digest));
                 if out.len() > MAX_DIR_FILES {

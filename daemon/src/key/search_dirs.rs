@@ -3,7 +3,7 @@
 
 use super::args::ParsedArgs;
 use super::identity::Compiler;
-use crate::compile::Invocation;
+use crate::invocation::Invocation;
 use std::ffi::OsStr;
 use std::path::PathBuf;
 

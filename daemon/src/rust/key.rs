@@ -5,9 +5,10 @@
 use super::args::RustArgs;
 use super::paths::PathMap;
 use super::toolchain::Toolchain;
-use crate::compile::Invocation;
-use crate::context::Context;
+use crate::invocation::Invocation;
+use crate::key::files::FileCache;
 use crate::key::files::Stamp;
+use crate::key::identity::IdentityCache;
 use rcc_proto::stats::Reason;
 use rcc_proto::{Digest, KeyHasher};
 use std::collections::HashMap;
@@ -42,7 +43,8 @@ const LINKER_VARS: &[&str] = &["LIBRARY_PATH", "GCC_EXEC_PREFIX", "COMPILER_PATH
 /// The direct key, and the stamps of the dependency files it digested (taken before any compile runs).
 /// `remapped` says rcc adds a base-directory `--remap-path-prefix` to the call.
 pub fn direct_key(
-    ctx: &Context,
+    files: &FileCache,
+    identities: &IdentityCache,
     inv: &Invocation,
     args: &RustArgs,
     toolchain: &Toolchain,
@@ -63,7 +65,7 @@ pub fn direct_key(
             Some((name, path)) => {
                 // The dependency's content, not where it lies.
                 let path = inv.cwd.join(OsStr::from_bytes(path));
-                let info = ctx.files.info(&path).map_err(|_| Reason::UnhashableInput)?;
+                let info = files.info(&path).map_err(|_| Reason::UnhashableInput)?;
                 h.bytes(b'x', name).digest(b'd', &info.digest);
                 stamps.insert(path, info.stamp);
             }
@@ -85,7 +87,7 @@ pub fn direct_key(
     for name in &args.native_libs {
         match find_native_lib(&inv.cwd, args, name) {
             Some(path) => {
-                let info = ctx.files.info(&path).map_err(|_| Reason::UnhashableInput)?;
+                let info = files.info(&path).map_err(|_| Reason::UnhashableInput)?;
                 h.bytes(b'n', name.as_bytes()).digest(b'd', &info.digest);
             }
             None => {
@@ -94,11 +96,11 @@ pub fn direct_key(
         }
     }
     for file in &args.input_files {
-        let info = ctx.files.info(&inv.cwd.join(file)).map_err(|_| Reason::UnhashableInput)?;
+        let info = files.info(&inv.cwd.join(file)).map_err(|_| Reason::UnhashableInput)?;
         h.bytes(b'i', file.as_os_str().as_bytes()).digest(b'd', &info.digest);
     }
     if args.links() {
-        h.digest(b'L', &linker_identity(ctx, inv, args)?);
+        h.digest(b'L', &linker_identity(files, identities, inv, args)?);
     }
     Ok((h.finish(), stamps))
 }
@@ -114,7 +116,12 @@ fn find_native_lib(cwd: &Path, args: &RustArgs, name: &str) -> Option<PathBuf> {
 }
 
 /// The linker driver's identity (`-C linker`, else `cc`, on the invocation's PATH).
-fn linker_identity(ctx: &Context, inv: &Invocation, args: &RustArgs) -> Result<Digest, Reason> {
+fn linker_identity(
+    files: &FileCache,
+    identities: &IdentityCache,
+    inv: &Invocation,
+    args: &RustArgs,
+) -> Result<Digest, Reason> {
     let named = args.linker.clone().unwrap_or_else(|| PathBuf::from("cc"));
     let env_path = inv.var("PATH").unwrap_or_default().to_owned();
     let path = if named.components().count() > 1 {
@@ -125,9 +132,9 @@ fn linker_identity(ctx: &Context, inv: &Invocation, args: &RustArgs) -> Result<D
             .find(|p| p.is_file())
             .ok_or(Reason::UnsupportedCompiler)?
     };
-    match ctx.identities.identify(&path, &[], &env_path) {
+    match identities.identify(&path, &[], &env_path) {
         Ok(compiler) => Ok(compiler.digest),
         // Not a C compiler driver (a plain `ld`, a script): its own content.
-        Err(_) => ctx.files.info(&path).map(|i| i.digest).map_err(|_| Reason::UnsupportedCompiler),
+        Err(_) => files.info(&path).map(|i| i.digest).map_err(|_| Reason::UnsupportedCompiler),
     }
 }

@@ -21,18 +21,21 @@ pub mod link;
 pub mod paths;
 pub mod toolchain;
 
-use crate::compile::{load, Invocation, TempPath};
 use crate::context::Context;
+use crate::invocation::Invocation;
 use crate::key::depfile;
 use crate::key::files::{coarse_now_ns, wait_for_tick_after, Stamp};
 use crate::outputs::write_atomically;
+use crate::pipeline::{self, decline, update_manifest, Decline};
+use crate::scratch::TempPath;
 use crate::store::Kind;
+use crate::stored::load;
 use args::RustArgs;
 use entry::{OutputFile, RustEntry, RustManifest, RustResult};
 use paths::PathMap;
-use rcc_proto::frame::{read_msg, write_msg, FrameError};
-use rcc_proto::ipc::{CompileOutcome, Request, Response};
-use rcc_proto::stats::{ErrorKind, Reason};
+use rcc_proto::frame::{write_msg, FrameError};
+use rcc_proto::ipc::{CompileOutcome, Response};
+use rcc_proto::stats::{Counters, ErrorKind, Reason};
 use rcc_proto::{Digest, KeyHasher};
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -60,26 +63,15 @@ struct Plan {
     dependency_stamps: HashMap<PathBuf, Stamp>,
 }
 
-enum Decline {
-    Uncacheable(Reason),
-    Error(ErrorKind, String),
-}
-
 /// Serves one rustc `Compile` request on `conn`.
 pub fn serve(ctx: &Context, inv: Invocation, conn: &mut UnixStream) -> Result<(), FrameError> {
     let start_ns = coarse_now_ns();
     let inv_args = inv.args.clone();
     let plan = match understand(ctx, inv) {
         Ok(plan) => plan,
-        Err(Decline::Uncacheable(reason)) => {
-            tracing::debug!(reason = reason.name(), args = ?inv_args, "rustc call not cacheable");
-            ctx.stats.record(|c| c.rust.count_uncacheable(reason));
-            return write_msg(conn, &Response::Passthrough { reason });
-        }
-        Err(Decline::Error(kind, message)) => {
-            tracing::warn!(error = %message, "falling back to rustc");
-            ctx.stats.record(|c| c.count_error(kind));
-            return write_msg(conn, &Response::Error { message });
+        Err(why) => {
+            tracing::debug!(args = ?inv_args, "rustc call not cached");
+            return decline(ctx, conn, why, |c, reason| c.rust.count_uncacheable(reason));
         }
     };
     let span = tracing::debug_span!("rustc", krate = %plan.args.crate_name, key = %&plan.direct_key.to_hex()[..16]);
@@ -105,13 +97,7 @@ fn understand(ctx: &Context, inv: Invocation) -> Result<Plan, Decline> {
             toolchain::ToolchainError::Proxy(_) => Decline::Uncacheable(Reason::RustupProxy),
             other => Decline::Error(ErrorKind::Identity, other.to_string()),
         })?;
-    // The invocation's own RCC_BASE_DIR wins over the daemon's configuration (set per build).
-    let base = inv
-        .var(rcc_proto::vars::RCC_BASE_DIR)
-        .map(PathBuf::from)
-        .or_else(|| ctx.config.base_dir.value.clone())
-        .filter(|b| !b.as_os_str().is_empty())
-        .map(|b| b.canonicalize().unwrap_or(b));
+    let base = inv.base_dir(ctx.config.base_dir.value.as_deref());
     let map = PathMap::new(&inv.cwd, &args.out_dir, base);
     let mut run_args = inv.args.clone();
     let remapped = match &map.base {
@@ -126,7 +112,8 @@ fn understand(ctx: &Context, inv: Invocation) -> Result<Plan, Decline> {
         None => false,
     };
     let (direct_key, dependency_stamps) =
-        key::direct_key(ctx, &inv, &args, &toolchain, &map, remapped).map_err(Decline::Uncacheable)?;
+        key::direct_key(&ctx.files, &ctx.identities, &inv, &args, &toolchain, &map, remapped)
+            .map_err(Decline::Uncacheable)?;
     Ok(Plan { inv, args, map, run_args, direct_key, dependency_stamps })
 }
 
@@ -162,11 +149,7 @@ fn lookup_remote(ctx: &Context, plan: &Plan) -> Option<RustResult> {
         return None;
     };
     if ctx.store.put(Kind::Result, &entry.result, &bytes).is_ok() {
-        let mut local: RustManifest = load(ctx, Kind::Manifest, &plan.direct_key).unwrap_or_default();
-        local.add(entry);
-        if let Ok(bytes) = postcard::to_allocvec(&local) {
-            let _ = ctx.store.put(Kind::Manifest, &plan.direct_key, &bytes);
-        }
+        update_manifest(ctx, &plan.direct_key, |local: &mut RustManifest| local.add(entry));
     }
     Some(result)
 }
@@ -182,28 +165,21 @@ fn answer_hit(
     remote: bool,
     conn: &mut UnixStream,
 ) -> Result<(), FrameError> {
-    if let Err(e) = restore(plan, result) {
-        tracing::warn!(error = %e, "restoring outputs failed");
-        ctx.stats.record(|c| c.count_error(ErrorKind::StoreIo));
-        return write_msg(conn, &Response::Error { message: format!("restoring outputs: {e}") });
-    }
-    ctx.stats.record(|c| {
+    let count = |c: &mut Counters| {
         if remote {
             c.rust.hits_remote += 1;
         } else {
             c.rust.hits += 1;
         }
         c.rust.saved_millis += result.compile_millis;
-    });
-    write_msg(
-        conn,
-        &Response::Hit {
-            stdout: result.stdout.clone(),
-            stderr: plan.map.to_real(&result.stderr),
-            exit_code: 0,
-            forced_color: false,
-        },
-    )
+    };
+    let hit = Response::Hit {
+        stdout: result.stdout.clone(),
+        stderr: plan.map.to_real(&result.stderr),
+        exit_code: 0,
+        forced_color: false,
+    };
+    pipeline::answer_hit(ctx, conn, restore(plan, result), count, hit)
 }
 
 fn restore(plan: &Plan, result: &RustResult) -> Result<(), crate::outputs::OutputError> {
@@ -221,16 +197,6 @@ fn restore(plan: &Plan, result: &RustResult) -> Result<(), crate::outputs::Outpu
     Ok(())
 }
 
-/// Asks the wrapper to run rustc with `args` and waits for its report.
-fn run_in_wrapper(conn: &mut UnixStream, args: &[OsString]) -> Result<CompileOutcome, FrameError> {
-    let args = args.iter().map(|a| a.as_bytes().to_vec()).collect();
-    write_msg(conn, &Response::Run { args, forced_color: false, stream_stderr: true })?;
-    match read_msg(conn)? {
-        Request::Finished(outcome) => Ok(outcome),
-        _ => Err(FrameError::Io(std::io::Error::other("expected the compile's report"))),
-    }
-}
-
 /// A finished miss ready to store.
 struct Prepared {
     entry: RustEntry,
@@ -240,8 +206,8 @@ struct Prepared {
 fn miss(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream) -> Result<(), FrameError> {
     tracing::debug!("miss");
     wait_for_tick_after(start_ns);
-    let link_args = TempPath::new(ctx, "link");
-    let own_dep_info = TempPath::new(ctx, "d");
+    let link_args = TempPath::new(&ctx.tmp_dir, "link");
+    let own_dep_info = TempPath::new(&ctx.tmp_dir, "d");
     let mut run_args = plan.run_args.clone();
     if plan.args.links() {
         let mut print = OsString::from("--print=link-args=");
@@ -259,7 +225,7 @@ fn miss(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream) -> Res
             own_dep_info.0.clone()
         }
     };
-    let outcome = run_in_wrapper(conn, &run_args)?;
+    let outcome = pipeline::run_in_wrapper(conn, &run_args, false, true)?;
     if outcome.exit_code != 0 {
         tracing::debug!(code = outcome.exit_code, stderr = %String::from_utf8_lossy(&outcome.stderr), "rustc failed");
         ctx.stats.record(|c| c.rust.count_uncacheable(Reason::CompileFailed));
@@ -413,14 +379,7 @@ fn commit(ctx: &Context, plan: &Plan, prepared: Prepared) -> bool {
         ctx.stats.record(|c| c.count_error(ErrorKind::StoreIo));
         return false;
     }
-    let mut manifest: RustManifest = load(ctx, Kind::Manifest, &plan.direct_key).unwrap_or_default();
-    manifest.add(prepared.entry);
-    if let Err(e) = store(Kind::Manifest, &plan.direct_key, postcard::to_allocvec(&manifest)) {
-        tracing::warn!(error = %e, "manifest write failed");
-        ctx.stats.record(|c| c.count_error(ErrorKind::StoreIo));
-        return false;
-    }
-    true
+    update_manifest(ctx, &plan.direct_key, |manifest: &mut RustManifest| manifest.add(prepared.entry))
 }
 
 #[cfg(test)]
