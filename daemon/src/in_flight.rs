@@ -71,22 +71,26 @@ mod tests {
 
     #[test]
     fn waiters_wake_when_the_store_ends() {
+        use std::sync::atomic::{AtomicBool, Ordering};
         let set = Arc::new(InFlight::new());
         let key = Digest::of(b"k");
         let guard = set.begin(key);
+        let stored = Arc::new(AtomicBool::new(false));
         let waiter = {
-            let set = set.clone();
+            let (set, stored) = (set.clone(), stored.clone());
             std::thread::spawn(move || {
-                let t = std::time::Instant::now();
                 set.wait_for(&key);
+                let after_key = stored.load(Ordering::SeqCst);
                 set.wait_all();
-                t.elapsed()
+                (after_key, stored.load(Ordering::SeqCst))
             })
         };
+        // Whenever the waiter got to wait, it may not return while the store is in flight.
         std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "a waiter returned while the entry was being stored");
+        stored.store(true, Ordering::SeqCst);
         drop(guard);
-        let waited = waiter.join().unwrap();
-        assert!(waited >= Duration::from_millis(40) && waited < MAX_WAIT, "{waited:?}");
+        assert_eq!(waiter.join().unwrap(), (true, true), "both waits ended only after the store");
         set.wait_for(&Digest::of(b"other"));
     }
 }

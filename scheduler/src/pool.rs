@@ -55,11 +55,19 @@ impl RecentResults {
     }
 }
 
+/// Where the pool's time comes from: the real clock, or one tests move by hand.
+enum Clock {
+    /// Milliseconds since this instant.
+    Real(Instant),
+    /// Milliseconds as last set.
+    Manual(AtomicU64),
+}
+
 /// The pool's shared state.
 pub struct Pool {
     dispatcher: Mutex<Dispatcher>,
     flights: Mutex<Flights>,
-    epoch: Instant,
+    clock: Clock,
     next_id: AtomicU64,
     heartbeat_interval: Duration,
 }
@@ -71,7 +79,7 @@ impl Pool {
         Pool {
             dispatcher: Mutex::new(Dispatcher::new(config)),
             flights: Mutex::new(Flights::default()),
-            epoch: Instant::now(),
+            clock: Clock::Real(Instant::now()),
             next_id: AtomicU64::new(1),
             heartbeat_interval,
         }
@@ -87,8 +95,23 @@ impl Pool {
         self.heartbeat_interval
     }
 
+    /// A pool on a clock only [`advance`](Self::advance) moves (tests of heartbeat loss and timing).
+    pub fn with_manual_clock(config: Config, heartbeat_interval: Duration) -> Pool {
+        Pool { clock: Clock::Manual(AtomicU64::new(0)), ..Pool::new(config, heartbeat_interval) }
+    }
+
+    /// Moves a manual clock forward; a real clock is not moved.
+    pub fn advance(&self, by: Duration) {
+        if let Clock::Manual(now) = &self.clock {
+            now.fetch_add(by.as_millis() as u64, Ordering::Relaxed);
+        }
+    }
+
     fn now(&self) -> Millis {
-        self.epoch.elapsed().as_millis() as Millis
+        match &self.clock {
+            Clock::Real(epoch) => epoch.elapsed().as_millis() as Millis,
+            Clock::Manual(now) => now.load(Ordering::Relaxed) as Millis,
+        }
     }
 
     fn dispatcher(&self) -> std::sync::MutexGuard<'_, Dispatcher> {
@@ -322,11 +345,11 @@ mod tests {
     #[test]
     fn a_silent_worker_is_lost_and_shows_so() {
         let config = Config { heartbeat_timeout: 50, ..Config::default() };
-        let pool = Pool::new(config, Duration::from_millis(20));
+        let pool = Pool::with_manual_clock(config, Duration::from_millis(20));
         let (quiet, _q) = pool.register("quiet".into(), "linux-x86_64".into(), 2, 1 << 30).unwrap();
         let (alive, _a) = pool.register("alive".into(), "linux-x86_64".into(), 4, 1 << 30).unwrap();
         for _ in 0..8 {
-            std::thread::sleep(Duration::from_millis(15));
+            pool.advance(Duration::from_millis(15));
             pool.heartbeat(alive, 0, None, None).unwrap();
             pool.tick();
         }

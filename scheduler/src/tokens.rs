@@ -35,11 +35,14 @@ pub enum TokenError {
 pub struct TokenStore {
     path: PathBuf,
     by_hash: RwLock<HashMap<Digest, Vec<Scope>>>,
-    loaded: RwLock<Option<std::time::SystemTime>>,
+    loaded: RwLock<Option<(u64, std::time::SystemTime)>>,
 }
 
-fn modified(path: &Path) -> Option<std::time::SystemTime> {
-    fs::metadata(path).and_then(|m| m.modified()).ok()
+/// What tells a new version of the tokens file: writes replace it by rename (`rcc_fs::atomic`), so its
+/// inode changes with every write, even within one tick of the modification time.
+fn modified(path: &Path) -> Option<(u64, std::time::SystemTime)> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).and_then(|m| Ok((m.ino(), m.modified()?))).ok()
 }
 
 impl TokenStore {
@@ -115,7 +118,6 @@ mod tests {
         assert_eq!(reopened.scopes(&token), Some(vec![Scope::Read]));
         // A token created by another process (the CLI) while the service runs is picked up.
         let running = TokenStore::open(dir.path()).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(20));
         let later = TokenStore::open(dir.path()).unwrap().create(&[Scope::Write], "later").unwrap();
         assert_eq!(running.scopes(&later), Some(vec![Scope::Write]));
     }

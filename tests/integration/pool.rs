@@ -514,6 +514,24 @@ fn march_native_compiles_on_the_workers_for_this_machines_cpu() {
     let remote = objects(&env.proj);
     run_ok(env.command("make").args(["-B", "-j4", flags, "CC=gcc"]));
     assert_eq!(remote, objects(&env.proj), "byte-identical to gcc -march=native here");
+    // What the workers ran: gcc's expansion for this CPU, never the word `native` (on a worker with
+    // another CPU it would mean that worker's CPU).
+    let ran: Vec<String> = ["one", "two"]
+        .iter()
+        .flat_map(|w| {
+            std::fs::read_to_string(env.root.join(format!("worker-{w}.log")))
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .filter(|l| l.contains("running an action"))
+        .collect();
+    assert_eq!(ran.len(), 7, "{ran:#?}");
+    for line in &ran {
+        assert!(line.contains("\"-march=") && line.contains("\"-mno-avx2\""), "{line}");
+        assert!(!line.contains("native"), "the expansion, not -march=native: {line}");
+    }
 
     // With debug information the producer string would list the options in another order: local.
     env.zero_stats();

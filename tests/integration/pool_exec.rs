@@ -133,6 +133,22 @@ async fn a_compile_runs_on_a_worker_sandbox_and_gives_the_local_object() {
         Command::new(gcc()).args(["-O2", "-c", "unit.i", "-o", "unit.o"]).current_dir(work.path()).status().unwrap();
     assert!(local.success());
     assert_eq!(remote, std::fs::read(work.path().join("unit.o")).unwrap(), "the worker's object is the local one");
+
+    // Isolation: the host's files are not there. A source including <stdio.h> compiles here, but on the
+    // worker, where only the toolchain pack and the inputs are visible, the header is not found.
+    let hosted = "#include <stdio.h>\nint say(void) { return puts(\"hi\"); }\n";
+    std::fs::write(work.path().join("hosted.c"), hosted).unwrap();
+    let here =
+        Command::new(gcc()).args(["-c", "hosted.c", "-o", "hosted.o"]).current_dir(work.path()).status().unwrap();
+    assert!(here.success(), "the host compiles it");
+    let mut isolated = action(toolchain, client.put_blob(hosted.as_bytes()).await.unwrap(), &pool_name);
+    isolated.inputs = vec![("hosted.c".into(), isolated.inputs[0].1)];
+    isolated.args = ["-c", "hosted.c", "-o", "unit.o"].iter().map(|s| s.to_string()).collect();
+    isolated.kind = Digest::of(b"gcc hosted.c");
+    let refused = client.execute(isolated).await.expect("the action ran");
+    assert_ne!(refused.exit_code, 0, "the worker must not see /usr/include");
+    let stderr = client.get_blob(refused.stderr.expect("a compiler error")).await.unwrap().unwrap_or_default();
+    assert!(String::from_utf8_lossy(&stderr).contains("stdio.h"), "{}", String::from_utf8_lossy(&stderr));
 }
 
 /// Lines of a worker's log saying `what` of the blob `digest`.

@@ -304,36 +304,42 @@ mod tests {
             Command::new(&gcc).args(["-O2", "-c", "unit.i", "-o", "host.o"]).current_dir(work.path()).status().unwrap();
         assert!(host.success());
 
-        let mut bwrap = Command::new("bwrap");
-        bwrap.args(["--unshare-all", "--die-with-parent", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin"]);
-        for top in fs::read_dir(root.path()).unwrap() {
-            let top = top.unwrap();
-            let inside = Path::new("/").join(top.file_name());
-            if top.file_type().unwrap().is_symlink() {
-                bwrap.arg("--symlink").arg(fs::read_link(top.path()).unwrap()).arg(&inside);
-            } else {
-                bwrap.arg("--ro-bind").arg(top.path()).arg(&inside);
+        // The pack's tree alone at `/`, the work directory at /work.
+        let sandboxed = |args: &[&str]| {
+            let mut bwrap = Command::new("bwrap");
+            bwrap.args(["--unshare-all", "--die-with-parent", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin"]);
+            for top in fs::read_dir(root.path()).unwrap() {
+                let top = top.unwrap();
+                let inside = Path::new("/").join(top.file_name());
+                if top.file_type().unwrap().is_symlink() {
+                    bwrap.arg("--symlink").arg(fs::read_link(top.path()).unwrap()).arg(&inside);
+                } else {
+                    bwrap.arg("--ro-bind").arg(top.path()).arg(&inside);
+                }
             }
-        }
-        bwrap.args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]);
-        bwrap.arg("--bind").arg(work.path()).arg("/work").args(["--chdir", "/work"]);
-        bwrap.arg(&gcc).args(["-O2", "-c", "unit.i", "-o", "sandboxed.o"]);
-        let out = bwrap.output().expect("bwrap (scripts/install-deps installs bubblewrap)");
+            bwrap.args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]);
+            bwrap.arg("--bind").arg(work.path()).arg("/work").args(["--chdir", "/work"]);
+            bwrap.arg(&gcc).args(args);
+            bwrap.output().expect("bwrap (scripts/install-deps installs bubblewrap)")
+        };
+        let out = sandboxed(&["-O2", "-c", "unit.i", "-o", "sandboxed.o"]);
         assert!(out.status.success(), "sandboxed gcc failed: {}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(
             fs::read(work.path().join("host.o")).unwrap(),
             fs::read(work.path().join("sandboxed.o")).unwrap(),
             "the packed gcc gives the host's object"
         );
-        // And nothing else of the host is there: no /etc, no headers.
-        let probe = Command::new("bwrap")
-            .args(["--unshare-all", "--ro-bind"])
-            .arg(root.path().join("usr"))
-            .args(["/usr", "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/lib", "/lib"])
-            .args(["/usr/bin/test", "-e", "/usr/include/stdio.h"])
-            .status();
-        if let Ok(status) = probe {
-            assert!(!status.success(), "system headers are not part of the pack");
-        }
+        // And nothing else of the host is there: the packed gcc preprocesses a unit without includes (the
+        // positive control) but finds no system header.
+        // `-I.`: with no include directory at all gcc refuses even to look for its implicit stdc-predef.h.
+        fs::write(work.path().join("local.h"), "int local;\n").unwrap();
+        fs::write(work.path().join("plain.c"), "#include <local.h>\nint plain;\n").unwrap();
+        fs::write(work.path().join("hosted.c"), "#include <stdio.h>\nint hosted;\n").unwrap();
+        let plain = sandboxed(&["-I.", "-E", "plain.c", "-o", "plain.i"]);
+        assert!(plain.status.success(), "control: {}", String::from_utf8_lossy(&plain.stderr));
+        let hosted = sandboxed(&["-I.", "-E", "hosted.c", "-o", "hosted.i"]);
+        let stderr = String::from_utf8_lossy(&hosted.stderr);
+        assert!(!hosted.status.success() && stderr.contains("stdio.h"), "system headers are not in the pack: {stderr}");
+        assert!(Path::new("/usr/include/stdio.h").is_file(), "the host has the header, so only the sandbox hides it");
     }
 }

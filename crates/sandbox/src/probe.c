@@ -1,6 +1,11 @@
 /* A statically linked test program for the sandbox tests (crates/sandbox/src/tests.rs): each mode attempts
  * one thing an action might do, prints what happened and exits 0 only when the attempt succeeded. */
+#define _GNU_SOURCE
 #include <dirent.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +15,16 @@
 #include <unistd.h>
 
 extern char **environ;
+
+/* Prints what a syscall attempt gave; 1 when the kernel said EPERM. */
+static int denied(const char *name, long result) {
+    if (result == -1) {
+        printf("%s: %s\n", name, strerror(errno));
+        return errno == EPERM;
+    }
+    printf("%s: ok\n", name);
+    return 0;
+}
 
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "";
@@ -35,6 +50,16 @@ int main(int argc, char **argv) {
         if (fd < 0) { perror("socket(AF_INET)"); return 1; }
         printf("got an AF_INET socket\n");
         return 0;
+    }
+    if (!strcmp(mode, "syscalls")) {
+        /* Harmless outside a sandbox too: the mount target does not exist, the namespace is the probe's. */
+        int n = 0;
+        errno = 0;
+        n += denied("ptrace", ptrace(PTRACE_TRACEME, 0, 0, 0));
+        n += denied("mount", mount("none", "/nonexistent-rcc-probe", "tmpfs", 0, ""));
+        n += denied("unshare", unshare(CLONE_NEWUSER));
+        n += denied("bpf", syscall(SYS_bpf, 5 /* BPF_PROG_LOAD */, NULL, 0));
+        return n == 4 ? 0 : 1;
     }
     if (!strcmp(mode, "env")) {
         for (char **e = environ; *e; e++) printf("%s\n", *e);

@@ -173,7 +173,7 @@ async fn session(
                         let cancel = CancelFlag::default();
                         let cancel2 = cancel.clone();
                         let task = tokio::spawn(async move {
-                            tracing::info!(action = %&digest.to_hex()[..16], "running an action");
+                            tracing::info!(action = %&digest.to_hex()[..16], program = %action.program, args = ?action.args, "running an action");
                             if let Some(delay) = faults.delay {
                                 tokio::time::sleep(delay).await;
                             }

@@ -137,4 +137,35 @@ mod tests {
         assert_eq!(map_prefix(Path::new("/home/a/src/lib"), &maps), b"./lib");
         assert_eq!(map_prefix(Path::new("/other"), &maps), b"/other");
     }
+
+    /// `-march=native` is keyed by what it means on the host: the same call on hosts with two CPUs (two
+    /// expansions) has two keys, and one expansion always the same key.
+    #[test]
+    fn march_native_is_keyed_by_the_hosts_expansion() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.c"), "int a;\n").unwrap();
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let gcc = crate::key::identity::IdentityCache::new()
+            .identify(Path::new("/usr/bin/gcc"), &[], &path)
+            .expect("gcc (scripts/install-deps installs it)");
+        let args: Vec<std::ffi::OsString> = ["-O2", "-march=native", "-c", "a.c"].iter().map(Into::into).collect();
+        let parsed = crate::key::args::parse(&args, dir.path(), gcc.family).expect("cacheable");
+        assert!(parsed.native_cpu);
+        let inv = Invocation {
+            compiler: "/usr/bin/gcc".into(),
+            args,
+            cwd: dir.path().to_owned(),
+            env: [("PATH".into(), path.clone())].into_iter().collect(),
+            umask: 0o022,
+        };
+        let files = FileCache::new();
+        let key_with = |expansion: &[u8]| {
+            gcc.assume_native_cpu(expansion);
+            common(&files, &inv, &parsed, &gcc).expect("keyed")
+        };
+        let znver3 = key_with(b"cc1 -march=znver3 -mtune=znver3");
+        let skylake = key_with(b"cc1 -march=skylake -mtune=skylake");
+        assert_ne!(znver3, skylake, "two CPUs, two keys");
+        assert_eq!(key_with(b"cc1 -march=znver3 -mtune=znver3"), znver3, "one CPU, one key");
+    }
 }

@@ -243,12 +243,13 @@ mod tests {
 
     #[test]
     fn the_toolchain_running_the_tests_is_identified() {
-        let Some(rustc) = std::env::var_os("RUSTC").map(PathBuf::from).or_else(|| {
-            let path = std::env::var_os("PATH")?;
-            std::env::split_paths(&path).map(|d| d.join("rustc")).find(|p| p.is_file())
-        }) else {
-            return;
-        };
+        let rustc = std::env::var_os("RUSTC")
+            .map(PathBuf::from)
+            .or_else(|| {
+                let path = std::env::var_os("PATH")?;
+                std::env::split_paths(&path).map(|d| d.join("rustc")).find(|p| p.is_file())
+            })
+            .expect("rustc (RUSTC or on PATH): the tests are built with it");
         let env: HashMap<OsString, OsString> = std::env::vars_os().collect();
         let cache = ToolchainCache::new();
         let cwd = std::env::current_dir().unwrap();
@@ -260,11 +261,9 @@ mod tests {
 
     #[test]
     fn a_persisted_identity_is_reloaded() {
-        let Some(rustc) = std::env::var_os("PATH")
+        let rustc = std::env::var_os("PATH")
             .and_then(|path| std::env::split_paths(&path).map(|d| d.join("rustc")).find(|p| p.is_file()))
-        else {
-            return;
-        };
+            .expect("rustc on PATH: the tests are built with it");
         let env: HashMap<OsString, OsString> = std::env::vars_os().collect();
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("toolchains.bin");
