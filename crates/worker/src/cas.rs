@@ -10,7 +10,7 @@
 //! needing them. Both index what they find on disk when opened; a worker directory belongs to one worker.
 
 use rcc_fs::{AtomicFile, WriteOptions};
-use rcc_link::client::Client;
+use rcc_link::client::{Client, ClientError};
 use rcc_proto::remote::MAX_HELD_INPUTS;
 use rcc_proto::Digest;
 use std::collections::{BTreeMap, HashMap};
@@ -23,16 +23,38 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
+/// Why a blob could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum CasError {
+    /// The source failed.
+    #[error("fetching blob {digest}: {source}")]
+    Fetch {
+        /// The blob.
+        digest: Digest,
+        /// The source's failure.
+        source: ClientError,
+    },
+    /// The source does not have it.
+    #[error("blob {0} is not stored on the scheduler")]
+    Missing(Digest),
+    /// What the source sent is not the blob.
+    #[error("blob {0} from the scheduler failed its digest check")]
+    Corrupt(Digest),
+    /// The disk task died.
+    #[error("worker cache task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
 /// Where blobs come from when the cache lacks them: the scheduler ([`Client`]), or anything in tests.
 pub trait Fetch {
     /// The blob's bytes; `None` when the source does not have it.
-    fn fetch(&self, digest: Digest) -> impl Future<Output = Result<Option<Vec<u8>>, String>> + Send;
+    fn fetch(&self, digest: Digest) -> impl Future<Output = Result<Option<Vec<u8>>, ClientError>> + Send;
 }
 
 impl Fetch for Client {
     /// Downloads the blob; [`Client::get_blob`] checks it against its digest.
-    async fn fetch(&self, digest: Digest) -> Result<Option<Vec<u8>>, String> {
-        self.get_blob(digest).await.map_err(|e| e.to_string())
+    async fn fetch(&self, digest: Digest) -> Result<Option<Vec<u8>>, ClientError> {
+        self.get_blob(digest).await
     }
 }
 
@@ -188,7 +210,7 @@ impl BlobCache {
 
     /// A blob's bytes: from the local disk when held and intact, else fetched from `source` (checked against
     /// the digest), kept and returned. A blob larger than the whole cache is returned but not kept.
-    pub async fn get(&self, source: &impl Fetch, digest: Digest, role: Role) -> Result<Vec<u8>, String> {
+    pub async fn get(&self, source: &impl Fetch, digest: Digest, role: Role) -> Result<Vec<u8>, CasError> {
         if let Some(bytes) = self.read(digest, role, false).await? {
             return Ok(bytes);
         }
@@ -198,9 +220,13 @@ impl BlobCache {
         if let Some(bytes) = self.read(digest, role, true).await? {
             return Ok(bytes);
         }
-        let bytes = source.fetch(digest).await?.ok_or_else(|| format!("blob {digest} is not stored"))?;
+        let bytes = source
+            .fetch(digest)
+            .await
+            .map_err(|source| CasError::Fetch { digest, source })?
+            .ok_or(CasError::Missing(digest))?;
         if Digest::of(&bytes) != digest {
-            return Err(format!("blob {digest} from the scheduler failed its digest check"));
+            return Err(CasError::Corrupt(digest));
         }
         self.inner.counted(&self.inner.fetches, digest, "blob fetched from the scheduler");
         self.store(digest, bytes, role).await
@@ -224,22 +250,21 @@ impl BlobCache {
     }
 
     /// The held blob from disk, if intact; `drop_bad` drops a corrupt or vanished one.
-    async fn read(&self, digest: Digest, role: Role, drop_bad: bool) -> Result<Option<Vec<u8>>, String> {
+    async fn read(&self, digest: Digest, role: Role, drop_bad: bool) -> Result<Option<Vec<u8>>, CasError> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.read_local(digest, role, drop_bad)).await.map_err(|e| e.to_string())
+        Ok(tokio::task::spawn_blocking(move || inner.read_local(digest, role, drop_bad)).await?)
     }
 
     /// Keeps a fetched blob (a failure to keep it is logged: the blob is still served).
-    async fn store(&self, digest: Digest, bytes: Vec<u8>, role: Role) -> Result<Vec<u8>, String> {
+    async fn store(&self, digest: Digest, bytes: Vec<u8>, role: Role) -> Result<Vec<u8>, CasError> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
+        Ok(tokio::task::spawn_blocking(move || {
             if let Err(e) = inner.store_local(digest, &bytes, role) {
                 tracing::warn!(blob = %&digest.to_hex()[..16], error = %e, "blob not kept in the worker cache");
             }
             bytes
         })
-        .await
-        .map_err(|e| e.to_string())
+        .await?)
     }
 }
 
@@ -391,7 +416,7 @@ mod tests {
     }
 
     impl Fetch for Source {
-        fn fetch(&self, digest: Digest) -> impl Future<Output = Result<Option<Vec<u8>>, String>> + Send {
+        fn fetch(&self, digest: Digest) -> impl Future<Output = Result<Option<Vec<u8>>, ClientError>> + Send {
             self.asked.fetch_add(1, Ordering::Relaxed);
             let found = self.blobs.get(&digest).cloned();
             async move {
@@ -427,7 +452,9 @@ mod tests {
         assert_eq!((stats.fetches, stats.hits, stats.blobs, stats.bytes), (1, 2, 1, 6));
         assert_eq!(fs::read(dir.path().join("cas").join(digest.to_hex())).unwrap(), b"int x;");
         let missing = cache.get(&source, Digest::of(b"nowhere"), Role::Input).await;
-        assert!(missing.unwrap_err().contains("not stored"));
+        let missing = missing.unwrap_err();
+        assert!(matches!(missing, CasError::Missing(_)), "{missing}");
+        assert!(missing.to_string().contains("not stored"));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -510,7 +537,9 @@ mod tests {
         let source = Source { blobs: [(digest, b"other bytes".to_vec())].into(), ..Source::default() };
         let cache = BlobCache::open(dir.path().join("cas"), 1 << 20).unwrap();
         let got = cache.get(&source, digest, Role::Input).await;
-        assert!(got.unwrap_err().contains("digest check"));
+        let got = got.unwrap_err();
+        assert!(matches!(got, CasError::Corrupt(_)), "{got}");
+        assert!(got.to_string().contains("digest check"));
         assert_eq!(cache.stats().blobs, 0);
     }
 

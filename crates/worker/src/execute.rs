@@ -4,11 +4,11 @@
 //! Inputs and pack files come through the worker's local blob cache ([`crate::cas`]): a blob is
 //! fetched from the scheduler once, however many actions use it.
 
-use crate::cas::{BlobCache, CasStats, Role};
+use crate::cas::{BlobCache, CasError, CasStats, Role};
 use crate::toolchains::{ToolchainDirs, ToolchainLease};
-use rcc_link::client::Client;
+use rcc_link::client::{Client, ClientError};
 use rcc_pack::Pack;
-use rcc_proto::remote::{ActionResult, OutputFile, RemoteAction};
+use rcc_proto::remote::{ActionResult, OutputFile, RemoteAction, RemoteError};
 use rcc_proto::Digest;
 use rcc_sandbox::{CancelFlag, ExitStatus, Mount, SandboxSpec};
 use std::collections::HashMap;
@@ -17,6 +17,45 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+/// Why an action could not run (the scheduler then runs it elsewhere). A compile that fails is not this:
+/// it is a result with its exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError {
+    /// The action broke the protocol's bounds (paths, sizes).
+    #[error("invalid action: {0}")]
+    Invalid(#[from] RemoteError),
+    /// A blob (input, pack, pack file) could not be had.
+    #[error(transparent)]
+    Blob(#[from] CasError),
+    /// The toolchain pack did not decode or materialize.
+    #[error("toolchain: {0}")]
+    Pack(#[from] rcc_pack::PackError),
+    /// The worker's own files failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The sandbox could not be set up.
+    #[error("sandbox: {0}")]
+    Sandbox(#[from] rcc_sandbox::SandboxError),
+    /// The action hit a limit or was killed.
+    #[error("the action {0}")]
+    Stopped(String),
+    /// Uploading the outputs failed.
+    #[error("uploading outputs: {0}")]
+    Upload(#[from] ClientError),
+    /// The blocking task running the sandbox died.
+    #[error("sandbox task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ExecuteError + '_ {
+    move |source| ExecuteError::Io { path: path.to_owned(), source }
+}
 
 /// How much a worker keeps.
 #[derive(Debug, Clone, Copy)]
@@ -73,7 +112,7 @@ impl WorkerCache {
 
     /// The materialized tree of a toolchain pack, fetched and verified on first use; it stays while the
     /// lease lives.
-    async fn toolchain(&self, client: &Client, digest: Digest) -> Result<ToolchainLease, String> {
+    async fn toolchain(&self, client: &Client, digest: Digest) -> Result<ToolchainLease, ExecuteError> {
         if let Some(lease) = self.toolchains.lease(digest) {
             return Ok(lease);
         }
@@ -82,7 +121,7 @@ impl WorkerCache {
             return Ok(lease);
         }
         let bytes = self.blobs.get(client, digest, Role::Toolchain).await?;
-        let pack = Pack::decode(&bytes).map_err(|e| e.to_string())?;
+        let pack = Pack::decode(&bytes)?;
         let mut blobs = HashMap::new();
         for blob in pack.blobs() {
             blobs.insert(blob, self.blobs.get(client, blob, Role::Toolchain).await?);
@@ -91,28 +130,27 @@ impl WorkerCache {
         let dir = self.toolchains.path(digest);
         let _ = fs::remove_dir_all(&tmp);
         let _ = fs::remove_dir_all(&dir); // not held: an incomplete tree
-        fs::create_dir_all(tmp.join("root")).map_err(|e| e.to_string())?;
+        fs::create_dir_all(tmp.join("root")).map_err(io_err(&tmp))?;
         for d in [&tmp, &tmp.join("root")] {
-            fs::set_permissions(d, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+            fs::set_permissions(d, fs::Permissions::from_mode(0o755)).map_err(io_err(d))?;
         }
         pack.materialize(&tmp.join("root"), |d| {
             blobs.get(d).cloned().ok_or_else(|| std::io::Error::other("blob missing"))
-        })
-        .map_err(|e| e.to_string())?;
-        fs::rename(&tmp, &dir).map_err(|e| e.to_string())?;
+        })?;
+        fs::rename(&tmp, &dir).map_err(io_err(&dir))?;
         tracing::info!(toolchain = %&digest.to_hex()[..16], files = pack.entries.len(), "toolchain materialized");
         Ok(self.toolchains.add(digest))
     }
 }
 
 /// Mounts showing a materialized tree at `/`: each top-level entry bound read-only or linked.
-fn root_mounts(root: &Path) -> Result<Vec<Mount>, String> {
+fn root_mounts(root: &Path) -> Result<Vec<Mount>, ExecuteError> {
     let mut mounts = Vec::new();
-    for entry in fs::read_dir(root).map_err(|e| e.to_string())? {
-        let entry = entry.map_err(|e| e.to_string())?;
+    for entry in fs::read_dir(root).map_err(io_err(root))? {
+        let entry = entry.map_err(io_err(root))?;
         let inside = Path::new("/").join(entry.file_name());
-        if entry.file_type().map_err(|e| e.to_string())?.is_symlink() {
-            let target = fs::read_link(entry.path()).map_err(|e| e.to_string())?;
+        if entry.file_type().map_err(io_err(&entry.path()))?.is_symlink() {
+            let target = fs::read_link(entry.path()).map_err(io_err(&entry.path()))?;
             mounts.push(Mount::Symlink { target, inside });
         } else {
             mounts.push(Mount::read_only(entry.path(), inside));
@@ -127,15 +165,15 @@ pub async fn execute(
     cache: &WorkerCache,
     action: &RemoteAction,
     cancel: &CancelFlag,
-) -> Result<ActionResult, String> {
+) -> Result<ActionResult, ExecuteError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    action.validate().map_err(|e| e.to_string())?;
+    action.validate()?;
     let toolchain = cache.toolchain(client, action.toolchain).await?;
     let digest = action.digest();
     let work =
         cache.root.join("work").join(format!("{}-{}", &digest.to_hex()[..16], COUNTER.fetch_add(1, Ordering::Relaxed)));
-    fs::create_dir_all(&work).map_err(|e| e.to_string())?;
-    fs::set_permissions(&work, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+    fs::create_dir_all(&work).map_err(io_err(&work))?;
+    fs::set_permissions(&work, fs::Permissions::from_mode(0o755)).map_err(io_err(&work))?;
     let result = run_in(client, &cache.blobs, toolchain.root(), &work, action, cancel).await;
     let _ = fs::remove_dir_all(&work);
     result
@@ -148,13 +186,14 @@ async fn run_in(
     work: &Path,
     action: &RemoteAction,
     cancel: &CancelFlag,
-) -> Result<ActionResult, String> {
+) -> Result<ActionResult, ExecuteError> {
     for (name, blob) in &action.inputs {
         let path = work.join(name);
         if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+            fs::create_dir_all(parent).map_err(io_err(parent))?;
         }
-        fs::write(&path, blobs.get(client, *blob, Role::Input).await?).map_err(|e| e.to_string())?;
+        let bytes = blobs.get(client, *blob, Role::Input).await?;
+        fs::write(&path, bytes).map_err(io_err(&path))?;
     }
     let mut spec = SandboxSpec::new(
         format!("action {}", &action.digest().to_hex()[..16]),
@@ -167,26 +206,23 @@ async fn run_in(
     spec.mounts = root_mounts(root)?;
     spec.limits.wall = Duration::from_millis(action.timeout_ms.max(1_000));
     spec.cancel = cancel.clone();
-    let outcome = tokio::task::spawn_blocking(move || rcc_sandbox::run(&spec))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+    let outcome = tokio::task::spawn_blocking(move || rcc_sandbox::run(&spec)).await??;
     if let Some(limit) = outcome.limit {
-        return Err(format!("the action hit its {} limit", limit.name()));
+        return Err(ExecuteError::Stopped(format!("hit its {} limit", limit.name())));
     }
     let exit_code = match outcome.status {
         ExitStatus::Exited(code) => code,
         ExitStatus::Signaled(signal) => 128 + signal,
-        ExitStatus::Killed => return Err("the action was killed".into()),
+        ExitStatus::Killed => return Err(ExecuteError::Stopped("was killed".into())),
     };
     let mut outputs = Vec::new();
     for name in &action.outputs {
         let Ok(data) = fs::read(work.join(name)) else { continue };
         let executable = fs::metadata(work.join(name)).is_ok_and(|m| m.permissions().mode() & 0o111 != 0);
-        let digest = client.put_blob(&data).await.map_err(|e| e.to_string())?;
+        let digest = client.put_blob(&data).await?;
         outputs.push(OutputFile { name: name.clone(), digest, size: data.len() as u64, executable });
     }
-    let stdout = client.put_blob(&outcome.stdout).await.map_err(|e| e.to_string())?;
-    let stderr = client.put_blob(&outcome.stderr).await.map_err(|e| e.to_string())?;
+    let stdout = client.put_blob(&outcome.stdout).await?;
+    let stderr = client.put_blob(&outcome.stderr).await?;
     Ok(ActionResult { outputs, stdout: Some(stdout), stderr: Some(stderr), exit_code })
 }

@@ -4,11 +4,11 @@
 //! connection is redialled with backoff (1 s doubling to 30 s).
 
 use crate::execute::{execute, CacheLimits, WorkerCache};
-use rcc_link::client::Client;
+use rcc_link::client::{Client, ClientError};
 use rcc_link::tls::Trust;
-use rcc_link::wire::{read_frame, write_frame};
+use rcc_link::wire::{read_frame, write_frame, WireError};
 use rcc_link::Backoff;
-use rcc_proto::remote::{Request, Response, SchedulerMessage, WorkerMessage};
+use rcc_proto::remote::{RemoteError, Request, Response, SchedulerMessage, WorkerMessage};
 use rcc_proto::Digest;
 use rcc_sandbox::CancelFlag;
 use std::net::SocketAddr;
@@ -94,12 +94,29 @@ impl Faults {
 /// Why a session with the scheduler ended.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    /// Connecting, the stream or a frame failed.
-    #[error("{0}")]
-    Link(String),
+    /// The async runtime or the worker's directory could not be set up.
+    #[error("{what}: {source}")]
+    Setup {
+        /// What was being set up.
+        what: &'static str,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Connecting or opening the registration stream failed.
+    #[error(transparent)]
+    Connect(#[from] ClientError),
+    /// A frame on the registration stream failed.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// The scheduler answered the registration with something else.
+    #[error("unexpected answer to the registration: {0}")]
+    Unexpected(String),
+    /// The scheduler closed the assignment stream.
+    #[error("the scheduler closed the assignment stream")]
+    Closed,
     /// The scheduler refused the registration (token, names, slots): retrying will not help.
     #[error("registration refused: {0}")]
-    Refused(String),
+    Refused(RemoteError),
 }
 
 /// Serves until the process is stopped; returns only when the scheduler refuses the registration.
@@ -108,12 +125,12 @@ pub fn run(options: &WorkerOptions) -> Result<(), WorkerError> {
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| WorkerError::Link(format!("starting the runtime: {e}")))?;
+        .map_err(|source| WorkerError::Setup { what: "starting the runtime", source })?;
     let cache = std::sync::Arc::new(
         // Absolute: the sandbox mounts toolchains from under it, and bwrap wants absolute sources.
         std::path::absolute(&options.cache_dir)
             .and_then(|dir| WorkerCache::new(dir, options.cache_limits()))
-            .map_err(|e| WorkerError::Link(format!("worker cache: {e}")))?,
+            .map_err(|source| WorkerError::Setup { what: "opening the worker cache", source })?,
     );
     runtime.block_on(async {
         let mut backoff = Backoff::new();
@@ -136,22 +153,19 @@ async fn session(
     cache: &std::sync::Arc<WorkerCache>,
     backoff: &mut Backoff,
 ) -> Result<(), WorkerError> {
-    let link = |e: &dyn std::fmt::Display| WorkerError::Link(e.to_string());
-    let client = std::sync::Arc::new(
-        Client::connect(options.scheduler, &options.trust, &options.token).await.map_err(|e| link(&e))?,
-    );
-    let (mut send, mut recv) = client.open_raw().await.map_err(|e| link(&e))?;
+    let client = std::sync::Arc::new(Client::connect(options.scheduler, &options.trust, &options.token).await?);
+    let (mut send, mut recv) = client.open_raw().await?;
     let register = Request::RegisterWorker {
         name: options.name.clone(),
         pool: options.pool.clone(),
         slots: options.slots,
         memory_bytes: options.memory_bytes,
     };
-    write_frame(&mut send, &register).await.map_err(|e| link(&e))?;
-    let (id, every) = match read_frame::<Response>(&mut recv).await.map_err(|e| link(&e))? {
+    write_frame(&mut send, &register).await?;
+    let (id, every) = match read_frame::<Response>(&mut recv).await? {
         Response::Registered { id, heartbeat_ms } => (id, Duration::from_millis(heartbeat_ms.max(10))),
-        Response::Refused(e) => return Err(WorkerError::Refused(e.to_string())),
-        other => return Err(WorkerError::Link(format!("unexpected answer {other:?}"))),
+        Response::Refused(e) => return Err(WorkerError::Refused(e)),
+        other => return Err(WorkerError::Unexpected(format!("{other:?}"))),
     };
     tracing::info!(id, pool = %options.pool, slots = options.slots, "registered with the scheduler");
     backoff.reset();
@@ -197,7 +211,7 @@ async fn session(
                                 Ok(result) => (Some(result), None),
                                 Err(e) => {
                                     tracing::warn!(action = %&digest.to_hex()[..16], error = %e, "action could not run");
-                                    (None, Some(e))
+                                    (None, Some(e.to_string()))
                                 }
                             };
                             running2.lock().unwrap_or_else(|e| e.into_inner()).remove(&digest);
@@ -236,17 +250,17 @@ async fn session(
                 };
                 (sent_toolchains, sent_inputs) = (Some(holdings.0), Some(holdings.1));
                 if let Err(e) = write_frame(&mut send, &heartbeat).await {
-                    break Err(link(&e));
+                    break Err(e.into());
                 }
             }
             Some(done) = done_rx.recv() => {
                 if let Err(e) = write_frame(&mut send, &done).await {
-                    break Err(link(&e));
+                    break Err(e.into());
                 }
             }
         }
         if reader.is_finished() {
-            break Err(WorkerError::Link("the scheduler closed the assignment stream".into()));
+            break Err(WorkerError::Closed);
         }
     };
     reader.abort();
