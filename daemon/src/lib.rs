@@ -4,9 +4,10 @@
 //! It keeps warm state (file and compiler digests, directory listings), the local store and the
 //! statistics, and answers the wrapper's compile requests. Modules:
 //! - [`server`]: the Unix-socket listener, idle exit, shutdown.
-//! - [`compile`]: one C or C++ compile request from lookup to stored result.
-//! - [`pipeline`]: the steps C, C++ and rustc share (declining, running the compiler in the wrapper,
-//!   answering hits, merging manifests).
+//! - [`pipeline`]: the one path every compile takes (plan, local lookup, shared lookup, run, commit,
+//!   upload) and the [`pipeline::Language`] trait whose steps differ by language.
+//! - [`c_family`]: C, C++ and assembler calls to gcc and clang (direct, depend and preprocessor modes; misses
+//!   sent to the pool).
 //! - [`invocation`]: the request as the daemon sees it; [`scratch`]: its temporary files; [`stored`]:
 //!   reading store entries (corrupt ones counted and dropped).
 //! - [`rust`]: rustc calls (cargo's `RUSTC_WRAPPER`), keyed and stored their own way.
@@ -22,10 +23,10 @@
 //! - [`in_flight`]: results stored after their compile returned, and who waits for them.
 //!
 //! `rccd worker` runs a pool worker from the `rcc-worker` crate; this library never sees the sandbox. Start
-//! reading at [`server::run`], then [`compile::serve`]. ARCHITECTURE.md at the top of the repository
+//! reading at [`server::run`], then [`pipeline::serve`]. ARCHITECTURE.md at the top of the repository
 //! follows one compile through these modules and the crates they use.
 
-pub mod compile;
+pub mod c_family;
 pub mod context;
 pub mod in_flight;
 pub mod invocation;

@@ -1,8 +1,8 @@
 //! The Unix-socket listener: a thread per connection, an idle timer, and orderly shutdown (statistics
 //! flushed, socket removed).
 
-use crate::compile;
 use crate::context::Context;
+use crate::pipeline;
 use rcc_proto::frame::{read_msg, write_msg, FrameError};
 use rcc_proto::ipc::{Request, Response};
 use rcc_proto::stats::StatsSnapshot;
@@ -79,7 +79,7 @@ fn shutdown(ctx: &Context, socket: &PathBuf, remove_socket: bool) -> ! {
 fn handle(ctx: &Context, mut stream: UnixStream, socket: &PathBuf) -> Result<(), FrameError> {
     let request: Request = read_msg(&mut stream)?;
     match request {
-        Request::Compile(req) => compile::serve(ctx, req, &mut stream),
+        Request::Compile(req) => pipeline::serve_request(ctx, req, &mut stream),
         Request::Ping => write_msg(&mut stream, &Response::Ok),
         Request::Stats => {
             ctx.in_flight.wait_all();

@@ -1,5 +1,6 @@
-//! rustc calls (`RUSTC_WRAPPER=rcc`, `rcc rustc …`): understand, key, look up, and on a miss have the
-//! wrapper run rustc, then store the outputs with the manifest entry that leads to them.
+//! rustc calls (`RUSTC_WRAPPER=rcc`, `rcc rustc …`): the [`Language`] that [`crate::pipeline::serve`]
+//! drives for them. A miss has the wrapper run rustc, then the outputs are stored with the manifest entry
+//! that leads to them.
 //!
 //! Like C's direct mode, a hit runs no rustc at all: the direct key covers the toolchain, the arguments
 //! (dependencies by the digest of the rlib/rmeta they name, not by path), the working directory and the
@@ -24,18 +25,20 @@ pub mod toolchain;
 use crate::context::Context;
 use crate::invocation::Invocation;
 use crate::key::depfile;
-use crate::key::files::{coarse_now_ns, wait_for_tick_after, Stamp};
+use crate::key::files::{wait_for_tick_after, Stamp};
 use crate::outputs::write_atomically;
-use crate::pipeline::{self, decline, update_manifest, Decline};
+use crate::outputs::OutputError;
+use crate::pipeline::{self, finish_miss, update_manifest, Decline, Event, Language, Ran, RunMode};
+use crate::remote::Remote;
 use crate::scratch::TempPath;
 use crate::store::Kind;
 use crate::stored::load;
 use args::RustArgs;
 use entry::{OutputFile, RustEntry, RustManifest, RustResult};
 use paths::PathMap;
-use rcc_proto::frame::{write_msg, FrameError};
+use rcc_proto::frame::FrameError;
 use rcc_proto::ipc::{CompileOutcome, Response};
-use rcc_proto::stats::{Counters, ErrorKind, Reason};
+use rcc_proto::stats::{Counters, ErrorKind, HitMode, Reason};
 use rcc_proto::{Digest, KeyHasher};
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -43,6 +46,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Whether the named compiler is rustc (or a driver taking rustc's arguments).
 pub fn is_rustc(compiler: &Path) -> bool {
@@ -52,7 +56,7 @@ pub fn is_rustc(compiler: &Path) -> bool {
 }
 
 /// A cacheable rustc call, understood.
-struct Plan {
+pub struct Plan {
     inv: Invocation,
     args: RustArgs,
     map: PathMap,
@@ -63,27 +67,125 @@ struct Plan {
     dependency_stamps: HashMap<PathBuf, Stamp>,
 }
 
-/// Serves one rustc `Compile` request on `conn`.
-pub fn serve(ctx: &Context, inv: Invocation, conn: &mut UnixStream) -> Result<(), FrameError> {
-    let start_ns = coarse_now_ns();
-    let inv_args = inv.args.clone();
-    let plan = match understand(ctx, inv) {
-        Ok(plan) => plan,
-        Err(why) => {
-            tracing::debug!(args = ?inv_args, "rustc call not cached");
-            return decline(ctx, conn, why, |c, reason| c.rust.count_uncacheable(reason));
+/// rustc, as the pipeline drives it.
+pub struct Rust;
+
+impl Language for Rust {
+    type Plan = Plan;
+    type Result = RustResult;
+    type Prepared = Prepared;
+    type Committed = Vec<u8>;
+
+    fn understand(ctx: &Context, inv: Invocation) -> Result<Plan, Decline> {
+        let args = inv.args.clone();
+        understand(ctx, inv).inspect_err(|_| tracing::debug!(?args, "rustc call not cached"))
+    }
+
+    fn direct_key(plan: &Plan) -> Digest {
+        plan.direct_key
+    }
+
+    fn span(plan: &Plan) -> tracing::Span {
+        tracing::debug_span!("rustc", krate = %plan.args.crate_name, key = %&plan.direct_key.to_hex()[..16])
+    }
+
+    fn lookup_local(ctx: &Context, plan: &Plan) -> Option<RustResult> {
+        let manifest: RustManifest = load(ctx, Kind::Manifest, &plan.direct_key)?;
+        let entry = manifest.find(&ctx.files, &plan.map, &plan.inv.env)?;
+        load(ctx, Kind::Result, &entry.result)
+    }
+
+    /// A shared result whose bytes do not decode is dropped like a corrupt local entry.
+    fn lookup_shared(ctx: &Context, remote: &Remote, plan: &Plan) -> Option<RustResult> {
+        let manifest_bytes = remote.get_opaque(&ctx.stats, &remote_manifest_key(&plan.direct_key))?;
+        let manifest: RustManifest = postcard::from_bytes(&manifest_bytes).ok()?;
+        let entry = manifest.find(&ctx.files, &plan.map, &plan.inv.env)?.clone();
+        let bytes = remote.get_opaque(&ctx.stats, &remote_result_key(&entry.result))?;
+        let Ok(result) = postcard::from_bytes::<RustResult>(&bytes) else {
+            ctx.stats.record(|c| c.count_error(ErrorKind::CorruptEntry));
+            return None;
+        };
+        if pipeline::store_encoded(ctx, &entry.result, &bytes) {
+            update_manifest(ctx, &plan.direct_key, |local: &mut RustManifest| local.add(entry));
         }
-    };
-    let span = tracing::debug_span!("rustc", krate = %plan.args.crate_name, key = %&plan.direct_key.to_hex()[..16]);
-    let _guard = span.enter();
-    ctx.in_flight.wait_for(&plan.direct_key);
-    if let Some(result) = lookup(ctx, &plan) {
-        return answer_hit(ctx, &plan, &result, false, conn);
+        Some(result)
     }
-    if let Some(result) = lookup_remote(ctx, &plan) {
-        return answer_hit(ctx, &plan, &result, true, conn);
+
+    fn restore(plan: &Plan, result: &RustResult) -> Result<(), OutputError> {
+        let out_dir = out_dir(plan);
+        let umask = plan.inv.umask;
+        for file in &result.files {
+            let mode = if file.executable { 0o777 } else { 0o666 } & !umask;
+            let path = out_dir.join(&file.name);
+            if result.dep_info.as_deref() == Some(file.name.as_str()) {
+                write_atomically(&path, &plan.map.to_real(&file.data), mode)?;
+            } else {
+                write_atomically(&path, &file.data, mode)?;
+            }
+        }
+        Ok(())
     }
-    miss(ctx, &plan, start_ns, conn)
+
+    fn hit_response(plan: &Plan, result: &RustResult) -> Response {
+        Response::Hit {
+            stdout: result.stdout.clone(),
+            stderr: plan.map.to_real(&result.stderr),
+            exit_code: 0,
+            forced_color: false,
+        }
+    }
+
+    fn compile_millis(result: &RustResult) -> u64 {
+        result.compile_millis
+    }
+
+    fn miss(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream) -> Result<(), FrameError> {
+        miss(ctx, plan, start_ns, conn)
+    }
+
+    fn commit(ctx: &Context, plan: &Plan, prepared: &Prepared) -> Option<Vec<u8>> {
+        let encoded = pipeline::store_result(ctx, &prepared.entry.result, &prepared.result)?;
+        let entry = prepared.entry.clone();
+        update_manifest(ctx, &plan.direct_key, |manifest: &mut RustManifest| manifest.add(entry)).then_some(encoded)
+    }
+
+    fn upload(ctx: &Context, remote: &Arc<Remote>, plan: &Plan, prepared: Prepared, encoded: Vec<u8>) {
+        let entry = prepared.entry;
+        remote.upload_opaque(
+            ctx.stats.clone(),
+            remote_result_key(&entry.result),
+            encoded,
+            remote_manifest_key(&plan.direct_key),
+            move |current| {
+                let mut manifest: RustManifest =
+                    current.and_then(|b| postcard::from_bytes(&b).ok()).unwrap_or_default();
+                manifest.add(entry);
+                postcard::to_allocvec(&manifest).unwrap_or_default()
+            },
+        );
+    }
+
+    fn count(c: &mut Counters, event: Event) {
+        match event {
+            Event::Hit { mode, saved_millis } => {
+                match mode {
+                    HitMode::Remote => c.rust.hits_remote += 1,
+                    HitMode::Direct | HitMode::Preprocessor => c.rust.hits += 1,
+                }
+                c.rust.saved_millis += saved_millis;
+            }
+            Event::Miss { ran: _, millis, stored } => {
+                c.rust.misses += 1;
+                c.rust.miss_millis += millis;
+                match stored {
+                    Ok(true) => c.rust.stored += 1,
+                    Ok(false) => {}
+                    Err(reason) => c.rust.count_uncacheable(reason),
+                }
+            }
+            Event::Uncacheable(reason) => c.rust.count_uncacheable(reason),
+        }
+    }
 }
 
 fn understand(ctx: &Context, inv: Invocation) -> Result<Plan, Decline> {
@@ -117,12 +219,6 @@ fn understand(ctx: &Context, inv: Invocation) -> Result<Plan, Decline> {
     Ok(Plan { inv, args, map, run_args, direct_key, dependency_stamps })
 }
 
-fn lookup(ctx: &Context, plan: &Plan) -> Option<RustResult> {
-    let manifest: RustManifest = load(ctx, Kind::Manifest, &plan.direct_key)?;
-    let entry = manifest.find(&ctx.files, &plan.map, &plan.inv.env)?;
-    load(ctx, Kind::Result, &entry.result)
-}
-
 /// The shared cache's keys for Rust entries.
 fn remote_manifest_key(direct_key: &Digest) -> Digest {
     let mut h = KeyHasher::new("rust-remote-manifest", 1);
@@ -136,69 +232,12 @@ fn remote_result_key(result_key: &Digest) -> Digest {
     h.finish()
 }
 
-/// The shared cache's manifest and result for this call, copied into the local store on the way. A result
-/// whose bytes do not decode is dropped like a corrupt local entry.
-fn lookup_remote(ctx: &Context, plan: &Plan) -> Option<RustResult> {
-    let remote = ctx.remote.as_ref()?;
-    let manifest_bytes = remote.get_opaque(&ctx.stats, &remote_manifest_key(&plan.direct_key))?;
-    let manifest: RustManifest = postcard::from_bytes(&manifest_bytes).ok()?;
-    let entry = manifest.find(&ctx.files, &plan.map, &plan.inv.env)?.clone();
-    let bytes = remote.get_opaque(&ctx.stats, &remote_result_key(&entry.result))?;
-    let Ok(result) = postcard::from_bytes::<RustResult>(&bytes) else {
-        ctx.stats.record(|c| c.count_error(ErrorKind::CorruptEntry));
-        return None;
-    };
-    if ctx.store.put(Kind::Result, &entry.result, &bytes).is_ok() {
-        update_manifest(ctx, &plan.direct_key, |local: &mut RustManifest| local.add(entry));
-    }
-    Some(result)
-}
-
 fn out_dir(plan: &Plan) -> PathBuf {
     plan.inv.cwd.join(&plan.args.out_dir)
 }
 
-fn answer_hit(
-    ctx: &Context,
-    plan: &Plan,
-    result: &RustResult,
-    remote: bool,
-    conn: &mut UnixStream,
-) -> Result<(), FrameError> {
-    let count = |c: &mut Counters| {
-        if remote {
-            c.rust.hits_remote += 1;
-        } else {
-            c.rust.hits += 1;
-        }
-        c.rust.saved_millis += result.compile_millis;
-    };
-    let hit = Response::Hit {
-        stdout: result.stdout.clone(),
-        stderr: plan.map.to_real(&result.stderr),
-        exit_code: 0,
-        forced_color: false,
-    };
-    pipeline::answer_hit(ctx, conn, restore(plan, result), count, hit)
-}
-
-fn restore(plan: &Plan, result: &RustResult) -> Result<(), crate::outputs::OutputError> {
-    let out_dir = out_dir(plan);
-    let umask = plan.inv.umask;
-    for file in &result.files {
-        let mode = if file.executable { 0o777 } else { 0o666 } & !umask;
-        let path = out_dir.join(&file.name);
-        if result.dep_info.as_deref() == Some(file.name.as_str()) {
-            write_atomically(&path, &plan.map.to_real(&file.data), mode)?;
-        } else {
-            write_atomically(&path, &file.data, mode)?;
-        }
-    }
-    Ok(())
-}
-
 /// A finished miss ready to store.
-struct Prepared {
+pub struct Prepared {
     entry: RustEntry,
     result: RustResult,
 }
@@ -225,28 +264,15 @@ fn miss(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream) -> Res
             own_dep_info.0.clone()
         }
     };
-    let outcome = pipeline::run_in_wrapper(conn, &run_args, false, true)?;
+    let outcome = pipeline::run_in_wrapper(ctx, conn, &run_args, RunMode { forced_color: false, stream_stderr: true })?;
     if outcome.exit_code != 0 {
         tracing::debug!(code = outcome.exit_code, stderr = %String::from_utf8_lossy(&outcome.stderr), "rustc failed");
-        ctx.stats.record(|c| c.rust.count_uncacheable(Reason::CompileFailed));
-        return write_msg(conn, &Response::Done { exit_code: outcome.exit_code });
+        return pipeline::answer_failed::<Rust>(ctx, conn, outcome.exit_code);
     }
     let prepared = prepare(ctx, plan, &outcome, &dep_info_path, &link_args.0, start_ns);
-    let _storing = ctx.in_flight.begin(plan.direct_key);
-    let answered = write_msg(conn, &Response::Done { exit_code: 0 });
-    let stored = prepared.map(|p| commit(ctx, plan, p));
-    ctx.stats.record(|c| {
-        c.rust.misses += 1;
-        c.rust.miss_millis += outcome.millis;
-        match stored {
-            Ok(true) => c.rust.stored += 1,
-            Ok(false) => {}
-            Err(reason) => c.rust.count_uncacheable(reason),
-        }
-    });
-    answered
+    let answer = Response::Done { exit_code: 0 };
+    finish_miss::<Rust>(ctx, plan, conn, &answer, outcome.millis, Ran::Locally, prepared)
 }
-
 /// Reads what the compile wrote and read; refuses inputs changed since it started.
 fn prepare(
     ctx: &Context,
@@ -349,37 +375,6 @@ fn env_deps(dep_info: &[u8]) -> Vec<Vec<u8>> {
     names.sort();
     names.dedup();
     names
-}
-
-/// Stores a prepared result and its manifest entry; `false` when the store failed (counted).
-fn commit(ctx: &Context, plan: &Plan, prepared: Prepared) -> bool {
-    let store = |kind, key: &Digest, bytes: Result<Vec<u8>, postcard::Error>| match bytes {
-        Ok(bytes) => ctx.store.put(kind, key, &bytes).map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    let key = prepared.entry.result;
-    let result_bytes = postcard::to_allocvec(&prepared.result);
-    if let (Some(remote), Ok(bytes)) = (&ctx.remote, &result_bytes) {
-        let entry = prepared.entry.clone();
-        remote.upload_opaque(
-            ctx.stats.clone(),
-            remote_result_key(&key),
-            bytes.clone(),
-            remote_manifest_key(&plan.direct_key),
-            move |current| {
-                let mut manifest: RustManifest =
-                    current.and_then(|b| postcard::from_bytes(&b).ok()).unwrap_or_default();
-                manifest.add(entry);
-                postcard::to_allocvec(&manifest).unwrap_or_default()
-            },
-        );
-    }
-    if let Err(e) = store(Kind::Result, &key, result_bytes) {
-        tracing::warn!(error = %e, "store write failed");
-        ctx.stats.record(|c| c.count_error(ErrorKind::StoreIo));
-        return false;
-    }
-    update_manifest(ctx, &plan.direct_key, |manifest: &mut RustManifest| manifest.add(prepared.entry))
 }
 
 #[cfg(test)]

@@ -1,27 +1,29 @@
-//! One compile, from the wrapper's request to its answer: understand the call, compute the direct key,
-//! look it up, and on a miss have the wrapper compile (with a depfile request added when the user made
-//! none), then store the result and the manifest entry before answering — so a rebuild right after a
-//! cold build hits.
+//! C, C++ and assembler calls to gcc and clang (and the drivers named like them): the [`Language`] that
+//! [`crate::pipeline::serve`] drives for them. A miss has the wrapper compile (with a depfile request added
+//! when the user made none), then the result and its manifest entry are stored before the answer — so a
+//! rebuild right after a cold build hits.
 //!
 //! Modes, fastest first: *direct* (manifest of inputs, no preprocessor run), *depend* (a miss learns the
 //! inputs from the compile's own depfile), and *preprocessor* (key from `-E` output; used for `-MMD`, whose
-//! depfile omits system headers, and when direct or depend mode is turned off).
+//! depfile omits system headers, and when direct or depend mode is turned off). When the local compile
+//! slots are full, a miss is compiled in the pool instead ([`crate::remote_exec`]).
 
 use crate::context::Context;
 use crate::invocation::Invocation;
 use crate::key::args::{self, DepKind, ParsedArgs};
-use crate::key::files::{coarse_now_ns, FileInfo};
+use crate::key::files::FileInfo;
 use crate::key::identity::{Compiler, IdentityError};
 use crate::key::manifest::{Entry, Manifest};
 use crate::key::{base_dir, depfile, direct_key, search_dirs};
-use crate::outputs::{self, CachedResult, Role, StoredFile};
-use crate::pipeline::{self, decline, update_manifest, Decline};
+use crate::outputs::{self, CachedResult, OutputError, Role, StoredFile};
+use crate::pipeline::{self, answer_hit, finish_miss, update_manifest, Decline, Event, Language, Ran, RunMode};
+use crate::remote::Remote;
 use crate::remote_exec;
 use crate::scratch::TempPath;
 use crate::store::Kind;
 use crate::stored::load;
 use rcc_proto::frame::{write_msg, FrameError};
-use rcc_proto::ipc::{CompileRequest, Response};
+use rcc_proto::ipc::{CompileOutcome, Response};
 use rcc_proto::stats::{Counters, ErrorKind, HitMode, Reason, RemoteFallback};
 use rcc_proto::{Digest, KeyHasher};
 use std::ffi::OsString;
@@ -30,8 +32,11 @@ use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
+/// The C family of languages, as gcc and clang compile them.
+pub struct CFamily;
+
 /// A cacheable call, understood.
-struct Plan {
+pub struct Plan {
     inv: Invocation,
     parsed: ParsedArgs,
     /// What the compiler runs with on a miss: the original arguments, or their base-directory rewrite.
@@ -54,45 +59,121 @@ impl From<IdentityError> for Decline {
     }
 }
 
-/// Serves one `Compile` request on `conn`.
-pub fn serve(ctx: &Context, req: CompileRequest, conn: &mut UnixStream) -> Result<(), FrameError> {
-    let start_ns = coarse_now_ns();
-    let inv = Invocation::from_request(req);
-    if crate::rust::is_rustc(&inv.compiler) {
-        return crate::rust::serve(ctx, inv, conn);
+impl Language for CFamily {
+    type Plan = Plan;
+    type Result = CachedResult;
+    type Prepared = Prepared;
+    type Committed = Entry;
+
+    fn understand(ctx: &Context, inv: Invocation) -> Result<Plan, Decline> {
+        understand(ctx, inv)
     }
-    let plan = match understand(ctx, inv) {
-        Ok(plan) => plan,
-        Err(why) => return decline(ctx, conn, why, Counters::count_uncacheable),
-    };
-    let span = tracing::debug_span!("compile", key = %plan.direct_key.to_hex()[..16].to_owned());
-    let _guard = span.enter();
-    tracing::trace!("key computed");
-    if ctx.config.direct.value {
-        ctx.in_flight.wait_for(&plan.direct_key);
-        if let Some(result) = lookup_direct(ctx, &plan) {
-            tracing::trace!("result loaded");
-            return answer_hit(ctx, &plan, &result, HitMode::Direct, conn);
+
+    fn direct_key(plan: &Plan) -> Digest {
+        plan.direct_key
+    }
+
+    fn span(plan: &Plan) -> tracing::Span {
+        tracing::debug_span!("compile", key = %plan.direct_key.to_hex()[..16].to_owned())
+    }
+
+    fn looks_up(ctx: &Context) -> bool {
+        ctx.config.direct.value
+    }
+
+    fn lookup_local(ctx: &Context, plan: &Plan) -> Option<CachedResult> {
+        let manifest: Manifest = load(ctx, Kind::Manifest, &plan.direct_key).unwrap_or_default();
+        tracing::trace!(entries = manifest.entries.len(), "manifest loaded");
+        let entry = manifest.find(&ctx.files, &plan.inv.cwd)?;
+        tracing::trace!("manifest entry matched");
+        load(ctx, Kind::Result, &entry.result)
+    }
+
+    fn lookup_shared(ctx: &Context, remote: &Remote, plan: &Plan) -> Option<CachedResult> {
+        let manifest = remote.manifest(&ctx.stats, &plan.direct_key)?;
+        let entry = manifest.find(&ctx.files, &plan.inv.cwd)?.clone();
+        let result = remote.result(&ctx.stats, &entry.result)?;
+        if pipeline::store_result(ctx, &entry.result, &result).is_some() {
+            update_manifest(ctx, &plan.direct_key, |local: &mut Manifest| local.add(entry));
         }
-        if let Some(result) = lookup_remote(ctx, &plan) {
-            return answer_hit(ctx, &plan, &result, HitMode::Remote, conn);
+        Some(result)
+    }
+
+    fn restore(plan: &Plan, result: &CachedResult) -> Result<(), OutputError> {
+        outputs::restore(result, &plan.parsed, &plan.inv.cwd, plan.inv.umask)
+    }
+
+    fn hit_response(plan: &Plan, result: &CachedResult) -> Response {
+        Response::Hit {
+            stdout: result.stdout.clone(),
+            stderr: result.stderr.clone(),
+            exit_code: result.exit_code,
+            forced_color: forces_color(&plan.parsed),
         }
     }
-    // Depend mode adds a depfile request to the compile: not for -MMD (its depfile omits system headers)
-    // nor when the command line is recorded into the object.
-    let depend = ctx.config.direct.value
-        && ctx.config.depend.value
-        && plan.parsed.depfile.as_ref().is_none_or(|d| d.kind == DepKind::Md)
-        && !records_command_line(&plan.parsed);
-    if ctx.remote.is_some() && ctx.pool.slots_full(ctx.config.local_jobs.value) && !records_command_line(&plan.parsed) {
-        if let Some(done) = miss_remote(ctx, &plan, start_ns, conn) {
-            return done;
+
+    fn compile_millis(result: &CachedResult) -> u64 {
+        result.compile_millis
+    }
+
+    fn miss(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream) -> Result<(), FrameError> {
+        if ctx.remote.is_some()
+            && ctx.pool.slots_full(ctx.config.local_jobs.value)
+            && !records_command_line(&plan.parsed)
+        {
+            if let Some(done) = miss_remote(ctx, plan, start_ns, conn) {
+                return done;
+            }
+        }
+        // Depend mode adds a depfile request to the compile: not for -MMD (its depfile omits system headers)
+        // nor when the command line is recorded into the object.
+        let depend = ctx.config.direct.value
+            && ctx.config.depend.value
+            && plan.parsed.depfile.as_ref().is_none_or(|d| d.kind == DepKind::Md)
+            && !records_command_line(&plan.parsed);
+        if depend {
+            miss_depend(ctx, plan, start_ns, conn)
+        } else {
+            miss_preprocessor(ctx, plan, start_ns, conn)
         }
     }
-    if depend {
-        miss_depend(ctx, &plan, start_ns, conn)
-    } else {
-        miss_preprocessor(ctx, &plan, start_ns, conn)
+
+    fn commit(ctx: &Context, plan: &Plan, prepared: &Prepared) -> Option<Entry> {
+        pipeline::store_result(ctx, &prepared.result_key, &prepared.result)?;
+        add_manifest_entry(ctx, plan, prepared.inputs.clone(), prepared.result_key)
+    }
+
+    fn upload(ctx: &Context, remote: &Arc<Remote>, plan: &Plan, prepared: Prepared, entry: Entry) {
+        remote.upload(ctx.stats.clone(), plan.direct_key, prepared.result_key, prepared.result, entry);
+    }
+
+    fn count(c: &mut Counters, event: Event) {
+        match event {
+            Event::Hit { mode, saved_millis } => {
+                match mode {
+                    HitMode::Direct => c.hits_direct += 1,
+                    HitMode::Preprocessor => c.hits_preprocessor += 1,
+                    HitMode::Remote => c.hits_remote += 1,
+                }
+                c.saved_millis += saved_millis;
+            }
+            Event::Miss { ran, millis, stored } => {
+                c.misses += 1;
+                match ran {
+                    Ran::Locally => c.miss_millis += millis,
+                    Ran::InPool => {
+                        c.remote_compiles += 1;
+                        c.remote_millis += millis;
+                    }
+                }
+                match stored {
+                    Ok(true) => c.stored += 1,
+                    Ok(false) => {}
+                    Err(reason) => c.count_uncacheable(reason),
+                }
+            }
+            Event::Uncacheable(reason) => c.count_uncacheable(reason),
+        }
     }
 }
 
@@ -135,61 +216,6 @@ fn understand(ctx: &Context, inv: Invocation) -> Result<Plan, Decline> {
     Ok(Plan { direct_key: h.finish(), inv, parsed, run_args, compiler, common_key, source_date_epoch })
 }
 
-fn load_manifest(ctx: &Context, key: &Digest) -> Manifest {
-    load(ctx, Kind::Manifest, key).unwrap_or_default()
-}
-
-fn load_result(ctx: &Context, key: &Digest) -> Option<CachedResult> {
-    load(ctx, Kind::Result, key)
-}
-
-fn lookup_direct(ctx: &Context, plan: &Plan) -> Option<CachedResult> {
-    let manifest = load_manifest(ctx, &plan.direct_key);
-    tracing::trace!(entries = manifest.entries.len(), "manifest loaded");
-    let entry = manifest.find(&ctx.files, &plan.inv.cwd)?;
-    tracing::trace!("manifest entry matched");
-    load_result(ctx, &entry.result)
-}
-
-/// The shared cache's manifest and result for this call, copied into the local store on the way.
-fn lookup_remote(ctx: &Context, plan: &Plan) -> Option<CachedResult> {
-    let remote = ctx.remote.as_ref()?;
-    let manifest = remote.manifest(&ctx.stats, &plan.direct_key)?;
-    let entry = manifest.find(&ctx.files, &plan.inv.cwd)?.clone();
-    let result = remote.result(&ctx.stats, &entry.result)?;
-    if let Ok(bytes) = postcard::to_allocvec(&result) {
-        if ctx.store.put(Kind::Result, &entry.result, &bytes).is_ok() {
-            update_manifest(ctx, &plan.direct_key, |local: &mut Manifest| local.add(entry));
-        }
-    }
-    Some(result)
-}
-
-fn answer_hit(
-    ctx: &Context,
-    plan: &Plan,
-    result: &CachedResult,
-    mode: HitMode,
-    conn: &mut UnixStream,
-) -> Result<(), FrameError> {
-    let restored = outputs::restore(result, &plan.parsed, &plan.inv.cwd, plan.inv.umask);
-    let count = |c: &mut Counters| {
-        match mode {
-            HitMode::Direct => c.hits_direct += 1,
-            HitMode::Preprocessor => c.hits_preprocessor += 1,
-            HitMode::Remote => c.hits_remote += 1,
-        }
-        c.saved_millis += result.compile_millis;
-    };
-    let hit = Response::Hit {
-        stdout: result.stdout.clone(),
-        stderr: result.stderr.clone(),
-        exit_code: result.exit_code,
-        forced_color: forces_color(&plan.parsed),
-    };
-    pipeline::answer_hit(ctx, conn, restored, count, hit)
-}
-
 /// Whether rcc compiles this call with colour forced on. Diagnostics are then recorded in colour whatever
 /// the terminal, and the wrapper strips the colour when its stderr is not a terminal — what the compiler's
 /// own `auto` would have done — so terminal and CI builds share entries. Not when the user chose a colour
@@ -213,21 +239,19 @@ fn records_command_line(parsed: &ParsedArgs) -> bool {
         .any(|a| matches!(a.as_bytes(), b"-grecord-command-line" | b"-frecord-command-line" | b"-frecord-gcc-switches"))
 }
 
-/// Asks the wrapper to run the compiler with `args` (plus forced colour where [`forces_color`] says so),
-/// holding a local compile slot meanwhile, and waits for its report.
+/// Has the wrapper run the compiler with `args`, plus forced colour where [`forces_color`] says so.
 fn run_in_wrapper(
     ctx: &Context,
     conn: &mut UnixStream,
     plan: &Plan,
     args: &[OsString],
-) -> Result<rcc_proto::ipc::CompileOutcome, FrameError> {
+) -> Result<CompileOutcome, FrameError> {
     let forced_color = forces_color(&plan.parsed);
     let mut args = args.to_vec();
     if forced_color {
         args.push("-fdiagnostics-color=always".into());
     }
-    let _slot = ctx.pool.local_slot();
-    pipeline::run_in_wrapper(conn, &args, forced_color, false)
+    pipeline::run_in_wrapper(ctx, conn, &args, RunMode { forced_color, stream_stderr: false })
 }
 
 /// Whether an input may make the assembler read files that no depfile lists: `.incbin` anywhere (also in
@@ -257,8 +281,7 @@ fn miss_depend(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream)
             ctx.stats.record(|c| c.count_error(ErrorKind::ScratchIo));
             return write_msg(conn, &Response::Passthrough { reason: Reason::CompileFailed });
         }
-        ctx.stats.record(|c| c.count_uncacheable(Reason::CompileFailed));
-        return write_msg(conn, &Response::Done { exit_code: outcome.exit_code });
+        return pipeline::answer_failed::<CFamily>(ctx, conn, outcome.exit_code);
     }
     let prepared = std::fs::read(&depfile_path)
         .ok()
@@ -273,7 +296,7 @@ fn miss_depend(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream)
             }
             prepare(plan, &outcome, h.finish(), inputs)
         });
-    finish_miss(ctx, plan, &outcome, conn, prepared)
+    finish_local_miss(ctx, plan, &outcome, conn, prepared)
 }
 
 /// Whether the compiler's diagnostics name `path` (a file rcc added to the command line).
@@ -282,9 +305,8 @@ fn names_path(stderr: &[u8], path: &std::path::Path) -> bool {
     !path.is_empty() && memchr::memmem::find(stderr, path).is_some()
 }
 
-/// A finished miss ready to be stored: the outputs are read (before the wrapper returns, since the build may
-/// move them right after), the inputs digested.
-struct Prepared {
+/// A finished miss ready to be stored.
+pub struct Prepared {
     result_key: Digest,
     inputs: Inputs,
     result: CachedResult,
@@ -305,34 +327,18 @@ fn prepare(
     Ok(Prepared { result_key, inputs, result })
 }
 
-/// Answers the wrapper at once, then compresses and writes the prepared result and its manifest entry while
-/// lookups of the same key, statistics and shutdown wait for it (see [`crate::in_flight`]).
-fn finish_miss(
+/// Answers a miss the wrapper compiled, then stores it (see [`pipeline::finish_miss`]).
+fn finish_local_miss(
     ctx: &Context,
     plan: &Plan,
-    outcome: &rcc_proto::ipc::CompileOutcome,
+    outcome: &CompileOutcome,
     conn: &mut UnixStream,
     prepared: Result<Prepared, Reason>,
 ) -> Result<(), FrameError> {
-    let _storing = ctx.in_flight.begin(plan.direct_key);
-    let answered = write_msg(conn, &Response::Done { exit_code: outcome.exit_code });
-    let stored = prepared.map(|p| {
-        if let (Some(entry), Some(remote)) = (commit(ctx, plan, &p), &ctx.remote) {
-            remote.upload(ctx.stats.clone(), plan.direct_key, p.result_key, p.result, entry);
-        }
-    });
-    ctx.stats.record(|c| {
-        c.misses += 1;
-        c.miss_millis += outcome.millis;
-        match stored {
-            Ok(()) => c.stored += 1,
-            Err(reason) => c.count_uncacheable(reason),
-        }
-    });
-    answered
+    let answer = Response::Done { exit_code: outcome.exit_code };
+    finish_miss::<CFamily>(ctx, plan, conn, &answer, outcome.millis, Ran::Locally, prepared)
 }
 
-/// Digests every input a compile read; refuses inputs changed since the compile started and time macros.
 /// What a compile read: every file with its digest, and the names `__has_include` probed.
 #[derive(Clone)]
 struct Inputs {
@@ -340,6 +346,7 @@ struct Inputs {
     probes: Vec<Vec<u8>>,
 }
 
+/// Digests every input a compile read; refuses inputs changed since the compile started and time macros.
 fn inputs_of(ctx: &Context, plan: &Plan, deps: &[OsString], start_ns: i64) -> Result<Inputs, Reason> {
     let mut inputs = Vec::with_capacity(deps.len());
     let mut probes = Vec::new();
@@ -363,27 +370,14 @@ fn inputs_of(ctx: &Context, plan: &Plan, deps: &[OsString], start_ns: i64) -> Re
     Ok(Inputs { files: inputs, probes })
 }
 
-/// Writes a prepared result and adds its manifest entry, which it returns. Store failures are counted, not
-/// returned: the compile itself succeeded.
-fn commit(ctx: &Context, plan: &Plan, prepared: &Prepared) -> Option<Entry> {
-    let bytes = postcard::to_allocvec(&prepared.result).ok()?;
-    if let Err(e) = ctx.store.put(Kind::Result, &prepared.result_key, &bytes) {
-        tracing::warn!(error = %e, "store write failed");
-        ctx.stats.record(|c| c.count_error(ErrorKind::StoreIo));
-        return None;
-    }
-    tracing::trace!("result stored");
-    Some(add_manifest_entry(ctx, plan, prepared.inputs.clone(), prepared.result_key))
-}
-
-/// Records that these inputs lead to `result_key` in the direct key's manifest; returns the entry.
-fn add_manifest_entry(ctx: &Context, plan: &Plan, inputs: Inputs, result_key: Digest) -> Entry {
+/// Records that these inputs lead to `result_key` in the direct key's manifest; the entry, `None` when the
+/// manifest could not be written (counted).
+fn add_manifest_entry(ctx: &Context, plan: &Plan, inputs: Inputs, result_key: Digest) -> Option<Entry> {
     let env_path = plan.inv.var("PATH").unwrap_or_default();
     let dirs = search_dirs::of(env_path, &plan.inv, &plan.parsed, &plan.compiler);
     let entry = Entry::new(&ctx.files, &plan.inv.cwd, inputs.files, &inputs.probes, &dirs, result_key);
     tracing::trace!(dirs = dirs.len(), "manifest entry made");
-    update_manifest(ctx, &plan.direct_key, |manifest: &mut Manifest| manifest.add(entry.clone()));
-    entry
+    update_manifest(ctx, &plan.direct_key, |manifest: &mut Manifest| manifest.add(entry.clone())).then_some(entry)
 }
 
 /// Runs the preprocessor for this call, writing a depfile of what it read; `None` when it fails (the compile
@@ -476,30 +470,19 @@ fn miss_remote(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixStream)
         tracing::warn!(error = %e, "writing the remote object failed");
         return fallback(RemoteFallback::RestoreFailed);
     }
-    let inputs = inputs.ok_or(Reason::BadDepfile).and_then(|deps| inputs_of(ctx, plan, &deps, start_ns));
-    let _storing = ctx.in_flight.begin(plan.direct_key);
-    let answered = write_msg(
-        conn,
-        &Response::Hit {
-            stdout: result.stdout.clone(),
-            stderr: result.stderr.clone(),
-            exit_code: 0,
-            forced_color: false,
-        },
-    );
+    // The pool's object is answered like a hit: the wrapper runs nothing.
+    let answer = Response::Hit {
+        stdout: result.stdout.clone(),
+        stderr: result.stderr.clone(),
+        exit_code: 0,
+        forced_color: false,
+    };
     let millis = result.compile_millis;
-    let stored = inputs.map(|inputs| commit(ctx, plan, &Prepared { result_key, inputs, result }));
-    ctx.stats.record(|c| {
-        c.misses += 1;
-        c.remote_compiles += 1;
-        c.remote_millis += millis;
-        match stored {
-            Ok(Some(_)) => c.stored += 1,
-            Ok(None) => {}
-            Err(reason) => c.count_uncacheable(reason),
-        }
-    });
-    Some(answered)
+    let prepared = inputs
+        .ok_or(Reason::BadDepfile)
+        .and_then(|deps| inputs_of(ctx, plan, &deps, start_ns))
+        .map(|inputs| Prepared { result_key, inputs, result });
+    Some(finish_miss::<CFamily>(ctx, plan, conn, &answer, millis, Ran::InPool, prepared))
 }
 
 /// The result key of a compile known by its preprocessed text: the key of preprocessor-mode lookups, and of
@@ -528,17 +511,16 @@ fn miss_preprocessor(ctx: &Context, plan: &Plan, start_ns: i64, conn: &mut UnixS
         .and_then(|text| depfile::dependencies(&text))
         .ok_or(Reason::BadDepfile)
         .and_then(|deps| inputs_of(ctx, plan, &deps, start_ns));
-    if let Some(result) = load_result(ctx, &result_key) {
+    if let Some(result) = load::<CachedResult>(ctx, Kind::Result, &result_key) {
         if let (Ok(inputs), true) = (&inputs, ctx.config.direct.value) {
-            let _ = add_manifest_entry(ctx, plan, inputs.clone(), result_key);
+            add_manifest_entry(ctx, plan, inputs.clone(), result_key);
         }
-        return answer_hit(ctx, plan, &result, HitMode::Preprocessor, conn);
+        return answer_hit::<CFamily>(ctx, plan, &result, HitMode::Preprocessor, conn);
     }
     let outcome = run_in_wrapper(ctx, conn, plan, &plan.run_args)?;
     if outcome.exit_code != 0 {
-        ctx.stats.record(|c| c.count_uncacheable(Reason::CompileFailed));
-        return write_msg(conn, &Response::Done { exit_code: outcome.exit_code });
+        return pipeline::answer_failed::<CFamily>(ctx, conn, outcome.exit_code);
     }
     let prepared = inputs.and_then(|inputs| prepare(plan, &outcome, result_key, inputs));
-    finish_miss(ctx, plan, &outcome, conn, prepared)
+    finish_local_miss(ctx, plan, &outcome, conn, prepared)
 }
