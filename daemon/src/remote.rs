@@ -430,6 +430,10 @@ impl Remote {
                 self.note_pool_answer(false);
                 Err(RemoteFallback::NoWorkers)
             }
+            Ok(Err(e @ rcc_link::client::ClientError::Corrupt(_))) => {
+                tracing::warn!(error = %e, "a pool output failed its digest check");
+                Err(RemoteFallback::CorruptOutput)
+            }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "remote execution failed");
                 Err(RemoteFallback::RemoteError)

@@ -396,6 +396,43 @@ fn a_worker_returning_corrupt_outputs_is_caught_and_quarantined() {
     let status = status_json(&scheduler);
     assert_eq!(worker(&status, "liar").unwrap()["state"], "quarantined", "{status:#}");
     assert_eq!(worker(&status, "honest").unwrap()["state"], "active");
+    // The liar did send bytes under its outputs' true digests: the scheduler's upload check refused them.
+    let log = std::fs::read_to_string(env.root.join("worker-liar.log")).unwrap_or_default();
+    assert!(log.contains("altered output refused by the scheduler"), "the liar uploaded altered bytes:\n{log}");
+    assert!(!log.contains("stored altered bytes"), "the scheduler never stores altered bytes:\n{log}");
+}
+
+#[test]
+fn tampered_bytes_served_under_an_outputs_name_fail_the_clients_digest_check() {
+    let mut env = TestEnv::new();
+    open_to_sandbox(&env);
+    let scheduler = Scheduler::start_with(&env.root, &["--heartbeat-ms", "300"]);
+    let _worker = start_worker_in(&scheduler, &env, "w");
+    wait_for(&scheduler, "one worker", |s| s["workers"].as_array().is_some_and(|w| w.len() == 1));
+    pool_client(&scheduler, &mut env);
+    write_project(&env.proj);
+    run_ok(env.command("make").args(["-j4", &format!("CC={} gcc", env.rcc_bin().display())]));
+    assert_eq!(env.counter("remote_compiles"), 7);
+    let remote = objects(&env.proj);
+    // The scheduler's disk is damaged: each object's blob now holds other bytes of the same size, in a valid
+    // frame, under the object's own name. The scheduler sends blobs as stored; the client must catch it.
+    for (name, data) in &remote {
+        let hex = rcc_proto::Digest::of(data).to_hex();
+        let path = scheduler.state.join("cas").join("blobs").join(&hex[..2]).join(&hex[2..]);
+        assert!(path.is_file(), "{name}'s blob is stored at {}", path.display());
+        let mut altered = data.clone();
+        altered[0] ^= 0xff;
+        std::fs::write(&path, zstd::bulk::compress(&altered, 3).unwrap()).unwrap();
+    }
+    // The same build again from an empty local cache: the scheduler answers every action from its records.
+    env.rcc_ok(&["cache", "clear"]);
+    env.zero_stats();
+    run_ok(env.command("make").args(["-B", "-j4", &format!("CC={} gcc", env.rcc_bin().display())]));
+    let stats = env.stats()["counters"].clone();
+    assert_eq!(stats["remote_fallbacks"]["corrupt-output"], 7, "every damaged object was caught: {stats:#}");
+    assert_eq!((&stats["remote_compiles"], &stats["misses"]), (&0.into(), &7.into()), "{stats:#}");
+    assert_eq!(objects(&env.proj), remote, "the build has the true objects, compiled here");
+    assert_eq!(remote, local_objects(&env));
 }
 
 /// Rewrites the units' helpers (new actions of the same kinds: same compiler, same source names).
@@ -421,13 +458,30 @@ fn a_slow_worker_gets_speculative_twins_that_win_and_its_copies_are_cancelled() 
     run_ok(env.command("make").args(["-j4", &format!("CC={} gcc", env.rcc_bin().display())]));
     assert_eq!(env.counter("remote_compiles"), 7);
 
-    // A straggler joins: every action it takes would sleep a minute before compiling.
-    let _slow = start_faulty_worker(&scheduler, &env, "slow", 4, &[("RCC_WORKER_TEST_DELAY_MS", "60000")]);
+    // A straggler joins: every action it takes sleeps a minute in its sandbox before compiling.
+    let slow = start_faulty_worker(&scheduler, &env, "slow", 4, &[("RCC_WORKER_TEST_DELAY_MS", "60000")]);
     wait_for(&scheduler, "two workers", |s| s["workers"].as_array().is_some_and(|w| w.len() == 2));
     change_every_unit(&env.proj);
     env.zero_stats();
     let started = Instant::now();
-    run_ok(env.command("make").args(["-B", "-j4", &format!("CC={} gcc", env.rcc_bin().display())]));
+    let mut make = env
+        .command("make")
+        .args(["-B", "-j4", &format!("CC={} gcc", env.rcc_bin().display())])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("starting make");
+    // The delay is a real sandbox: the straggler's stalled actions show as sandboxed processes under it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !descendants(slow.0.id()).iter().any(|(_, name)| name == STALL_PROGRAM_NAME) {
+        assert!(
+            Instant::now() < deadline,
+            "no stalled sandbox ever ran under the slow worker: {:?}\n{}",
+            descendants(slow.0.id()),
+            std::fs::read_to_string(env.root.join("worker-slow.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(make.wait().expect("make").success(), "the build failed");
     let took = started.elapsed();
     assert!(took < Duration::from_secs(40), "twins finished the build long before the straggler: {took:?}");
     let stats = env.stats()["counters"].clone();
@@ -442,9 +496,53 @@ fn a_slow_worker_gets_speculative_twins_that_win_and_its_copies_are_cancelled() 
     assert!(counters["twins"].as_u64() >= counters["twins_won"].as_u64(), "{status:#}");
     let remote = objects(&env.proj);
     assert_eq!(remote, local_objects(&env), "the twins' objects are the local ones");
-    // The straggler was told to stop the copies it lost.
+    // The straggler was told to stop the copies it lost: their sandboxes are killed and nothing is left
+    // running under it (the worker itself lives on).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !descendants(slow.0.id()).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "processes left under the slow worker after its copies were cancelled: {:?}",
+            descendants(slow.0.id())
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let log = std::fs::read_to_string(env.root.join("worker-slow.log")).unwrap_or_default();
-    assert!(log.contains("cancelled"), "the slow worker's copies were cancelled:\n{log}");
+    assert!(log.contains("cancelled: its sandbox is killed"), "the slow worker's copies were cancelled:\n{log}");
+    assert!(
+        log.lines().any(|l| l.contains("(test stall)") && l.contains("cancellation limit")),
+        "a stalled sandbox was killed by the cancellation:\n{log}"
+    );
+    assert!(worker(&status_json(&scheduler), "slow").is_some_and(|w| w["state"] == "active"), "the straggler lives on");
+}
+
+/// The name a stalled action's process has (the worker mounts `sleep` at `/rcc-test-stall`).
+const STALL_PROGRAM_NAME: &str = "rcc-test-stall";
+
+/// Every process below `pid` (children, their children…), with its command name.
+fn descendants(pid: u32) -> Vec<(u32, String)> {
+    let mut parents = std::collections::HashMap::<u32, Vec<(u32, String)>>::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // "pid (comm) state ppid …"; comm may hold spaces and parentheses, so split at the last ')'.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let (Ok(child), Some(ppid)) = (
+            stat[..open].trim().parse::<u32>(),
+            stat[close + 1..].split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()),
+        ) else {
+            continue;
+        };
+        parents.entry(ppid).or_default().push((child, stat[open + 1..close].to_owned()));
+    }
+    let mut found = Vec::new();
+    let mut queue = vec![pid];
+    while let Some(parent) = queue.pop() {
+        for (child, name) in parents.get(&parent).into_iter().flatten() {
+            queue.push(*child);
+            found.push((*child, name.clone()));
+        }
+    }
+    found
 }
 
 #[test]

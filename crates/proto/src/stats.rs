@@ -192,6 +192,10 @@ pub enum RemoteFallback {
     /// The scheduler or the worker failed the action, or sent something wrong.
     #[error("the pool failed the action")]
     RemoteError,
+    /// An output, stdout or stderr the scheduler sent failed its digest check (damaged in its store, or
+    /// altered on the way): nothing of it reaches the build.
+    #[error("a pool output failed its digest check")]
+    CorruptOutput,
     /// The action took longer than the client waits.
     #[error("the pool did not answer in time")]
     Timeout,
@@ -219,6 +223,7 @@ impl RemoteFallback {
         RemoteFallback::NativeCpu,
         RemoteFallback::PackFailed,
         RemoteFallback::RemoteError,
+        RemoteFallback::CorruptOutput,
         RemoteFallback::Timeout,
         RemoteFallback::RemoteCompileFailed,
         RemoteFallback::RestoreFailed,
@@ -240,6 +245,7 @@ impl RemoteFallback {
             RemoteFallback::NativeCpu => "native-cpu",
             RemoteFallback::PackFailed => "pack-failed",
             RemoteFallback::RemoteError => "remote-error",
+            RemoteFallback::CorruptOutput => "corrupt-output",
             RemoteFallback::Timeout => "timeout",
             RemoteFallback::RemoteCompileFailed => "remote-compile-failed",
             RemoteFallback::RestoreFailed => "restore-failed",

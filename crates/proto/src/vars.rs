@@ -61,9 +61,11 @@ pub const RCC_SCHEDULER_STATE: &str = "RCC_SCHEDULER_STATE";
 /// working directory is mapped to `.` in debug information), so checkouts in different places share hits.
 pub const RCC_BASE_DIR: &str = "RCC_BASE_DIR";
 
-/// Test knob of `rccd worker` (never set in production): each action starts this many milliseconds late.
+/// Test knob of `rccd worker` (never set in production): each action first sleeps this many milliseconds
+/// inside its sandbox.
 pub const RCC_WORKER_TEST_DELAY_MS: &str = "RCC_WORKER_TEST_DELAY_MS";
-/// Test knob of `rccd worker` (never set in production): `1` makes results name outputs never uploaded.
+/// Test knob of `rccd worker` (never set in production): `1` uploads altered outputs under their true
+/// digests and reports them as stored.
 pub const RCC_WORKER_TEST_CORRUPT: &str = "RCC_WORKER_TEST_CORRUPT";
 /// Where the integration tests find the built binaries (default: beside the test executable).
 pub const RCC_TEST_BIN_DIR: &str = "RCC_TEST_BIN_DIR";
@@ -213,8 +215,8 @@ pub const ALL: &[Var] = &[
     ),
     var(RCC_LOG, Some("log"), "off", "diagnostic log file (1: <dir>/rcc.log)", Group::Diagnostics),
     var(RCC_LOG_LEVEL, None, "debug (daemon), info", "what gets logged (a tracing filter)", Group::Diagnostics),
-    var(RCC_WORKER_TEST_DELAY_MS, None, "none", "worker starts each action this late", Group::Tests),
-    var(RCC_WORKER_TEST_CORRUPT, None, "none", "1: worker names outputs it never uploaded", Group::Tests),
+    var(RCC_WORKER_TEST_DELAY_MS, None, "none", "worker sleeps this long in each action's sandbox first", Group::Tests),
+    var(RCC_WORKER_TEST_CORRUPT, None, "none", "1: worker uploads altered outputs under true digests", Group::Tests),
     var(RCC_TEST_BIN_DIR, None, "beside the tests", "where the integration tests find the binaries", Group::Tests),
 ];
 

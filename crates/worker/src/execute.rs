@@ -5,6 +5,7 @@
 //! fetched from the scheduler once, however many actions use it.
 
 use crate::cas::{BlobCache, CasError, CasStats, Role};
+use crate::faults::{self, Faults};
 use crate::toolchains::{ToolchainDirs, ToolchainLease};
 use rcc_link::client::{Client, ClientError};
 use rcc_pack::Pack;
@@ -165,6 +166,7 @@ pub async fn execute(
     cache: &WorkerCache,
     action: &RemoteAction,
     cancel: &CancelFlag,
+    faults: Faults,
 ) -> Result<ActionResult, ExecuteError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     action.validate()?;
@@ -174,7 +176,7 @@ pub async fn execute(
         cache.root.join("work").join(format!("{}-{}", &digest.to_hex()[..16], COUNTER.fetch_add(1, Ordering::Relaxed)));
     fs::create_dir_all(&work).map_err(io_err(&work))?;
     fs::set_permissions(&work, fs::Permissions::from_mode(0o755)).map_err(io_err(&work))?;
-    let result = run_in(client, &cache.blobs, toolchain.root(), &work, action, cancel).await;
+    let result = run_in(client, &cache.blobs, toolchain.root(), &work, action, cancel, faults).await;
     let _ = fs::remove_dir_all(&work);
     result
 }
@@ -186,6 +188,7 @@ async fn run_in(
     work: &Path,
     action: &RemoteAction,
     cancel: &CancelFlag,
+    faults: Faults,
 ) -> Result<ActionResult, ExecuteError> {
     for (name, blob) in &action.inputs {
         let path = work.join(name);
@@ -206,6 +209,9 @@ async fn run_in(
     spec.mounts = root_mounts(root)?;
     spec.limits.wall = Duration::from_millis(action.timeout_ms.max(1_000));
     spec.cancel = cancel.clone();
+    if let Some(stall) = faults.stall {
+        stall_in_sandbox(&spec, stall).await?;
+    }
     let outcome = tokio::task::spawn_blocking(move || rcc_sandbox::run(&spec)).await??;
     if let Some(limit) = outcome.limit {
         return Err(ExecuteError::Stopped(format!("hit its {} limit", limit.name())));
@@ -219,10 +225,38 @@ async fn run_in(
     for name in &action.outputs {
         let Ok(data) = fs::read(work.join(name)) else { continue };
         let executable = fs::metadata(work.join(name)).is_ok_and(|m| m.permissions().mode() & 0o111 != 0);
-        let digest = client.put_blob(&data).await?;
+        let digest = if faults.corrupt { lie_about(client, &data).await } else { client.put_blob(&data).await? };
         outputs.push(OutputFile { name: name.clone(), digest, size: data.len() as u64, executable });
     }
     let stdout = client.put_blob(&outcome.stdout).await?;
     let stderr = client.put_blob(&outcome.stderr).await?;
     Ok(ActionResult { outputs, stdout: Some(stdout), stderr: Some(stderr), exit_code })
+}
+
+/// The slow-machine fault: the host's `sleep` runs for `stall` in a sandbox like the action's (its mounts,
+/// limits and cancel flag), so that cancelling the action has a sandbox to kill.
+async fn stall_in_sandbox(action: &SandboxSpec, stall: Duration) -> Result<(), ExecuteError> {
+    let sleep = faults::host_sleep().ok_or_else(|| ExecuteError::Stopped("could not stall: no sleep".into()))?;
+    let mut spec = action.clone();
+    spec.name = format!("{} (test stall)", action.name);
+    spec.program = PathBuf::from(faults::STALL_PROGRAM);
+    spec.args = vec![format!("{}.{:03}", stall.as_secs(), stall.subsec_millis()).into()];
+    spec.mounts.push(Mount::read_only(sleep, faults::STALL_PROGRAM));
+    spec.limits.wall = stall + Duration::from_secs(30);
+    let outcome = tokio::task::spawn_blocking(move || rcc_sandbox::run(&spec)).await??;
+    match outcome.limit {
+        Some(limit) => Err(ExecuteError::Stopped(format!("hit its {} limit while stalled", limit.name()))),
+        None => Ok(()),
+    }
+}
+
+/// The lying-worker fault: uploads altered bytes under `data`'s true digest (the scheduler refuses them,
+/// which is logged) and returns that digest as if they had been stored.
+async fn lie_about(client: &Client, data: &[u8]) -> Digest {
+    let digest = Digest::of(data);
+    match client.put_blob_as(digest, &faults::altered(data)).await {
+        Ok(()) => tracing::error!(digest = %digest, "the scheduler stored altered bytes under a true digest"),
+        Err(e) => tracing::info!(digest = %digest, error = %e, "altered output refused by the scheduler"),
+    }
+    digest
 }

@@ -10,6 +10,7 @@
 //! - [`cas`]: the worker's local blob cache (inputs, pack files), bounded in bytes, least recently used
 //!   evicted, every read digest-checked, one fetch per blob however many actions want it.
 //! - [`toolchains`]: materialized toolchains, bounded in count, the ones in use kept.
+//! - [`faults`]: the slow and the lying worker the pool's tests simulate.
 //!
 //! Depends on rcc-proto (messages), rcc-link (the QUIC client), rcc-pack (toolchains), rcc-sandbox
 //! (running actions) and rcc-fs; never on the daemon or the scheduler. Start reading at [`run`].
@@ -17,6 +18,7 @@
 
 pub mod cas;
 pub mod execute;
+pub mod faults;
 pub mod session;
 pub mod toolchains;
 

@@ -4,6 +4,7 @@
 //! connection is redialled with backoff (1 s doubling to 30 s).
 
 use crate::execute::{execute, CacheLimits, WorkerCache};
+use crate::faults::Faults;
 use rcc_link::client::{Client, ClientError};
 use rcc_link::tls::Trust;
 use rcc_link::wire::{read_frame, write_frame, WireError};
@@ -67,27 +68,6 @@ impl WorkerOptions {
     /// What the local cache keeps.
     pub fn cache_limits(&self) -> CacheLimits {
         CacheLimits { blob_bytes: self.cache_bytes, toolchains: self.keep_toolchains }
-    }
-}
-
-/// Faults a worker can be told to simulate, for the pool's own tests (never set in production):
-/// `RCC_WORKER_TEST_DELAY_MS` (each action starts this much later: a slow machine) and
-/// `RCC_WORKER_TEST_CORRUPT=1` (results name outputs that were never uploaded).
-#[derive(Debug, Clone, Copy, Default)]
-struct Faults {
-    delay: Option<Duration>,
-    corrupt: bool,
-}
-
-impl Faults {
-    fn from_env() -> Faults {
-        Faults {
-            delay: std::env::var(rcc_proto::vars::RCC_WORKER_TEST_DELAY_MS)
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .map(Duration::from_millis),
-            corrupt: std::env::var(rcc_proto::vars::RCC_WORKER_TEST_CORRUPT).is_ok_and(|v| v == "1"),
-        }
     }
 }
 
@@ -188,11 +168,8 @@ async fn session(
                         let cancel2 = cancel.clone();
                         let task = tokio::spawn(async move {
                             tracing::info!(action = %&digest.to_hex()[..16], program = %action.program, args = ?action.args, "running an action");
-                            if let Some(delay) = faults.delay {
-                                tokio::time::sleep(delay).await;
-                            }
                             let ran = std::time::Instant::now();
-                            let executed = execute(&client, &cache, &action, &cancel2).await;
+                            let executed = execute(&client, &cache, &action, &cancel2, faults).await;
                             tracing::info!(
                                 action = %&digest.to_hex()[..16],
                                 millis = ran.elapsed().as_millis() as u64,
@@ -200,14 +177,6 @@ async fn session(
                                 "action ended"
                             );
                             let (result, error) = match executed {
-                                Ok(mut result) if faults.corrupt => {
-                                    // Name an object nobody uploaded: what a worker with a broken disk or
-                                    // a lying implementation reports.
-                                    for out in &mut result.outputs {
-                                        out.digest = rcc_proto::Digest::of(&out.digest.to_hex().into_bytes());
-                                    }
-                                    (Some(result), None)
-                                }
                                 Ok(result) => (Some(result), None),
                                 Err(e) => {
                                     tracing::warn!(action = %&digest.to_hex()[..16], error = %e, "action could not run");
