@@ -5,7 +5,8 @@
 //! still being stored, answering a hit, having the wrapper run the compiler in a local slot, answering a
 //! miss before storing it, uploading only what the local store took, and merging a manifest entry.
 //!
-//! The languages: [`crate::c_family`] (gcc, clang and the drivers named like them) and [`crate::rust`].
+//! The languages: `c_family.rs` (gcc, clang and the drivers named like them) and `rust/` (rustc);
+//! the server picks one per request.
 
 use crate::context::Context;
 use crate::invocation::Invocation;
@@ -15,7 +16,7 @@ use crate::remote::Remote;
 use crate::store::Kind;
 use crate::stored::load;
 use rcc_proto::frame::{read_msg, write_msg, FrameError};
-use rcc_proto::ipc::{CompileOutcome, CompileRequest, Request, Response};
+use rcc_proto::ipc::{CompileOutcome, Request, Response};
 use rcc_proto::stats::{Counters, ErrorKind, HitMode, Reason};
 use rcc_proto::Digest;
 use serde::de::DeserializeOwned;
@@ -112,16 +113,6 @@ pub trait Language {
     );
     /// Counts `event` in this language's counters.
     fn count(counters: &mut Counters, event: Event);
-}
-
-/// Serves one `Compile` request on `conn`, rustc's or a C compiler's.
-pub fn serve_request(ctx: &Context, req: CompileRequest, conn: &mut UnixStream) -> Result<(), FrameError> {
-    let inv = Invocation::from_request(req);
-    if crate::rust::is_rustc(&inv.compiler) {
-        serve::<crate::rust::Rust>(ctx, inv, conn)
-    } else {
-        serve::<crate::c_family::CFamily>(ctx, inv, conn)
-    }
 }
 
 /// Serves one call in language `L`: understand it, look it up locally and then in the shared cache, and on

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// The pool client's state, owned by the daemon's [`Context`]: how many misses compile locally now, and the
+/// The pool client's state, owned by the daemon's `Context`: how many misses compile locally now, and the
 /// compilers packed so far.
 #[derive(Default)]
 pub struct PoolClient {

@@ -1,10 +1,12 @@
 //! The Unix-socket listener: a thread per connection, an idle timer, and orderly shutdown (statistics
 //! flushed, socket removed).
 
+use crate::c_family::CFamily;
 use crate::context::Context;
-use crate::pipeline;
+use crate::invocation::Invocation;
+use crate::{pipeline, rust};
 use rcc_proto::frame::{read_msg, write_msg, FrameError};
-use rcc_proto::ipc::{Request, Response};
+use rcc_proto::ipc::{CompileRequest, Request, Response};
 use rcc_proto::stats::StatsSnapshot;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -76,10 +78,20 @@ fn shutdown(ctx: &Context, socket: &PathBuf, remove_socket: bool) -> ! {
     std::process::exit(0)
 }
 
+/// Serves one `Compile` request: rustc's or a C compiler's, along the one pipeline.
+fn serve_compile(ctx: &Context, req: CompileRequest, conn: &mut UnixStream) -> Result<(), FrameError> {
+    let inv = Invocation::from_request(req);
+    if rust::is_rustc(&inv.compiler) {
+        pipeline::serve::<rust::Rust>(ctx, inv, conn)
+    } else {
+        pipeline::serve::<CFamily>(ctx, inv, conn)
+    }
+}
+
 fn handle(ctx: &Context, mut stream: UnixStream, socket: &PathBuf) -> Result<(), FrameError> {
     let request: Request = read_msg(&mut stream)?;
     match request {
-        Request::Compile(req) => pipeline::serve_request(ctx, req, &mut stream),
+        Request::Compile(req) => serve_compile(ctx, req, &mut stream),
         Request::Ping => write_msg(&mut stream, &Response::Ok),
         Request::Stats => {
             ctx.in_flight.wait_all();

@@ -6,7 +6,7 @@
 //!   truncated file is dropped and fetched again), every write is atomic (temp file, then rename), and a
 //!   blob asked for by several actions at once is fetched once.
 //!
-//! Materialized toolchains are bounded apart, in [`crate::toolchains`]. What both hold is what the worker reports in its heartbeats, so the scheduler prefers it for actions
+//! Materialized toolchains are bounded apart, in `toolchains.rs`. What both hold is what the worker reports in its heartbeats, so the scheduler prefers it for actions
 //! needing them. Both index what they find on disk when opened; a worker directory belongs to one worker.
 
 use rcc_fs::{AtomicFile, WriteOptions};

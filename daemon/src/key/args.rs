@@ -1,7 +1,7 @@
 //! gcc and clang command lines: is this call a cacheable single-source compile, and if so what does it read
 //! and write.
 //!
-//! Two stages, as in ripgrep's flags: [`FLAGS`] is the table of every flag rcc knows (its spelling, how it
+//! Two stages, as in ripgrep's flags: `FLAGS` is the table of every flag rcc knows (its spelling, how it
 //! takes a value, what it means), and [`parse`] walks argv with it, after expanding `@response` files, into
 //! a [`ParsedArgs`]. Flags not in the table fall into families that are simply hashed (`-f…`, `-W…`,
 //! `-m…`, `-O…`), unless their value names an existing file, which rcc cannot digest blindly: such calls run
