@@ -344,6 +344,8 @@ fn finish_local_miss(
 struct Inputs {
     files: Vec<(Vec<u8>, Digest)>,
     probes: Vec<Vec<u8>>,
+    /// When the compile that read them started: files on the search path changed since are suspect.
+    since_ns: i64,
 }
 
 /// Digests every input a compile read; refuses inputs changed since the compile started and time macros.
@@ -367,7 +369,7 @@ fn inputs_of(ctx: &Context, plan: &Plan, deps: &[OsString], start_ns: i64) -> Re
         }
         inputs.push((dep.as_bytes().to_vec(), info.digest));
     }
-    Ok(Inputs { files: inputs, probes })
+    Ok(Inputs { files: inputs, probes, since_ns: start_ns })
 }
 
 /// Records that these inputs lead to `result_key` in the direct key's manifest; the entry, `None` when the
@@ -375,7 +377,14 @@ fn inputs_of(ctx: &Context, plan: &Plan, deps: &[OsString], start_ns: i64) -> Re
 fn add_manifest_entry(ctx: &Context, plan: &Plan, inputs: Inputs, result_key: Digest) -> Option<Entry> {
     let env_path = plan.inv.var("PATH").unwrap_or_default();
     let dirs = search_dirs::of(env_path, &plan.inv, &plan.parsed, &plan.compiler);
-    let entry = Entry::new(&ctx.files, &plan.inv.cwd, inputs.files, &inputs.probes, &dirs, result_key);
+    let Some(entry) =
+        Entry::new(&ctx.files, &plan.inv.cwd, inputs.files, &inputs.probes, &dirs, result_key, inputs.since_ns)
+    else {
+        // A header appeared on the search path while the compile ran: what it saw cannot be recorded.
+        tracing::debug!("a search-path file changed during the compile; no manifest entry");
+        ctx.stats.record(|c| c.count_uncacheable(Reason::InputModifiedDuringCompile));
+        return None;
+    };
     tracing::trace!(dirs = dirs.len(), "manifest entry made");
     update_manifest(ctx, &plan.direct_key, |manifest: &mut Manifest| manifest.add(entry.clone())).then_some(entry)
 }

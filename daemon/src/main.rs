@@ -81,9 +81,12 @@ fn main() {
 }
 
 fn serve() -> Result<()> {
+    // Everything the daemon creates is its user's alone: the store, statistics, scratch files, the socket.
+    // SAFETY: umask only sets this process's file-creation mask; no other thread runs yet.
+    unsafe { libc::umask(0o077) };
     let config = rcc_proto::config::load().context("reading the configuration")?;
     let dir = config.dir.value.clone();
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    rcc_fs::private::ensure_private_dir(&dir).with_context(|| format!("the cache directory {}", dir.display()))?;
     if let Some(log) = &config.log.value {
         let file = fs::OpenOptions::new()
             .create(true)

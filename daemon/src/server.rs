@@ -1,12 +1,17 @@
 //! The Unix-socket listener: a thread per connection, an idle timer, and orderly shutdown (statistics
 //! flushed, socket removed).
+//!
+//! Only the daemon's own user is served: a connection from another uid (`SO_PEERCRED`) is closed unread,
+//! since a request names the compiler the daemon runs. A connection that sends no request within
+//! [`REQUEST_WAIT`] is closed, and when accepting fails (no file descriptor left, say) the loop backs off
+//! instead of spinning, so idle or leaked connections cannot starve the builds.
 
 use crate::c_family::CFamily;
 use crate::context::Context;
 use crate::invocation::Invocation;
 use crate::{pipeline, rust};
 use rcc_proto::frame::{read_msg, write_msg, FrameError};
-use rcc_proto::ipc::{CompileRequest, Request, Response};
+use rcc_proto::ipc::{CompileRequest, Request, Response, REQUEST_WAIT};
 use rcc_proto::stats::StatsSnapshot;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -14,6 +19,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The first pause after a failed accept; it doubles up to [`ACCEPT_BACKOFF_MAX`] while failures last.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_millis(500);
 
 /// Activity bookkeeping for the idle timer.
 struct Activity {
@@ -54,8 +63,32 @@ pub fn run(ctx: Arc<Context>, listener: UnixListener, socket: PathBuf, idle: Dur
             }
         });
     }
+    let own_uid = rcc_fs::private::own_uid();
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
+        let stream = match stream {
+            Ok(stream) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                stream
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, pause_ms = backoff.as_millis() as u64, "accepting a connection failed");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                continue;
+            }
+        };
+        match rcc_fs::private::peer_uid(&stream) {
+            Ok(uid) if uid == own_uid => {}
+            Ok(uid) => {
+                tracing::warn!(uid, "refused a connection from another user");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "refused a connection whose peer is unknown");
+                continue;
+            }
+        }
         activity.active.fetch_add(1, Ordering::Relaxed);
         activity.touch();
         let (ctx, activity, socket) = (ctx.clone(), activity.clone(), socket.clone());
@@ -89,9 +122,15 @@ fn serve_compile(ctx: &Context, req: CompileRequest, conn: &mut UnixStream) -> R
 }
 
 fn handle(ctx: &Context, mut stream: UnixStream, socket: &PathBuf) -> Result<(), FrameError> {
+    stream.set_read_timeout(Some(REQUEST_WAIT))?;
     let request: Request = read_msg(&mut stream)?;
+    // The wrapper's report of a compile comes when the compiler is done: no bound here.
+    stream.set_read_timeout(None)?;
     match request {
-        Request::Compile(req) => serve_compile(ctx, req, &mut stream),
+        Request::Compile(req) => {
+            write_msg(&mut stream, &Response::Accepted)?;
+            serve_compile(ctx, req, &mut stream)
+        }
         Request::Ping => write_msg(&mut stream, &Response::Ok),
         Request::Stats => {
             ctx.in_flight.wait_all();

@@ -7,8 +7,13 @@
 //!
 //! Entry file layout:
 //! ```text
-//! "RCCS" | version u8 | kind u8 | payload SHA-256 (32 B) | payload length u64 LE | zstd frame
+//! "RCCS" | version u8 | kind u8 | key (32 B) | payload SHA-256 (32 B) | payload length u64 LE | zstd frame
 //! ```
+//! The key an entry was written under is inside it: an entry file moved or copied to another key's place
+//! fails its check instead of answering for that key. Entries of an older format version are dropped as
+//! absent (an upgrade is not corruption).
+//!
+//! The store is private to its user: directories are created 0700 and entries 0600, whatever the umask.
 
 use rcc_fs::{write_atomic, WriteOptions};
 use rcc_proto::Digest;
@@ -20,14 +25,16 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 const MAGIC: &[u8; 4] = b"RCCS";
-const FORMAT_VERSION: u8 = 1;
-const HEADER_LEN: usize = 4 + 1 + 1 + 32 + 8;
+const FORMAT_VERSION: u8 = 2;
+const HEADER_LEN: usize = 4 + 1 + 1 + 32 + 32 + 8;
 /// Largest payload an entry may claim (guards decompression against a corrupt length).
 const MAX_PAYLOAD: u64 = 4 << 30;
 /// Eviction brings the store down to this fraction of the limit, so it does not run on every write.
 const EVICT_TO_PERCENT: u64 = 90;
-/// The mode of entry files.
-const ENTRY_MODE: u32 = 0o644;
+/// The mode of entry files: the cached objects and preprocessed sources are the user's own.
+const ENTRY_MODE: u32 = 0o600;
+/// The mode of the store's directories.
+const DIR_MODE: u32 = 0o700;
 /// Temporary files older than this were left by a crash (a live write takes far less).
 const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(3600);
 
@@ -110,7 +117,7 @@ struct Inner {
 impl Store {
     /// Opens (creating) the store under `root` with a size limit in bytes, and measures it.
     pub fn open(root: &Path, limit: u64) -> Result<Store, StoreError> {
-        fs::create_dir_all(root).map_err(io_err(root))?;
+        create_private_dir(root)?;
         let store = Store {
             inner: Arc::new(Inner {
                 root: root.to_owned(),
@@ -142,11 +149,17 @@ impl Store {
         };
         let mut raw = Vec::new();
         file.read_to_end(&mut raw).map_err(io_err(&path))?;
-        match decode_entry(kind, &raw) {
-            Ok(payload) => {
+        match decode_entry(kind, key, &raw) {
+            Ok(Decoded::Payload(payload)) => {
                 // Refresh the LRU clock; failing to do so only makes eviction less accurate.
                 let _ = file.set_modified(SystemTime::now());
                 Ok(Some(payload))
+            }
+            Ok(Decoded::Outdated) => {
+                if fs::remove_file(&path).is_ok() {
+                    self.account(-(raw.len() as i64), -1);
+                }
+                Ok(None)
             }
             Err(why) => {
                 if fs::remove_file(&path).is_ok() {
@@ -160,9 +173,9 @@ impl Store {
     /// Writes an entry atomically, replacing any previous one, then evicts if the store is over its limit.
     pub fn put(&self, kind: Kind, key: &Digest, payload: &[u8]) -> Result<(), StoreError> {
         let path = self.entry_path(kind, key);
-        let bytes = encode_entry(kind, payload).map_err(io_err(&path))?;
+        let bytes = encode_entry(kind, key, payload).map_err(io_err(&path))?;
         let parent = path.parent().unwrap_or(&self.inner.root);
-        fs::create_dir_all(parent).map_err(io_err(parent))?;
+        create_private_dir(parent)?;
         let old_len = fs::metadata(&path).map(|m| m.len()).ok();
         write_atomic(&path, &bytes, WriteOptions::cache(ENTRY_MODE)).map_err(io_err(&path))?;
         match old_len {
@@ -282,11 +295,18 @@ impl Store {
     }
 }
 
-fn encode_entry(kind: Kind, payload: &[u8]) -> io::Result<Vec<u8>> {
+/// Creates `dir` and its missing parents owner-only (0700), whatever the umask.
+fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir).map_err(io_err(dir))
+}
+
+fn encode_entry(kind: Kind, key: &Digest, payload: &[u8]) -> io::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len() / 3);
     out.extend_from_slice(MAGIC);
     out.push(FORMAT_VERSION);
     out.push(kind.tag());
+    out.extend_from_slice(&key.0);
     out.extend_from_slice(&Digest::of(payload).0);
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     // Level 1: compression must not show in the cost of a miss.
@@ -295,17 +315,34 @@ fn encode_entry(kind: Kind, payload: &[u8]) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
-fn decode_entry(kind: Kind, raw: &[u8]) -> Result<Vec<u8>, &'static str> {
-    if raw.len() < HEADER_LEN || &raw[..4] != MAGIC {
+/// An entry file's content, checked.
+enum Decoded {
+    /// The payload, which belongs to the key asked for.
+    Payload(Vec<u8>),
+    /// An entry of an older format version: treated as absent.
+    Outdated,
+}
+
+fn decode_entry(kind: Kind, key: &Digest, raw: &[u8]) -> Result<Decoded, &'static str> {
+    if raw.len() < 6 || &raw[..4] != MAGIC {
+        return Err("bad header");
+    }
+    if raw[4] < FORMAT_VERSION {
+        return Ok(Decoded::Outdated);
+    }
+    if raw.len() < HEADER_LEN {
         return Err("bad header");
     }
     if raw[4] != FORMAT_VERSION || raw[5] != kind.tag() {
         return Err("other format version or kind");
     }
+    if raw[6..38] != key.0 {
+        return Err("entry of another key");
+    }
     let mut digest = [0u8; 32];
-    digest.copy_from_slice(&raw[6..38]);
+    digest.copy_from_slice(&raw[38..70]);
     let mut len = [0u8; 8];
-    len.copy_from_slice(&raw[38..46]);
+    len.copy_from_slice(&raw[70..78]);
     let len = u64::from_le_bytes(len);
     if len > MAX_PAYLOAD {
         return Err("implausible length");
@@ -314,7 +351,7 @@ fn decode_entry(kind: Kind, raw: &[u8]) -> Result<Vec<u8>, &'static str> {
     if payload.len() as u64 != len || Digest::of(&payload).0 != digest {
         return Err("content digest mismatch");
     }
-    Ok(payload)
+    Ok(Decoded::Payload(payload))
 }
 
 #[cfg(test)]
@@ -380,6 +417,54 @@ mod tests {
             fs::write(&path, &raw[..cut]).unwrap();
             assert!(s.get(Kind::Result, &key).is_err(), "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn an_entry_moved_to_another_keys_place_is_corrupt_not_a_hit() {
+        let (_d, s) = store(1 << 30);
+        let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
+        s.put(Kind::Result, &a, b"object of a").unwrap();
+        s.put(Kind::Result, &b, b"object of b").unwrap();
+        let (path_a, path_b) = (s.entry_path(Kind::Result, &a), s.entry_path(Kind::Result, &b));
+        let (raw_a, raw_b) = (fs::read(&path_a).unwrap(), fs::read(&path_b).unwrap());
+        fs::write(&path_a, &raw_b).unwrap();
+        fs::write(&path_b, &raw_a).unwrap();
+        for key in [a, b] {
+            match s.get(Kind::Result, &key) {
+                Err(StoreError::Corrupt { why, .. }) => assert_eq!(why, "entry of another key"),
+                other => panic!("a swapped entry must not answer: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn an_entry_of_an_older_format_is_absent_and_dropped() {
+        let (_d, s) = store(1 << 30);
+        let key = Digest::of(b"k");
+        s.put(Kind::Result, &key, b"payload").unwrap();
+        let path = s.entry_path(Kind::Result, &key);
+        let mut raw = fs::read(&path).unwrap();
+        raw[4] = 1;
+        fs::write(&path, &raw).unwrap();
+        assert!(s.get(Kind::Result, &key).unwrap().is_none());
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn the_store_is_private_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        // SAFETY: umask only changes this process's file-creation mask; restored below.
+        let old = unsafe { libc::umask(0) };
+        let s = Store::open(&dir.path().join("store"), 1 << 30).unwrap();
+        let key = Digest::of(b"k");
+        s.put(Kind::Result, &key, b"secret object").unwrap();
+        unsafe { libc::umask(old) };
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let entry = s.entry_path(Kind::Result, &key);
+        assert_eq!(mode(&entry), 0o600);
+        assert_eq!(mode(entry.parent().unwrap()), 0o700);
+        assert_eq!(mode(&dir.path().join("store")), 0o700);
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod depfiles;
 mod failures;
 mod help;
 mod hits;
+mod local_trust;
 mod mutations;
 mod passthrough;
 mod pool;

@@ -7,7 +7,7 @@ use crate::invocation::{self, CompileCall};
 use crate::logging::log;
 use rcc_proto::config::Config;
 use rcc_proto::frame::{read_msg, write_msg};
-use rcc_proto::ipc::{CompileOutcome, CompileRequest, Request, Response};
+use rcc_proto::ipc::{CompileOutcome, CompileRequest, Request, Response, ACCEPT_WAIT, ANSWER_WAIT, REPORT_WAIT};
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -66,7 +66,14 @@ fn through_daemon(config: &Config, compiler: &Path, args: &[OsString]) -> Result
         env: std::env::vars_os().map(|(k, v)| (k.into_vec(), v.into_vec())).collect(),
         umask: current_umask(),
     };
+    // Every read from the daemon is bounded: a stuck daemon costs a bounded wait, then a plain compile.
+    stream.set_read_timeout(Some(ACCEPT_WAIT))?;
     write_msg(&mut stream, &Request::Compile(request))?;
+    match read_msg::<_, Response>(&mut stream)? {
+        Response::Accepted => {}
+        other => return Err(Fallback(format!("unexpected daemon answer {other:?}"))),
+    }
+    stream.set_read_timeout(Some(ANSWER_WAIT))?;
     match read_msg::<_, Response>(&mut stream)? {
         Response::Hit { stdout, stderr, exit_code, forced_color } => {
             replay(&stdout, &stderr, forced_color);
@@ -107,8 +114,11 @@ fn run_miss(
         }
     };
     let exit_code = outcome.exit_code;
-    let report =
-        write_msg(&mut stream, &Request::Finished(outcome.clone())).and_then(|()| read_msg::<_, Response>(&mut stream));
+    let report = stream
+        .set_read_timeout(Some(REPORT_WAIT))
+        .map_err(rcc_proto::frame::FrameError::from)
+        .and_then(|()| write_msg(&mut stream, &Request::Finished(outcome.clone())))
+        .and_then(|()| read_msg::<_, Response>(&mut stream));
     match report {
         // Only a failed run may be retried: its outputs are not the build's yet (stderr not streamed).
         Ok(Response::Passthrough { .. }) if exit_code != 0 && !stream_stderr => return Ran::Retry,

@@ -3,7 +3,7 @@
 
 use rcc_proto::config::Config;
 use rcc_proto::vars;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -11,20 +11,36 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Connects to the running daemon without starting one.
+/// Connects to the running daemon without starting one. The process listening must be this user's own:
+/// a socket another user planted (a shared or pre-created directory) is refused, since the daemon's
+/// answers decide what the wrapper runs.
 pub fn connect_existing(config: &Config) -> io::Result<UnixStream> {
-    UnixStream::connect(&config.socket.value)
+    let stream = UnixStream::connect(&config.socket.value)?;
+    let (theirs, ours) = (rcc_fs::private::peer_uid(&stream)?, rcc_fs::private::own_uid());
+    if theirs != ours {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "the daemon on {} runs as uid {theirs}, not as this user (uid {ours})",
+                config.socket.value.display()
+            ),
+        ));
+    }
+    Ok(stream)
 }
 
 /// Connects to the daemon, starting it if none listens.
 pub fn connect_or_start(config: &Config) -> io::Result<UnixStream> {
-    if let Ok(stream) = connect_existing(config) {
-        return Ok(stream);
+    match connect_existing(config) {
+        Ok(stream) => return Ok(stream),
+        // Another user's daemon holds the socket: no daemon of ours can start there.
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Err(e),
+        Err(_) => {}
     }
     let timeout = start_timeout();
     let deadline = Instant::now() + timeout;
     let dir = &config.dir.value;
-    fs::create_dir_all(dir)?;
+    rcc_fs::private::ensure_private_dir(dir)?;
     let lock_path = config.socket.value.with_extension("start-lock");
     let lock = File::options().create(true).truncate(false).write(true).open(&lock_path)?;
     // Only one wrapper starts the daemon; the others wait here and then find it listening.

@@ -5,6 +5,7 @@
 //! - [`digest`]: a file's content digest, streamed.
 //! - [`links`]: following a path's symbolic links one component at a time, recording each link met (for
 //!   toolchain packs and sandbox mounts).
+//! - [`private`]: owner-only directories and the uid at the other end of a Unix socket.
 //!
 //! Depends on rcc-proto (the digest) and tempfile; no async runtime. Start reading at
 //! [`atomic::write_atomic`].
@@ -13,6 +14,7 @@
 pub mod atomic;
 pub mod digest;
 pub mod links;
+pub mod private;
 
 pub use atomic::{write_atomic, AtomicFile, Durability, WriteOptions};
 pub use digest::digest_file;

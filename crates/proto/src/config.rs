@@ -124,6 +124,10 @@ enum SizeValue {
 /// A setting that could not be understood.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
+    /// No cache directory: the user has no `HOME` (nor `XDG_CACHE_HOME`, nor `XDG_RUNTIME_DIR`) and
+    /// `RCC_DIR` is not set.
+    #[error("no cache directory: set HOME, XDG_CACHE_HOME, XDG_RUNTIME_DIR or RCC_DIR (rcc never uses a shared one like /tmp)")]
+    NoDirectory,
     /// The config file is not valid TOML of the expected shape.
     #[error("config file {path}: {message}")]
     File {
@@ -310,20 +314,53 @@ impl Config {
     }
 }
 
-/// Path of the config file: `RCC_CONFIG`, else `<user config dir>/rcc/config.toml`.
-pub fn config_path() -> PathBuf {
+/// Path of the config file: `RCC_CONFIG`, else `<user config dir>/rcc/config.toml`; `None` when the user
+/// has no config directory (no `HOME`): then no file is read — never one in a shared place like `/tmp`,
+/// where another user could have put it.
+pub fn config_path() -> Option<PathBuf> {
     match std::env::var_os(vars::RCC_CONFIG) {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => dirs::config_dir().unwrap_or_else(std::env::temp_dir).join("rcc").join("config.toml"),
+        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+        _ => user_dir("XDG_CONFIG_HOME", ".config").map(|d| d.join("rcc").join("config.toml")),
     }
 }
 
+/// The default cache directory: `<user cache dir>/rcc`, else `$XDG_RUNTIME_DIR/rcc` (private to the user
+/// by the standard); `None` when the user has neither. Never a shared place like `/tmp`.
+fn default_dir() -> Option<PathBuf> {
+    user_dir("XDG_CACHE_HOME", ".cache").or_else(|| absolute_var("XDG_RUNTIME_DIR")).map(|d| d.join("rcc"))
+}
+
+/// The XDG base directory `var` (when absolute), else `$HOME/<under_home>`; `None` without either.
+///
+/// Read from the environment only: the `dirs` crate falls back to the passwd database (`getpwuid_r`),
+/// which crashes rcc's statically linked binaries for a uid with no passwd entry (seen: SIGSEGV under
+/// `setpriv --reuid=54321` with no `HOME`). A user with no `HOME` gets no default directory instead.
+fn user_dir(var: &str, under_home: &str) -> Option<PathBuf> {
+    absolute_var(var).or_else(|| absolute_var("HOME").map(|home| home.join(under_home)))
+}
+
+/// The variable's value when it is an absolute path (the XDG rule: relative values are ignored).
+fn absolute_var(var: &str) -> Option<PathBuf> {
+    std::env::var_os(var).map(PathBuf::from).filter(|p| p.is_absolute())
+}
+
 /// Resolves this process's settings: reads the config file (if present) and the environment.
+/// [`ConfigError::NoDirectory`] when no cache directory is known (no `HOME`, no `XDG_RUNTIME_DIR`, no
+/// `RCC_DIR`): the wrapper then compiles without the cache.
 pub fn load() -> Result<Config, ConfigError> {
     let path = config_path();
-    let text = std::fs::read_to_string(&path).ok();
-    let default_dir = dirs::cache_dir().unwrap_or_else(std::env::temp_dir).join("rcc");
-    Config::resolve((&path, text.as_deref()), &|name| std::env::var(name).ok(), default_dir)
+    let text = path.as_deref().and_then(|p| std::fs::read_to_string(p).ok());
+    let shown_path = path.clone().unwrap_or_else(|| PathBuf::from("(no config directory)"));
+    let default = default_dir();
+    let config = Config::resolve(
+        (&shown_path, text.as_deref()),
+        &|name| std::env::var(name).ok(),
+        default.clone().unwrap_or_default(),
+    )?;
+    if default.is_none() && config.dir.source == Source::Default {
+        return Err(ConfigError::NoDirectory);
+    }
+    Ok(config)
 }
 
 /// A token as `rcc config` shows it: the first 8 characters, the rest masked.

@@ -17,7 +17,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use std::io::{self, Read, Write};
 
 /// Version of the wrapper↔daemon protocol. A daemon and wrapper of different versions refuse each other.
-pub const PROTOCOL_VERSION: u8 = 2;
+pub const PROTOCOL_VERSION: u8 = 3;
 
 /// Largest payload accepted on the local socket (64 MiB): stdout and stderr of a compile travel in frames.
 pub const MAX_FRAME_LEN: u32 = 64 << 20;

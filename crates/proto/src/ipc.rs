@@ -15,6 +15,19 @@
 use crate::stats::{Reason, StatsSnapshot};
 use serde::{Deserialize, Serialize};
 
+/// How long a wrapper waits for [`Response::Accepted`] after sending a request: the daemon accepts and
+/// reads requests at once, so longer means it is stuck (out of file descriptors, say).
+pub const ACCEPT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a wrapper waits for the daemon's answer to a `Compile` request once it was accepted: more than
+/// the longest the daemon itself waits (a remote compile's five minutes, shared-cache calls, a result of the
+/// same key being stored).
+pub const ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(420);
+/// How long a wrapper waits for the daemon to take a [`Request::Finished`] report (it reads the outputs and
+/// digests the inputs before answering).
+pub const REPORT_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+/// How long the daemon waits for a new connection's first request before closing it.
+pub const REQUEST_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A request from the wrapper or the CLI.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
@@ -107,4 +120,7 @@ pub enum Response {
         /// Human-readable description.
         message: String,
     },
+    /// The daemon took a `Compile` request; its answer follows. Sent at once, so that a wrapper can tell a
+    /// daemon that does not take requests (within [`ACCEPT_WAIT`]) from one that is working on its answer.
+    Accepted,
 }

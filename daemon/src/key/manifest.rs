@@ -8,6 +8,11 @@
 //! relative to each search directory it lies in). Every (directory, name) pair that did not exist when the
 //! entry was made must still not exist. Peers record only the directories, so a new header in an existing
 //! directory goes unseen; this does not.
+//!
+//! The entry is made after the compile, so a pair found present then may be a file created after the
+//! compiler looked (a shadowing header written right after the compile): recorded as present, it would
+//! never break the match. An entry is therefore refused when any present pair changed since the compile
+//! started — the absent-file facts it stores are those the compile saw.
 
 use super::files::FileCache;
 use rcc_proto::Digest;
@@ -16,6 +21,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+
+/// Whether `path` (itself, not what a link points to) changed at or after `since_ns`, or cannot be read.
+fn changed_since(path: &Path, since_ns: i64) -> bool {
+    std::fs::symlink_metadata(path).map_or(true, |m| super::files::Stamp::of(&m).changed_ns() >= since_ns)
+}
 
 /// Most entries kept per manifest (the newest first).
 pub const MAX_ENTRIES: usize = 16;
@@ -57,7 +67,9 @@ impl Manifest {
 }
 
 impl Entry {
-    /// Builds an entry from the inputs a compile read, checking which (directory, name) pairs exist now.
+    /// Builds an entry from the inputs a compile read, checking which (directory, name) pairs exist now;
+    /// `None` when one of those that exist changed at or after `compile_start_ns` (it may not have been
+    /// there when the compiler searched).
     pub fn new(
         files: &FileCache,
         cwd: &Path,
@@ -65,7 +77,8 @@ impl Entry {
         probes: &[Vec<u8>],
         search_dirs: &[PathBuf],
         result: Digest,
-    ) -> Entry {
+        compile_start_ns: i64,
+    ) -> Option<Entry> {
         let absolute: Vec<PathBuf> = inputs.iter().map(|(p, _)| normalize(&cwd.join(OsStr::from_bytes(p)))).collect();
         let mut dirs: Vec<PathBuf> = search_dirs.iter().map(|d| normalize(&cwd.join(d))).collect();
         dirs.extend(absolute.iter().filter_map(|p| p.parent().map(Path::to_owned)));
@@ -93,6 +106,9 @@ impl Entry {
                 let Some(listing) = files.listing(&parent) else { continue };
                 for (n, file) in files_in_sub {
                     if listing.contains(*file) {
+                        if changed_since(&parent.join(file), compile_start_ns) {
+                            return None;
+                        }
                         let bit = d * names.len() + n;
                         present[bit / 8] |= 1 << (bit % 8);
                     }
@@ -107,7 +123,7 @@ impl Entry {
             Ok(rel) => bytes(&rel.to_owned()),
             Err(_) => bytes(d),
         };
-        Entry { inputs, dirs: dirs.iter().map(relative).collect(), names: name_bytes, present, result }
+        Some(Entry { inputs, dirs: dirs.iter().map(relative).collect(), names: name_bytes, present, result })
     }
 
     /// Whether the inputs are unchanged and no absent (directory, name) pair has appeared.
@@ -209,8 +225,9 @@ mod tests {
             (b"a.c".to_vec(), files.info(&root.join("a.c")).unwrap().digest),
             (b"inc2/x.h".to_vec(), files.info(&root.join("inc2/x.h")).unwrap().digest),
         ];
-        let entry =
-            Entry::new(&files, root, inputs, &[], &[PathBuf::from("inc1"), PathBuf::from("inc2")], Digest::of(b"r"));
+        let compile_start = crate::key::files::coarse_now_ns() + 1_000_000_000;
+        let dirs = [PathBuf::from("inc1"), PathBuf::from("inc2")];
+        let entry = Entry::new(&files, root, inputs, &[], &dirs, Digest::of(b"r"), compile_start).unwrap();
         assert!(entry.matches(&files, root));
         fs::write(root.join("inc1/x.h"), "int y;").unwrap();
         assert!(!entry.matches(&files, root), "inc1/x.h now shadows inc2/x.h");
@@ -218,6 +235,30 @@ mod tests {
         assert!(entry.matches(&files, root));
         fs::write(root.join("inc2/x.h"), "int z;").unwrap();
         assert!(!entry.matches(&files, root), "changed header");
+    }
+
+    #[test]
+    fn a_header_that_appeared_after_the_compile_started_yields_no_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join("inc2")).unwrap();
+        fs::write(root.join("inc2/x.h"), "int x;").unwrap();
+        fs::write(root.join("a.c"), "#include <x.h>").unwrap();
+        let files = FileCache::new();
+        let inputs = vec![
+            (b"a.c".to_vec(), files.info(&root.join("a.c")).unwrap().digest),
+            (b"inc2/x.h".to_vec(), files.info(&root.join("inc2/x.h")).unwrap().digest),
+        ];
+        // The compile starts; inc1/x.h (and inc1 itself) appear before the entry is made.
+        let compile_start = crate::key::files::coarse_now_ns();
+        crate::key::files::wait_for_tick_after(compile_start);
+        fs::create_dir_all(root.join("inc1")).unwrap();
+        fs::write(root.join("inc1/x.h"), "int y;").unwrap();
+        let dirs = [PathBuf::from("inc1"), PathBuf::from("inc2")];
+        assert_eq!(Entry::new(&files, root, inputs.clone(), &[], &dirs, Digest::of(b"r"), compile_start), None);
+        // Had it been there before the compile, the entry records it present.
+        let later = crate::key::files::coarse_now_ns() + 1_000_000_000;
+        assert!(Entry::new(&files, root, inputs, &[], &dirs, Digest::of(b"r"), later).is_some());
     }
 
     #[test]
