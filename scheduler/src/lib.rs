@@ -5,7 +5,8 @@
 //! - [`storage`]: blobs and action results behind the [`storage::Storage`] trait; [`storage::DiskStorage`] is
 //!   the embedded default (files + a redb index, LRU eviction that keeps results consistent).
 //! - [`identity`]: the scheduler's certificate on disk (self-signed on first start, or the one given).
-//! - [`tokens`]: bearer tokens with scopes, stored hashed.
+//! - [`tokens`]: bearer tokens with scopes and expiry, stored hashed; revocable.
+//! - [`state`]: setting the state directory up once, under a lock (`init`), and reading it without creating.
 //! - [`server`]: the QUIC service: one connection per peer, one request per stream.
 //! - [`pool`]: the dispatch core (`rcc-dispatch`) as the service holds it: clock, worker ids, periodic checks.
 //!
@@ -15,6 +16,7 @@
 pub mod identity;
 pub mod pool;
 pub mod server;
+pub mod state;
 pub mod storage;
 pub mod tokens;
 

@@ -4,11 +4,11 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use rcc_proto::config::parse_size;
 use rcc_proto::remote::Scope;
-use rcc_scheduler::identity;
 use rcc_scheduler::pool::Pool;
-use rcc_scheduler::server::{serve, Service};
+use rcc_scheduler::server::{serve, Limits, Service};
 use rcc_scheduler::storage::DiskStorage;
 use rcc_scheduler::tokens::TokenStore;
+use rcc_scheduler::{identity, state};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,6 +45,12 @@ enum Command {
         /// A worker silent this long is lost and its actions go elsewhere (default: 3 heartbeats).
         #[arg(long)]
         heartbeat_timeout_ms: Option<u64>,
+        /// Connections served at once; more are refused.
+        #[arg(long, default_value_t = 1024)]
+        max_connections: usize,
+        /// The largest blob accepted (uncompressed, e.g. 256M; at most 1G).
+        #[arg(long, default_value = "1G")]
+        max_blob_size: String,
         /// Durations of similar actions (same compiler and source) needed before a straggler gets a
         /// speculative twin.
         #[arg(long, default_value_t = 5)]
@@ -60,7 +66,10 @@ enum Command {
         #[arg(long)]
         addr: Option<SocketAddr>,
     },
-    /// Print the SHA-256 fingerprint clients pin (RCC_SCHEDULER_FINGERPRINT).
+    /// Set the state directory up (certificate, key, status token) and print the fingerprint clients pin.
+    /// `serve` does the same on a fresh directory; running both at once is safe.
+    Init,
+    /// Print the SHA-256 fingerprint clients pin (RCC_SCHEDULER_FINGERPRINT). Creates nothing.
     Fingerprint,
     /// Manage tokens.
     Token {
@@ -76,10 +85,52 @@ enum TokenCommand {
         /// Comma-separated scopes: read, write, execute, worker, admin.
         #[arg(long, default_value = "read")]
         scope: String,
-        /// A label to recognise the token by.
+        /// A label to recognise the token by (and to revoke it by).
         #[arg(long, default_value = "")]
         label: String,
+        /// How long the token is valid: a number with s, m, h or d (e.g. 30d); default: until revoked.
+        #[arg(long)]
+        expires: Option<String>,
     },
+    /// List the tokens: label, scopes, creation and expiry (never the token: only its hash is stored).
+    List,
+    /// Revoke every token with this label: new connections with it are refused and open ones closed at once.
+    Revoke {
+        /// The label given at creation.
+        label: String,
+    },
+}
+
+/// A lifetime such as `30d`, `12h`, `90m` or `45s`.
+fn parse_lifetime(text: &str) -> Result<std::time::Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().with_context(|| format!("`{text}` is not a lifetime such as 30d or 12h"))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" | "" => 86_400,
+        other => bail!("unknown unit `{other}` in `{text}` (s, m, h or d)"),
+    };
+    Ok(std::time::Duration::from_secs(n.saturating_mul(secs)))
+}
+
+/// Seconds since the epoch as a UTC date and time (`2026-12-02 15:04:05Z`).
+fn utc(secs: u64) -> String {
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil-from-days.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}Z", rest / 3_600, rest % 3_600 / 60, rest % 60)
 }
 
 #[tokio::main]
@@ -93,10 +144,28 @@ async fn main() -> Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    std::fs::create_dir_all(&cli.state).with_context(|| format!("creating {}", cli.state.display()))?;
     match cli.command {
-        Command::Serve { listen, cert, key, cache_size, heartbeat_ms, heartbeat_timeout_ms, twin_min_history } => {
-            let identity = identity::load_or_create(&cli.state, cert.as_deref(), key.as_deref())?;
+        Command::Serve {
+            listen,
+            cert,
+            key,
+            cache_size,
+            heartbeat_ms,
+            heartbeat_timeout_ms,
+            max_connections,
+            max_blob_size,
+            twin_min_history,
+        } => {
+            let max_blob = parse_size(&max_blob_size).map_err(anyhow::Error::msg)?;
+            if max_blob > rcc_proto::remote::MAX_BLOB {
+                bail!("--max-blob-size is at most 1G");
+            }
+            let limits = Limits { max_connections: max_connections.max(1), max_blob };
+            let own = state::init(&cli.state)?;
+            let identity = match (cert, key) {
+                (None, None) => own,
+                (cert, key) => identity::load_or_create(&cli.state, cert.as_deref(), key.as_deref())?,
+            };
             let fingerprint = identity.fingerprint();
             let endpoint = rcc_link::endpoint::server(identity, listen)?;
             let limit = parse_size(&cache_size).map_err(anyhow::Error::msg)?;
@@ -116,7 +185,7 @@ async fn main() -> Result<()> {
             };
             let pool = Arc::new(Pool::new(dispatch, std::time::Duration::from_millis(heartbeat_ms.max(1))));
             tracing::info!(%addr, %fingerprint, "rcc-scheduler listening");
-            serve(endpoint, Service { storage, tokens, pool }).await;
+            serve(endpoint, Service::new(storage, tokens, pool, limits)).await;
         }
         Command::Status { json, addr } => {
             let text = fetch_status(&cli.state, addr).await?;
@@ -126,11 +195,9 @@ async fn main() -> Result<()> {
                 print!("{}", render_status(&text)?);
             }
         }
-        Command::Fingerprint => {
-            let identity = identity::load_or_create(&cli.state, None, None)?;
-            println!("{}", identity.fingerprint());
-        }
-        Command::Token { command: TokenCommand::Create { scope, label } } => {
+        Command::Init => println!("{}", state::init(&cli.state)?.fingerprint()),
+        Command::Fingerprint => println!("{}", state::identity(&cli.state)?.fingerprint()),
+        Command::Token { command: TokenCommand::Create { scope, label, expires } } => {
             let mut scopes = Vec::new();
             for name in scope.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                 match Scope::parse(name) {
@@ -138,8 +205,30 @@ async fn main() -> Result<()> {
                     None => bail!("unknown scope `{name}` (read, write, execute, worker, admin)"),
                 }
             }
-            let token = TokenStore::open(&cli.state)?.create(&scopes, &label)?;
+            let lifetime = expires.as_deref().map(parse_lifetime).transpose()?;
+            state::init(&cli.state)?;
+            let _lock = state::exclusive(&cli.state)?;
+            let token = TokenStore::open(&cli.state)?.create(&scopes, &label, lifetime)?;
             println!("{token}");
+        }
+        Command::Token { command: TokenCommand::List } => {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            println!("{:<24} {:<32} {:<21} expires", "label", "scopes", "created");
+            for t in TokenStore::open(&cli.state)?.list()? {
+                let scopes: Vec<&str> = t.scopes.iter().map(|s| s.name()).collect();
+                let expires = match t.expires {
+                    None => "never".to_owned(),
+                    Some(at) if at <= now => format!("{} (expired)", utc(at)),
+                    Some(at) => utc(at),
+                };
+                let created = if t.created == 0 { "?".to_owned() } else { utc(t.created) };
+                println!("{:<24} {:<32} {:<21} {expires}", t.label, scopes.join(","), created);
+            }
+        }
+        Command::Token { command: TokenCommand::Revoke { label } } => {
+            let _lock = state::exclusive(&cli.state)?;
+            let removed = TokenStore::open(&cli.state)?.revoke(&label)?;
+            println!("revoked {removed} token(s) labelled `{label}`");
         }
     }
     Ok(())
@@ -147,8 +236,6 @@ async fn main() -> Result<()> {
 
 /// Where `serve` records its address in the state directory.
 const ADDR_FILE: &str = "listen.addr";
-/// The admin token `status` keeps in the state directory.
-const STATUS_TOKEN_FILE: &str = "status.token";
 
 /// Where this machine reaches a scheduler listening on `addr`: a wildcard listen address (`0.0.0.0`, `::`)
 /// is reached on loopback.
@@ -165,27 +252,18 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
 }
 
 /// Asks the scheduler serving `state` for the pool's status (JSON), with an admin token kept in `state`.
-async fn fetch_status(state: &std::path::Path, addr: Option<SocketAddr>) -> Result<String> {
+async fn fetch_status(state_dir: &std::path::Path, addr: Option<SocketAddr>) -> Result<String> {
+    let token = state::status_token(state_dir)?;
+    let identity = state::identity(state_dir)?;
     let addr = match addr {
         Some(a) => a,
-        None => std::fs::read_to_string(state.join(ADDR_FILE))
+        None => std::fs::read_to_string(state_dir.join(ADDR_FILE))
             .context("no scheduler address recorded in the state directory: is `rcc-scheduler serve` running? (or pass --addr)")?
             .trim()
             .parse()
             .map(reachable)
             .context("parsing the recorded address")?,
     };
-    let token_file = state.join(STATUS_TOKEN_FILE);
-    let token = match std::fs::read_to_string(&token_file) {
-        Ok(t) => t.trim().to_owned(),
-        Err(_) => {
-            let token = TokenStore::open(state)?.create(&[Scope::Admin], "rcc-scheduler status")?;
-            rcc_fs::write_atomic(&token_file, token.as_bytes(), rcc_fs::WriteOptions::durable(0o600))
-                .context("saving the status token")?;
-            token
-        }
-    };
-    let identity = identity::load_or_create(state, None, None)?;
     let trust = rcc_link::tls::Trust::Fingerprint(identity.fingerprint());
     let client = rcc_link::Client::connect(addr, &trust, &token)
         .await

@@ -55,6 +55,23 @@ impl RecentResults {
     }
 }
 
+/// A requester's wait for an action: dropped before the answer came (the requester went away), it
+/// withdraws the requester's interest.
+struct Interest<'a> {
+    pool: &'a Pool,
+    action: Digest,
+    requester: RequesterId,
+    answered: bool,
+}
+
+impl Drop for Interest<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.pool.withdraw(self.action, self.requester);
+        }
+    }
+}
+
 /// Where the pool's time comes from: the real clock, or one tests move by hand.
 enum Clock {
     /// Milliseconds since this instant.
@@ -171,7 +188,28 @@ impl Pool {
         }
         let commands = self.dispatcher().dispatch(now);
         self.carry_out(commands);
-        rx.await.map_err(|_| RemoteError::Internal("the pool dropped the action".into()))?
+        let mut interest = Interest { pool: self, action: digest, requester, answered: false };
+        let answer = rx.await;
+        interest.answered = true;
+        answer.map_err(|_| RemoteError::Internal("the pool dropped the action".into()))?
+    }
+
+    /// A requester stopped waiting for an action before its answer: its interest is withdrawn, and an action
+    /// nobody waits for any more is cancelled on the workers running it.
+    fn withdraw(&self, action: Digest, requester: RequesterId) {
+        self.flights().waiters.remove(&requester);
+        let now = self.now();
+        let (mut commands, dropped) = {
+            let mut dispatcher = self.dispatcher();
+            let commands = dispatcher.handle_withdraw(action, requester, now);
+            (commands, !dispatcher.is_in_flight(&action))
+        };
+        if dropped {
+            tracing::info!(action = %action, "nobody waits for the action any more: dropped");
+            self.flights().actions.remove(&action);
+        }
+        commands.extend(self.dispatcher().dispatch(now));
+        self.carry_out(commands);
     }
 
     /// The result of an identical action that ran successfully a moment ago, if every blob it names is still

@@ -4,11 +4,38 @@
 use crate::pool::Pool;
 use crate::storage::{Storage, StorageError};
 use crate::tokens::TokenStore;
-use rcc_link::wire::{read_compressed_body, read_frame, write_compressed_body, write_frame, WireError};
+use rcc_link::wire::{
+    forward_compressed_body, read_frame, read_frame_within, write_compressed_body, write_frame, WireError,
+};
 use rcc_proto::remote::{
     RemoteError, Request, Response, Scope, WorkerMessage, MAX_FIND_MISSING, MAX_NAME, MAX_OUTPUTS,
 };
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tracing::Instrument;
+
+/// The largest request frame a connection may send before it has authenticated (a `Hello` with its token
+/// takes about a hundred bytes).
+pub const PRE_AUTH_FRAME: u32 = 4 << 10;
+/// How long a connection may take to authenticate before it is closed.
+pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Blob uploads decompressed at once (each holds a zstd window of at most 4 MiB); more wait their turn.
+pub const UPLOADS: usize = 16;
+
+/// The service's budgets.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections served at once; more are refused.
+    pub max_connections: usize,
+    /// The largest blob accepted, in uncompressed bytes (at most [`rcc_proto::remote::MAX_BLOB`]).
+    pub max_blob: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits { max_connections: 1024, max_blob: rcc_proto::remote::MAX_BLOB }
+    }
+}
 
 /// What every connection handler shares.
 #[derive(Clone)]
@@ -19,6 +46,17 @@ pub struct Service {
     pub tokens: Arc<TokenStore>,
     /// The remote build pool: registered workers and the dispatch core.
     pub pool: Arc<Pool>,
+    /// Budgets.
+    pub limits: Limits,
+    /// Uploads being decompressed (at most [`UPLOADS`]).
+    pub uploads: Arc<tokio::sync::Semaphore>,
+}
+
+impl Service {
+    /// A service over these parts, within `limits`.
+    pub fn new(storage: Arc<dyn Storage>, tokens: Arc<TokenStore>, pool: Arc<Pool>, limits: Limits) -> Service {
+        Service { storage, tokens, pool, limits, uploads: Arc::new(tokio::sync::Semaphore::new(UPLOADS)) }
+    }
 }
 
 /// Accepts connections until the endpoint closes.
@@ -32,36 +70,83 @@ pub async fn serve(endpoint: quinn::Endpoint, service: Service) {
             pool.tick();
         }
     });
+    let connections = Arc::new(tokio::sync::Semaphore::new(service.limits.max_connections));
     while let Some(incoming) = endpoint.accept().await {
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::warn!(peer = %incoming.remote_address(), "connection refused: at the connection limit");
+            incoming.refuse();
+            continue;
+        };
         let service = service.clone();
-        tokio::spawn(async move {
-            match incoming.await {
-                Ok(conn) => connection(conn, service).await,
-                Err(e) => tracing::debug!(error = %e, "handshake failed"),
+        let span = tracing::info_span!("connection", peer = %incoming.remote_address());
+        tokio::spawn(
+            async move {
+                match incoming.await {
+                    Ok(conn) => connection(conn, service).await,
+                    Err(e) => tracing::debug!(error = %e, "handshake failed"),
+                }
+                drop(permit);
             }
-        });
+            .instrument(span),
+        );
     }
 }
 
+/// What a connection's `Hello` established: the token (by hash) and its scopes.
+struct Auth {
+    token: rcc_proto::Digest,
+    scopes: Vec<Scope>,
+}
+
+type Session = RwLock<Option<Auth>>;
+
+/// How often a connection's watchdog checks that its token is still valid.
+const TOKEN_CHECK: Duration = Duration::from_millis(250);
+
 async fn connection(conn: quinn::Connection, service: Service) {
-    let peer = conn.remote_address();
-    let span = tracing::debug_span!("connection", %peer);
-    let _guard = span.enter();
-    let scopes: Arc<RwLock<Option<Vec<Scope>>>> = Arc::new(RwLock::new(None));
+    let session: Arc<Session> = Arc::new(RwLock::new(None));
+    let watchdog = tokio::spawn(watchdog(conn.clone(), session.clone(), service.tokens.clone()).in_current_span());
     loop {
         let (send, recv) = match conn.accept_bi().await {
             Ok(streams) => streams,
             Err(e) => {
                 tracing::debug!(error = %e, "connection closed");
-                return;
+                break;
             }
         };
-        let (service, scopes) = (service.clone(), scopes.clone());
-        tokio::spawn(async move {
-            if let Err(e) = stream(send, recv, &service, &scopes).await {
-                tracing::debug!(error = %e, "stream failed");
+        let (service, session, conn) = (service.clone(), session.clone(), conn.clone());
+        tokio::spawn(
+            async move {
+                if let Err(e) = stream(send, recv, &service, &session, &conn).await {
+                    tracing::debug!(error = %e, "stream failed");
+                }
             }
-        });
+            .in_current_span(),
+        );
+    }
+    watchdog.abort();
+}
+
+/// Closes a connection that does not authenticate within [`AUTH_TIMEOUT`], and one whose token is revoked
+/// or expires, within [`TOKEN_CHECK`] of it.
+async fn watchdog(conn: quinn::Connection, session: Arc<Session>, tokens: Arc<TokenStore>) {
+    let started = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(TOKEN_CHECK).await;
+        let token = session.read().unwrap_or_else(|e| e.into_inner()).as_ref().map(|a| a.token);
+        match token {
+            None if started.elapsed() >= AUTH_TIMEOUT => {
+                tracing::debug!("closing a connection that did not authenticate");
+                conn.close(quinn::VarInt::from_u32(1), b"not authenticated");
+                return;
+            }
+            Some(token) if tokens.scopes_of(&token).is_none() => {
+                tracing::info!("token revoked or expired: connection closed");
+                conn.close(quinn::VarInt::from_u32(2), b"token revoked or expired");
+                return;
+            }
+            None | Some(_) => {}
+        }
     }
 }
 
@@ -85,9 +170,13 @@ async fn stream(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     service: &Service,
-    scopes: &RwLock<Option<Vec<Scope>>>,
+    session: &Session,
+    conn: &quinn::Connection,
 ) -> Result<(), WireError> {
-    let request: Request = match read_frame(&mut recv).await {
+    let authenticated = session.read().unwrap_or_else(|e| e.into_inner()).is_some();
+    let read =
+        if authenticated { read_frame(&mut recv).await } else { read_frame_within(&mut recv, PRE_AUTH_FRAME).await };
+    let request: Request = match read {
         Ok(r) => r,
         Err(WireError::Frame(e)) => {
             write_frame(&mut send, &refuse(RemoteError::Malformed(e.to_string()))).await?;
@@ -96,9 +185,9 @@ async fn stream(
         Err(e) => return Err(e),
     };
     let allowed = |needed: Scope| -> Result<(), RemoteError> {
-        match scopes.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        match session.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
             None => Err(RemoteError::Unauthenticated),
-            Some(have) if have.contains(&needed) => Ok(()),
+            Some(auth) if auth.scopes.contains(&needed) => Ok(()),
             Some(_) => Err(RemoteError::Forbidden(needed)),
         }
     };
@@ -130,7 +219,9 @@ async fn stream(
     let response = match request {
         Request::Hello { token } => match service.tokens.scopes(&token) {
             Some(granted) => {
-                *scopes.write().unwrap_or_else(|e| e.into_inner()) = Some(granted.clone());
+                let auth = Auth { token: TokenStore::hash(&token), scopes: granted.clone() };
+                *session.write().unwrap_or_else(|e| e.into_inner()) = Some(auth);
+                rcc_link::endpoint::open_budget(conn);
                 Response::Welcome { scopes: granted }
             }
             None => refuse(RemoteError::Unauthenticated),
@@ -148,14 +239,10 @@ async fn stream(
         },
         Request::PutBlob { digest, size } => match allowed(Scope::Write) {
             Err(e) => refuse(e),
-            Ok(()) => match read_compressed_body(&mut recv, size).await {
-                Err(e) => refuse(RemoteError::Malformed(e.to_string())),
-                Ok(body) => match blocking(move || storage.put_compressed(&digest, size, &body)).await {
-                    Ok(Ok(())) => Response::Stored,
-                    Ok(Err(e)) => refuse(storage_refusal(e)),
-                    Err(e) => refuse(e),
-                },
-            },
+            Ok(()) if size > service.limits.max_blob => {
+                refuse(RemoteError::TooLarge(format!("blobs of at most {} bytes", service.limits.max_blob)))
+            }
+            Ok(()) => upload(&mut recv, digest, size, service).await,
         },
         Request::GetBlob { digest } => match allowed(Scope::Read) {
             Err(e) => refuse(e),
@@ -187,9 +274,17 @@ async fn stream(
             Err(e) => refuse(e),
             Ok(()) => match service.pool.reuse(&action, &*service.storage) {
                 Some(result) => Response::Executed { result },
-                None => match service.pool.execute(action).await {
-                    Ok(result) => Response::Executed { result },
-                    Err(e) => refuse(e),
+                // A requester that goes away (its stream stopped, its connection lost) withdraws: dropping
+                // the wait tells the pool, which cancels the action on its worker when nobody else waits.
+                None => tokio::select! {
+                    executed = service.pool.execute(action) => match executed {
+                        Ok(result) => Response::Executed { result },
+                        Err(e) => refuse(e),
+                    },
+                    _ = send.stopped() => {
+                        tracing::info!("requester gone: its action withdrawn");
+                        return Ok(());
+                    }
                 },
             },
         },
@@ -207,6 +302,28 @@ async fn stream(
     };
     write_frame(&mut send, &response).await?;
     send.finish().map_err(|e| WireError::Stream(e.to_string()))
+}
+
+/// Receives a blob body and stores it, decompressed and checked as it streams in (one of at most
+/// [`UPLOADS`] at once): never more than a few chunks and one zstd window are held.
+async fn upload(recv: &mut quinn::RecvStream, digest: rcc_proto::Digest, size: u64, service: &Service) -> Response {
+    let Ok(_turn) = service.uploads.acquire().await else {
+        return refuse(RemoteError::Internal("shutting down".into()));
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let storage = service.storage.clone();
+    let stored = tokio::task::spawn_blocking(move || {
+        storage.put_stream(&digest, size, &mut std::iter::from_fn(|| rx.blocking_recv()))
+    });
+    let received = forward_compressed_body(recv, size, &tx).await;
+    drop(tx);
+    let stored = stored.await;
+    match (received, stored) {
+        (_, Err(e)) => refuse(RemoteError::Internal(e.to_string())),
+        (Err(e), _) => refuse(RemoteError::Malformed(e.to_string())),
+        (Ok(()), Ok(Ok(()))) => Response::Stored,
+        (Ok(()), Ok(Err(e))) => refuse(storage_refusal(e)),
+    }
 }
 
 /// A registered worker's stream: assignments go out from the pool's channel (a writer task owns the send

@@ -11,7 +11,7 @@ use rcc_proto::remote::ActionResult;
 use rcc_proto::Digest;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use std::fs;
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -21,6 +21,44 @@ use std::time::{SystemTime, UNIX_EPOCH};
 const BLOBS: TableDefinition<[u8; 32], (u64, u64, u64, u64)> = TableDefinition::new("blobs");
 /// action key -> last access (s) as 8 LE bytes, then the postcard-encoded result
 const ACTIONS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("actions");
+
+/// The largest zstd window (as a power of two) an uploaded frame may use: 4 MiB of decoder memory at most.
+const MAX_WINDOW_LOG: u32 = 22;
+
+/// Where an upload's decompressed bytes go: counted and hashed, never kept; more than announced is an error.
+struct Checked {
+    hasher: sha2::Sha256,
+    written: u64,
+    limit: u64,
+}
+
+impl Checked {
+    fn new(limit: u64) -> Checked {
+        Checked { hasher: sha2::Digest::new(), written: 0, limit }
+    }
+
+    /// Whether exactly the announced bytes came, with this digest.
+    fn matches(&self, digest: &Digest) -> bool {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(&sha2::Digest::finalize(self.hasher.clone()));
+        self.written == self.limit && Digest(out) == *digest
+    }
+}
+
+impl Write for Checked {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.written + buf.len() as u64 > self.limit {
+            return Err(io::Error::other("more bytes than announced"));
+        }
+        sha2::Digest::update(&mut self.hasher, buf);
+        self.written += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +98,19 @@ pub trait Storage: Send + Sync {
     }
     /// Stores a blob given as a zstd frame of `size` bytes, after checking its content against `digest`;
     /// the frame is kept as it came, so serving it later needs no recompression.
-    fn put_compressed(&self, digest: &Digest, size: u64, compressed: &[u8]) -> Result<(), StorageError>;
+    fn put_compressed(&self, digest: &Digest, size: u64, compressed: &[u8]) -> Result<(), StorageError> {
+        self.put_stream(digest, size, &mut std::iter::once(compressed.to_vec()))
+    }
+    /// Stores a blob arriving as chunks of one zstd frame announced as `size` bytes. The frame is
+    /// decompressed and hashed as it comes, never held whole: content beyond `size` is refused at once (a
+    /// zstd bomb is cut off at its announced size), and the blob is stored only when it is exactly `size`
+    /// bytes with the digest `digest`.
+    fn put_stream(
+        &self,
+        digest: &Digest,
+        size: u64,
+        chunks: &mut dyn Iterator<Item = Vec<u8>>,
+    ) -> Result<(), StorageError>;
     /// A stored blob, checked against its digest.
     fn get_blob(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StorageError>;
     /// A stored blob as its zstd frame and uncompressed size, unchecked (the receiver checks the digest).
@@ -241,19 +291,35 @@ impl Storage for DiskStorage {
         Ok(missing)
     }
 
-    fn put_compressed(&self, digest: &Digest, size: u64, compressed: &[u8]) -> Result<(), StorageError> {
-        let data =
-            zstd::bulk::decompress(compressed, size as usize).map_err(|_| StorageError::DigestMismatch(*digest))?;
-        if data.len() as u64 != size || Digest::of(&data) != *digest {
-            return Err(StorageError::DigestMismatch(*digest));
-        }
+    fn put_stream(
+        &self,
+        digest: &Digest,
+        size: u64,
+        chunks: &mut dyn Iterator<Item = Vec<u8>>,
+    ) -> Result<(), StorageError> {
         let path = self.blob_path(digest);
         let io = |source| StorageError::Io { path: path.clone(), source };
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(io)?;
         }
         // Each write has a temporary file of its own: two clients uploading the same blob at once do not collide.
-        rcc_fs::write_atomic(&path, compressed, rcc_fs::WriteOptions::cache(0o644)).map_err(io)?;
+        let mut file = rcc_fs::AtomicFile::create(&path, rcc_fs::WriteOptions::cache(0o644)).map_err(io)?;
+        let mut decoder = zstd::stream::write::Decoder::new(Checked::new(size)).map_err(io)?;
+        // A frame may ask for a window of up to 2 GiB; rcc's own clients compress at level 1 (512 KiB).
+        decoder.window_log_max(MAX_WINDOW_LOG).map_err(io)?;
+        let mut stored = 0u64;
+        for chunk in chunks {
+            if decoder.write_all(&chunk).is_err() {
+                return Err(StorageError::DigestMismatch(*digest));
+            }
+            file.write_all(&chunk).map_err(io)?;
+            stored += chunk.len() as u64;
+        }
+        if decoder.flush().is_err() || !decoder.get_ref().matches(digest) {
+            return Err(StorageError::DigestMismatch(*digest));
+        }
+        file.commit().map_err(io)?;
+        let compressed_len = stored;
         let mut txn = self.db.begin_write().map_err(index_err)?;
         // Not forced to disk: a blob whose index entry a crash loses is only uploaded again, and results are
         // served only while every blob they name is indexed.
@@ -262,9 +328,9 @@ impl Storage for DiskStorage {
             let mut blobs = txn.open_table(BLOBS).map_err(index_err)?;
             let existing = blobs.get(digest.0).map_err(index_err)?.map(|v| v.value());
             let refs = existing.map_or(0, |e| e.3);
-            blobs.insert(digest.0, (size, compressed.len() as u64, now(), refs)).map_err(index_err)?;
+            blobs.insert(digest.0, (size, compressed_len, now(), refs)).map_err(index_err)?;
             if existing.is_none() {
-                compressed.len() as u64
+                compressed_len
             } else {
                 0
             }
@@ -426,6 +492,27 @@ mod tests {
         // Damage on disk is detected and the blob dropped.
         fs::write(s.blob_path(&d), zstd::bulk::compress(b"object bytez", 3).unwrap()).unwrap();
         assert_eq!(s.get_blob(&d).unwrap(), None);
+    }
+
+    #[test]
+    fn uploads_past_their_announced_size_or_with_huge_windows_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = DiskStorage::open(dir.path(), 1 << 30).unwrap();
+        let data = vec![0u8; 1 << 20];
+        let d = Digest::of(&data);
+        let frame = zstd::bulk::compress(&data, 1).unwrap();
+        // Announced smaller than it decompresses to: cut off.
+        assert!(matches!(s.put_compressed(&d, 1000, &frame), Err(StorageError::DigestMismatch(_))));
+        // A frame asking for a 16 MiB window.
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+        encoder.window_log(24).unwrap();
+        encoder.include_contentsize(false).unwrap();
+        std::io::Write::write_all(&mut encoder, &data).unwrap();
+        let wide = encoder.finish().unwrap();
+        assert!(matches!(s.put_compressed(&d, data.len() as u64, &wide), Err(StorageError::DigestMismatch(_))));
+        assert_eq!(s.find_missing(&[d]).unwrap(), vec![d], "nothing stored");
+        s.put_compressed(&d, data.len() as u64, &frame).unwrap();
+        assert!(s.find_missing(&[d]).unwrap().is_empty());
     }
 
     #[test]

@@ -31,14 +31,19 @@ async fn start_with(state: tempfile::TempDir, identity: rcc_link::tls::Identity,
     let tokens = Arc::new(TokenStore::open(state.path()).unwrap());
     tokio::spawn(serve(
         endpoint,
-        Service { storage, tokens: tokens.clone(), pool: Arc::new(crate::pool::Pool::with_defaults()) },
+        Service::new(
+            storage,
+            tokens.clone(),
+            Arc::new(crate::pool::Pool::with_defaults()),
+            crate::server::Limits::default(),
+        ),
     ));
     Harness { addr, trust, tokens, _state: state }
 }
 
 impl Harness {
     async fn client(&self, scopes: &[Scope]) -> Client {
-        let token = self.tokens.create(scopes, "test").unwrap();
+        let token = self.tokens.create(scopes, "test", None).unwrap();
         Client::connect(self.addr, &self.trust, &token).await.unwrap()
     }
 }
@@ -110,7 +115,7 @@ async fn an_unauthenticated_client_gets_nothing() {
 #[tokio::test]
 async fn a_scheduler_with_another_certificate_is_refused() {
     let h = start().await;
-    let token = h.tokens.create(&[Scope::Read], "t").unwrap();
+    let token = h.tokens.create(&[Scope::Read], "t", None).unwrap();
     let wrong = Trust::Fingerprint(Digest::of(b"some other certificate"));
     match Client::connect(h.addr, &wrong, &token).await {
         Err(e @ ClientError::Connect { .. }) => assert!(e.to_string().contains("fingerprint"), "{e}"),
@@ -163,7 +168,7 @@ async fn a_ca_file_trusts_the_certificates_it_signed_only() {
     let (other_ca, _, _) = ca_signed(state.path(), "theirs");
     let identity = crate::identity::load_or_create(state.path(), Some(&cert), Some(&key)).unwrap();
     let h = start_with(state, identity, Trust::CaFile(ca)).await;
-    let token = h.tokens.create(&[Scope::Read], "t").unwrap();
+    let token = h.tokens.create(&[Scope::Read], "t", None).unwrap();
     let c = Client::connect(h.addr, &h.trust, &token).await.unwrap();
     assert_eq!(c.scopes, vec![Scope::Read]);
     match Client::connect(h.addr, &Trust::CaFile(other_ca), &token).await {
@@ -176,7 +181,7 @@ async fn a_ca_file_trusts_the_certificates_it_signed_only() {
 #[tokio::test]
 async fn a_peer_of_another_protocol_version_gets_a_clear_refusal() {
     let h = start().await;
-    let token = h.tokens.create(&[Scope::Read], "t").unwrap();
+    let token = h.tokens.create(&[Scope::Read], "t", None).unwrap();
     let client = Client::connect(h.addr, &h.trust, &token).await.unwrap();
     // A frame as a future version would send it.
     let mut frame =

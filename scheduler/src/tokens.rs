@@ -1,5 +1,8 @@
 //! Bearer tokens with scopes, stored hashed (SHA-256) in `<state>/tokens.json`: the scheduler never keeps a
-//! token it could hand out again.
+//! token it could hand out again. A token may carry an expiry; `rcc-scheduler token revoke` removes it from
+//! the file. The running service notices a new version of the file at the next token it checks (a `stat`
+//! per check), so a revoked or expired token is refused by new connections at once, and the connections
+//! holding it are closed by their watchdog (see `server`).
 
 use rcc_proto::remote::Scope;
 use rcc_proto::Digest;
@@ -10,11 +13,31 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
+/// A token as `tokens.json` keeps it: its hash, never the token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct StoredToken {
+pub struct StoredToken {
     sha256: String,
+    /// What it allows.
+    pub scopes: Vec<Scope>,
+    /// The name it was created with.
+    pub label: String,
+    /// When it was created (seconds since the epoch; 0: before creation times were kept).
+    #[serde(default)]
+    pub created: u64,
+    /// When it stops being accepted (seconds since the epoch), if ever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u64>,
+}
+
+/// A known token's grant: its scopes, until its expiry.
+#[derive(Debug, Clone)]
+struct Grant {
     scopes: Vec<Scope>,
-    label: String,
+    expires: Option<u64>,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// A token store failure.
@@ -28,21 +51,25 @@ pub enum TokenError {
         /// What went wrong.
         message: String,
     },
+    /// No token has this label.
+    #[error("no token is labelled `{0}`")]
+    NoSuchLabel(String),
 }
 
-/// The known tokens. Tokens created by `rcc-scheduler token create` while the service runs are picked up:
-/// an unknown token makes the store re-read its file if the file changed.
+/// The known tokens. Changes made by `rcc-scheduler token create` or `token revoke` while the service runs
+/// are picked up at the next check: every check looks whether the file changed and re-reads it if so.
 pub struct TokenStore {
     path: PathBuf,
-    by_hash: RwLock<HashMap<Digest, Vec<Scope>>>,
-    loaded: RwLock<Option<(u64, std::time::SystemTime)>>,
+    by_hash: RwLock<HashMap<Digest, Grant>>,
+    loaded: RwLock<Option<(u64, u64, std::time::SystemTime)>>,
 }
 
 /// What tells a new version of the tokens file: writes replace it by rename (`rcc_fs::atomic`), so its
 /// inode changes with every write, even within one tick of the modification time.
-fn modified(path: &Path) -> Option<(u64, std::time::SystemTime)> {
+/// inode numbers may be reused by a later write, so the length and modification time are compared too.
+fn modified(path: &Path) -> Option<(u64, u64, std::time::SystemTime)> {
     use std::os::unix::fs::MetadataExt;
-    fs::metadata(path).and_then(|m| Ok((m.ino(), m.modified()?))).ok()
+    fs::metadata(path).and_then(|m| Ok((m.ino(), m.len(), m.modified()?))).ok()
 }
 
 impl TokenStore {
@@ -54,23 +81,24 @@ impl TokenStore {
         Ok(TokenStore { path, by_hash: RwLock::new(by_hash), loaded: RwLock::new(loaded) })
     }
 
-    fn read(path: &Path) -> Result<HashMap<Digest, Vec<Scope>>, TokenError> {
-        let path = path.to_owned();
-        let stored: Vec<StoredToken> = match fs::read(&path) {
+    fn read_stored(path: &Path) -> Result<Vec<StoredToken>, TokenError> {
+        match fs::read(path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| TokenError::File { path: path.clone(), message: e.to_string() })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(TokenError::File { path, message: e.to_string() }),
-        };
-        Ok(stored.into_iter().filter_map(|t| Some((Digest::from_hex(&t.sha256)?, t.scopes))).collect())
+                .map_err(|e| TokenError::File { path: path.to_owned(), message: e.to_string() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(TokenError::File { path: path.to_owned(), message: e.to_string() }),
+        }
     }
 
-    /// The scopes of a presented token, or `None` when it is unknown.
-    pub fn scopes(&self, token: &str) -> Option<Vec<Scope>> {
-        let hash = Digest::of(token.as_bytes());
-        if let Some(scopes) = self.by_hash.read().unwrap_or_else(|e| e.into_inner()).get(&hash) {
-            return Some(scopes.clone());
-        }
+    fn read(path: &Path) -> Result<HashMap<Digest, Grant>, TokenError> {
+        Ok(Self::read_stored(path)?
+            .into_iter()
+            .filter_map(|t| Some((Digest::from_hex(&t.sha256)?, Grant { scopes: t.scopes, expires: t.expires })))
+            .collect())
+    }
+
+    /// Re-reads the file if it changed since it was last read.
+    fn refresh(&self) {
         let now = modified(&self.path);
         if now != *self.loaded.read().unwrap_or_else(|e| e.into_inner()) {
             if let Ok(fresh) = Self::read(&self.path) {
@@ -78,25 +106,85 @@ impl TokenStore {
                 *self.loaded.write().unwrap_or_else(|e| e.into_inner()) = now;
             }
         }
-        self.by_hash.read().unwrap_or_else(|e| e.into_inner()).get(&hash).cloned()
     }
 
-    /// Creates a token with these scopes, saves its hash and returns the token itself (shown once).
-    pub fn create(&self, scopes: &[Scope], label: &str) -> Result<String, TokenError> {
+    /// The scopes of a presented token, or `None` when it is unknown, revoked or expired.
+    pub fn scopes(&self, token: &str) -> Option<Vec<Scope>> {
+        self.scopes_of(&Self::hash(token))
+    }
+
+    /// What the store knows a token by.
+    pub fn hash(token: &str) -> Digest {
+        Digest::of(token.as_bytes())
+    }
+
+    /// The scopes of the token with this hash, or `None` when it is unknown, revoked or expired (the file
+    /// is re-read first if it changed).
+    pub fn scopes_of(&self, hash: &Digest) -> Option<Vec<Scope>> {
+        self.refresh();
+        let by_hash = self.by_hash.read().unwrap_or_else(|e| e.into_inner());
+        let grant = by_hash.get(hash)?;
+        if grant.expires.is_some_and(|at| now() >= at) {
+            return None;
+        }
+        Some(grant.scopes.clone())
+    }
+
+    /// Every stored token (hashes only), in creation order.
+    pub fn list(&self) -> Result<Vec<StoredToken>, TokenError> {
+        Self::read_stored(&self.path)
+    }
+
+    /// Removes every token labelled `label`; how many there were.
+    pub fn revoke(&self, label: &str) -> Result<usize, TokenError> {
+        let mut stored = Self::read_stored(&self.path)?;
+        let before = stored.len();
+        stored.retain(|t| t.label != label);
+        let removed = before - stored.len();
+        if removed == 0 {
+            return Err(TokenError::NoSuchLabel(label.to_owned()));
+        }
+        self.save(&stored)?;
+        self.refresh();
+        Ok(removed)
+    }
+
+    fn save(&self, stored: &[StoredToken]) -> Result<(), TokenError> {
+        let bytes = serde_json::to_vec_pretty(stored)
+            .map_err(|e| TokenError::File { path: self.path.clone(), message: e.to_string() })?;
+        rcc_fs::write_atomic(&self.path, &bytes, rcc_fs::WriteOptions::durable(0o600))
+            .map_err(|e| TokenError::File { path: self.path.clone(), message: e.to_string() })
+    }
+
+    /// Creates a token with these scopes (valid for `lifetime`, or until revoked), saves its hash and
+    /// returns the token itself (shown once).
+    pub fn create(
+        &self,
+        scopes: &[Scope],
+        label: &str,
+        lifetime: Option<std::time::Duration>,
+    ) -> Result<String, TokenError> {
         let mut random = [0u8; 32];
         fs::File::open("/dev/urandom")
             .and_then(|mut f| f.read_exact(&mut random))
             .map_err(|e| TokenError::File { path: "/dev/urandom".into(), message: e.to_string() })?;
         let token = format!("rcc_{}", hex::encode(random));
-        let mut stored: Vec<StoredToken> =
-            fs::read(&self.path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
-        let hash = Digest::of(token.as_bytes());
-        stored.push(StoredToken { sha256: hash.to_hex(), scopes: scopes.to_vec(), label: label.to_owned() });
-        let bytes = serde_json::to_vec_pretty(&stored)
-            .map_err(|e| TokenError::File { path: self.path.clone(), message: e.to_string() })?;
-        rcc_fs::write_atomic(&self.path, &bytes, rcc_fs::WriteOptions::durable(0o600))
-            .map_err(|e| TokenError::File { path: self.path.clone(), message: e.to_string() })?;
-        self.by_hash.write().unwrap_or_else(|e| e.into_inner()).insert(hash, scopes.to_vec());
+        let mut stored = Self::read_stored(&self.path)?;
+        let hash = Self::hash(&token);
+        let created = now();
+        let expires = lifetime.map(|l| created.saturating_add(l.as_secs()));
+        stored.push(StoredToken {
+            sha256: hash.to_hex(),
+            scopes: scopes.to_vec(),
+            label: label.to_owned(),
+            created,
+            expires,
+        });
+        self.save(&stored)?;
+        self.by_hash
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(hash, Grant { scopes: scopes.to_vec(), expires });
         Ok(token)
     }
 }
@@ -109,7 +197,7 @@ mod tests {
     fn tokens_are_stored_hashed_and_keep_their_scopes() {
         let dir = tempfile::tempdir().unwrap();
         let store = TokenStore::open(dir.path()).unwrap();
-        let token = store.create(&[Scope::Read], "ci").unwrap();
+        let token = store.create(&[Scope::Read], "ci", None).unwrap();
         assert_eq!(store.scopes(&token), Some(vec![Scope::Read]));
         assert_eq!(store.scopes("rcc_wrong"), None);
         let file = fs::read_to_string(dir.path().join("tokens.json")).unwrap();
@@ -118,7 +206,16 @@ mod tests {
         assert_eq!(reopened.scopes(&token), Some(vec![Scope::Read]));
         // A token created by another process (the CLI) while the service runs is picked up.
         let running = TokenStore::open(dir.path()).unwrap();
-        let later = TokenStore::open(dir.path()).unwrap().create(&[Scope::Write], "later").unwrap();
+        let later = TokenStore::open(dir.path()).unwrap().create(&[Scope::Write], "later", None).unwrap();
         assert_eq!(running.scopes(&later), Some(vec![Scope::Write]));
+        // And one revoked by another process is refused at the next check.
+        assert_eq!(TokenStore::open(dir.path()).unwrap().revoke("ci").unwrap(), 1);
+        assert_eq!(running.scopes(&token), None);
+        assert!(matches!(running.revoke("ci"), Err(TokenError::NoSuchLabel(_))));
+        // An expired token is refused.
+        let brief = running.create(&[Scope::Read], "brief", Some(std::time::Duration::ZERO)).unwrap();
+        assert_eq!(running.scopes(&brief), None);
+        let labels: Vec<String> = running.list().unwrap().into_iter().map(|t| t.label).collect();
+        assert_eq!(labels, ["later", "brief"]);
     }
 }

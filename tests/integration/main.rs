@@ -18,3 +18,5 @@ mod pool_exec;
 mod pool_netns;
 mod remote;
 mod rust;
+mod scheduler_budgets;
+mod scheduler_tokens;

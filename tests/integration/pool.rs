@@ -517,10 +517,10 @@ fn a_slow_worker_gets_speculative_twins_that_win_and_its_copies_are_cancelled() 
 }
 
 /// The name a stalled action's process has (the worker mounts `sleep` at `/rcc-test-stall`).
-const STALL_PROGRAM_NAME: &str = "rcc-test-stall";
+pub(crate) const STALL_PROGRAM_NAME: &str = "rcc-test-stall";
 
 /// Every process below `pid` (children, their children…), with its command name.
-fn descendants(pid: u32) -> Vec<(u32, String)> {
+pub(crate) fn descendants(pid: u32) -> Vec<(u32, String)> {
     let mut parents = std::collections::HashMap::<u32, Vec<(u32, String)>>::new();
     for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };

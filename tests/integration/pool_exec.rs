@@ -37,8 +37,20 @@ async fn client(scheduler: &Scheduler, scopes: &str) -> Client {
 
 /// `rccd worker` serving `scheduler` from `<root>/<name>`, logging to `<root>/<name>.log` at `log_level`.
 fn start_worker(scheduler: &Scheduler, env: &TestEnv, name: &str, log_level: &str) -> Worker {
+    start_worker_with(scheduler, env, name, log_level, &[])
+}
+
+/// [`start_worker`] with extra environment variables (test faults, link settings).
+fn start_worker_with(
+    scheduler: &Scheduler,
+    env: &TestEnv,
+    name: &str,
+    log_level: &str,
+    vars: &[(&str, &str)],
+) -> Worker {
     let log = std::fs::File::create(env.root.join(format!("{name}.log"))).expect("worker log");
     let child = Command::new(bin_dir().join("rccd"))
+        .envs(vars.iter().copied())
         .args(["worker", "--scheduler", &scheduler.addr, "--fingerprint", &scheduler.fingerprint])
         .args(["--token", &scheduler.token("worker,read,write"), "--name", name, "--slots", "2", "--dir"])
         .arg(env.root.join(name))
@@ -193,4 +205,60 @@ async fn a_second_action_with_the_same_input_fetches_nothing_and_heartbeats_say_
         assert!(Instant::now() < deadline, "holdings never reported: {status}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A compile longer than the link's idle timeout completes over the one connection that asked for it: both
+/// ends send keep-alives. The scheduler and worker run with a 3 s idle timeout (the client's default 30 s
+/// gives way to the shorter one) and the action takes 8 s on the worker; without keep-alives the waiting
+/// client's connection is dropped as idle after 3 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_compile_longer_than_the_idle_timeout_completes_over_one_connection() {
+    let env = TestEnv::new();
+    open_to_sandbox(&env);
+    let idle = [("RCC_LINK_IDLE_TIMEOUT_MS", "3000")];
+    let scheduler = Scheduler::start_with_env(&env.root, &["--heartbeat-ms", "500"], &idle);
+    let _worker = start_worker_with(&scheduler, &env, "slow", "info", &[idle[0], ("RCC_WORKER_TEST_DELAY_MS", "8000")]);
+    let client = client(&scheduler, "read,write,execute").await;
+    let toolchain = upload_gcc(&client).await;
+    let unit = client.put_blob(b"int slow(int x) { return x + 1; }\n").await.unwrap();
+    let started = Instant::now();
+    let result = execute_when_registered(&client, action(toolchain, unit, &rcc_proto::remote::default_pool())).await;
+    assert_eq!(result.exit_code, 0);
+    assert!(started.elapsed() >= Duration::from_secs(8), "the action really took its 8 s");
+    // The same connection still works.
+    assert!(client.get_blob(result.outputs[0].digest).await.unwrap().is_some());
+}
+
+/// When the only client waiting for an action goes away, the scheduler cancels the action on its worker:
+/// the worker's sandbox (an 60 s stall before the compile) is killed within seconds, not left to run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_action_nobody_waits_for_any_more_is_cancelled_on_its_worker() {
+    use crate::pool::{descendants, STALL_PROGRAM_NAME};
+    let env = TestEnv::new();
+    let scheduler = scheduler(&env);
+    let worker = start_worker_with(&scheduler, &env, "slow", "info", &[("RCC_WORKER_TEST_DELAY_MS", "60000")]);
+    let client = client(&scheduler, "read,write,execute,admin").await;
+    let toolchain = upload_gcc(&client).await;
+    let unit = client.put_blob(b"int abandoned(int x) { return x - 1; }\n").await.unwrap();
+    let action = action(toolchain, unit, &rcc_proto::remote::default_pool());
+    let waiting = tokio::spawn(async move {
+        let _ = execute_when_registered(&client, action).await;
+    });
+    let stalling = || descendants(worker.0.id()).iter().any(|(_, name)| name == STALL_PROGRAM_NAME);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !stalling() {
+        assert!(Instant::now() < deadline, "the action never started on the worker");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The client goes away: its wait is dropped, and with it the connection.
+    waiting.abort();
+    let _ = waiting.await;
+    let gone = Instant::now();
+    while stalling() {
+        assert!(gone.elapsed() < Duration::from_secs(10), "the abandoned action still runs on the worker");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let admin = self::client(&scheduler, "admin").await;
+    let status: serde_json::Value = serde_json::from_str(&admin.status().await.unwrap()).unwrap();
+    assert_eq!(status["running"].as_array().map(Vec::len), Some(0), "{status:#}");
 }

@@ -27,10 +27,20 @@ impl Scheduler {
 
     /// Listening on `listen` (e.g. `0.0.0.0:0` for workers in network namespaces), with extra arguments.
     pub(crate) fn start_listening(root: &Path, listen: &str, extra: &[&str]) -> Scheduler {
+        Scheduler::start_full(root, listen, extra, &[])
+    }
+
+    /// With extra arguments and environment variables.
+    pub(crate) fn start_with_env(root: &Path, extra: &[&str], env: &[(&str, &str)]) -> Scheduler {
+        Scheduler::start_full(root, "127.0.0.1:0", extra, env)
+    }
+
+    fn start_full(root: &Path, listen: &str, extra: &[&str], env: &[(&str, &str)]) -> Scheduler {
         let state = root.join("scheduler");
         let mut child = Command::new(bin_dir().join("rcc-scheduler"))
             .args(["--state", state.to_str().unwrap(), "serve", "--listen", listen])
             .args(extra)
+            .envs(env.iter().copied())
             .env("RCC_LOG_LEVEL", "info")
             .stderr(Stdio::piped())
             .spawn()
@@ -55,6 +65,24 @@ impl Scheduler {
         // Keep draining its log so it never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         Scheduler { child, addr, fingerprint, state }
+    }
+
+    /// The scheduler process's id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The most memory the scheduler process has held so far (VmHWM), in bytes.
+    pub(crate) fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("the scheduler runs");
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM in /proc/PID/status");
+        let kib: u64 = line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("VmHWM in kB");
+        kib * 1024
+    }
+
+    /// Whether the process still runs.
+    pub(crate) fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     pub(crate) fn token(&self, scopes: &str) -> String {

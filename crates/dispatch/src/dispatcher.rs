@@ -321,6 +321,11 @@ impl Dispatcher {
         self.actions.len()
     }
 
+    /// Whether this action is queued or running.
+    pub fn is_in_flight(&self, action: &Digest) -> bool {
+        self.actions.contains_key(action)
+    }
+
     fn pool_index(&mut self, name: &str) -> u32 {
         if let Some(&p) = self.pool_ids.get(name) {
             return p;

@@ -89,8 +89,14 @@ impl Client {
     pub async fn put_blob_as(&self, digest: Digest, data: &[u8]) -> Result<(), ClientError> {
         let (mut send, mut recv) = self.open().await?;
         write_frame(&mut send, &Request::PutBlob { digest, size: data.len() as u64 }).await?;
-        write_body(&mut send, data).await?;
-        match read_frame(&mut recv).await? {
+        let sent = write_body(&mut send, data).await;
+        // A refused upload (too large, no write scope) is answered before the body is read: its answer
+        // says why the body could not be sent.
+        let answer = read_frame(&mut recv).await;
+        if let (Err(e), Err(_)) = (&sent, &answer) {
+            return Err(ClientError::Wire(WireError::Stream(e.to_string())));
+        }
+        match answer? {
             Response::Stored => Ok(()),
             Response::Refused(e) => Err(ClientError::Refused(e)),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),

@@ -23,11 +23,23 @@ fn stream_err(e: impl std::fmt::Display) -> WireError {
     WireError::Stream(e.to_string())
 }
 
-/// Reads one frame.
+/// Reads one frame (payload at most the channel's 1 MiB).
 pub async fn read_frame<T: DeserializeOwned>(recv: &mut quinn::RecvStream) -> Result<T, WireError> {
+    read_frame_within(recv, REMOTE.max_len).await
+}
+
+/// Reads one frame whose payload may take at most `max_len` bytes (the scheduler reads a connection's
+/// frames before authentication within a few KiB); a longer one is refused before anything is allocated.
+pub async fn read_frame_within<T: DeserializeOwned>(
+    recv: &mut quinn::RecvStream,
+    max_len: u32,
+) -> Result<T, WireError> {
     let mut header = [0u8; HEADER_LEN];
     recv.read_exact(&mut header).await.map_err(stream_err)?;
     let len = REMOTE.check_header(&header)?;
+    if len > max_len as usize {
+        return Err(WireError::Frame(FrameError::TooLarge(len as u64)));
+    }
     let mut payload = vec![0u8; len];
     recv.read_exact(&mut payload).await.map_err(stream_err)?;
     Ok(rcc_proto::frame::decode(&payload)?)
@@ -40,7 +52,7 @@ pub async fn write_frame<T: Serialize>(send: &mut quinn::SendStream, msg: &T) ->
 }
 
 /// The most compressed bytes a body of `size` bytes may take (zstd's worst case plus slack).
-fn compressed_bound(size: u64) -> usize {
+pub fn compressed_bound(size: u64) -> usize {
     (size + size / 128 + (64 << 10)) as usize
 }
 
@@ -57,12 +69,27 @@ pub async fn write_compressed_body(send: &mut quinn::SendStream, compressed: &[u
     send.finish().map_err(stream_err)
 }
 
-/// Reads a compressed body announced as `size` uncompressed bytes, bounded, without decompressing it.
-pub async fn read_compressed_body(recv: &mut quinn::RecvStream, size: u64) -> Result<Vec<u8>, WireError> {
-    if size > MAX_BLOB {
-        return Err(WireError::Body(format!("{size} bytes exceeds the {MAX_BLOB}-byte limit")));
+/// Reads a compressed body announced as `size` uncompressed bytes chunk by chunk, without decompressing
+/// it, and passes each chunk to `to` (a bounded channel: the reader waits for the consumer, so at most
+/// the channel's chunks are held). Refused when the body exceeds what `size` bytes can compress to. Ends
+/// early, without error, when the consumer stops listening (it has judged the body already).
+pub async fn forward_compressed_body(
+    recv: &mut quinn::RecvStream,
+    size: u64,
+    to: &tokio::sync::mpsc::Sender<Vec<u8>>,
+) -> Result<(), WireError> {
+    let bound = compressed_bound(size);
+    let mut received = 0usize;
+    while let Some(chunk) = recv.read_chunk(64 << 10, true).await.map_err(|e| WireError::Body(e.to_string()))? {
+        received += chunk.bytes.len();
+        if received > bound {
+            return Err(WireError::Body(format!("more than {bound} compressed bytes for {size}")));
+        }
+        if to.send(chunk.bytes.to_vec()).await.is_err() {
+            return Ok(());
+        }
     }
-    recv.read_to_end(compressed_bound(size)).await.map_err(|e| WireError::Body(e.to_string()))
+    Ok(())
 }
 
 /// Reads a blob body of `size` uncompressed bytes to the end of the stream, bounded before decompressing.

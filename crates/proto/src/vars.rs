@@ -41,6 +41,9 @@ pub const RCC_SCHEDULER_CA: &str = "RCC_SCHEDULER_CA";
 pub const RCC_TOKEN: &str = "RCC_TOKEN";
 /// `1`: read the shared cache, never write it.
 pub const RCC_READ_ONLY: &str = "RCC_READ_ONLY";
+/// Milliseconds a QUIC connection of the link (daemon, worker, scheduler) may stay silent; keep-alives go
+/// every third of it. Default 30000.
+pub const RCC_LINK_IDLE_TIMEOUT_MS: &str = "RCC_LINK_IDLE_TIMEOUT_MS";
 /// Longest wait for the scheduler on the compile path, in milliseconds. Default 2000.
 pub const RCC_REMOTE_TIMEOUT_MS: &str = "RCC_REMOTE_TIMEOUT_MS";
 
@@ -193,6 +196,13 @@ pub const ALL: &[Var] = &[
         Some("remote_timeout_ms"),
         "2000",
         "longest wait for the scheduler on a compile",
+        Group::SharedCache,
+    ),
+    var(
+        RCC_LINK_IDLE_TIMEOUT_MS,
+        None,
+        "30000",
+        "a silent QUIC connection is dropped after this; keep-alives every third",
         Group::SharedCache,
     ),
     var(
