@@ -19,4 +19,5 @@ mod pool_netns;
 mod remote;
 mod rust;
 mod scheduler_budgets;
+mod scheduler_state;
 mod scheduler_tokens;
