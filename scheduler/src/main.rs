@@ -185,7 +185,16 @@ async fn main() -> Result<()> {
             };
             let pool = Arc::new(Pool::new(dispatch, std::time::Duration::from_millis(heartbeat_ms.max(1))));
             tracing::info!(%addr, %fingerprint, "rcc-scheduler listening");
-            serve(endpoint, Service::new(storage, tokens, pool, limits)).await;
+            let service = Service::new(storage.clone(), tokens, pool, limits);
+            tokio::select! {
+                () = serve(endpoint.clone(), service) => {}
+                signal = stopped() => {
+                    tracing::info!(signal, "stopping: closing connections, flushing the index");
+                    endpoint.close(quinn::VarInt::from_u32(0), b"scheduler stopping");
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), endpoint.wait_idle()).await;
+                    storage.flush().context("flushing the storage index")?;
+                }
+            }
         }
         Command::Status { json, addr } => {
             let text = fetch_status(&cli.state, addr).await?;
@@ -232,6 +241,19 @@ async fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Resolves when SIGTERM or SIGINT arrives, with the signal's name.
+async fn stopped() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::warn!("cannot catch SIGTERM/SIGINT: they will stop the scheduler without a flush");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
 }
 
 /// Where `serve` records its address in the state directory.

@@ -150,6 +150,16 @@ async fn watchdog(conn: quinn::Connection, session: Arc<Session>, tokens: Arc<To
     }
 }
 
+/// The pool's status with the storage's figures added (`storage.stored_bytes`, `storage.blobs`).
+fn status_json(service: &Service) -> String {
+    let pool = service.pool.status_json();
+    let Ok(mut status) = serde_json::from_str::<serde_json::Value>(&pool) else { return pool };
+    if let Some(object) = status.as_object_mut() {
+        object.insert("storage".into(), serde_json::json!(service.storage.usage()));
+    }
+    serde_json::to_string_pretty(&status).unwrap_or(pool)
+}
+
 fn refuse(error: RemoteError) -> Response {
     Response::Refused(error)
 }
@@ -267,7 +277,7 @@ async fn stream(
         },
         Request::Status => match allowed(Scope::Admin) {
             Err(e) => refuse(e),
-            Ok(()) => Response::Status { json: service.pool.status_json() },
+            Ok(()) => Response::Status { json: status_json(service) },
         },
         Request::RegisterWorker { .. } => refuse(RemoteError::Internal("handled above".into())),
         Request::Execute { action } => match allowed(Scope::Execute) {

@@ -119,6 +119,20 @@ pub trait Storage: Send + Sync {
     fn get_action_result(&self, key: &Digest) -> Result<Option<ActionResult>, StorageError>;
     /// Stores an action result; refused unless every blob it names is stored.
     fn update_action_result(&self, key: &Digest, result: &ActionResult) -> Result<(), StorageError>;
+    /// What the stored blobs take — bytes (what the size limit counts) and how many — when the backend
+    /// knows it.
+    fn usage(&self) -> Option<Usage> {
+        None
+    }
+}
+
+/// What the stored blobs take.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Usage {
+    /// Stored (compressed) bytes.
+    pub stored_bytes: u64,
+    /// Blobs in the index.
+    pub blobs: u64,
 }
 
 /// Blobs on disk, metadata in redb.
@@ -144,17 +158,7 @@ impl DiskStorage {
         };
         fs::create_dir_all(dir.join("blobs")).map_err(io(dir))?;
         let db = Database::create(dir.join("index.redb")).map_err(index_err)?;
-        let txn = db.begin_write().map_err(index_err)?;
-        let mut total = 0;
-        {
-            let blobs = txn.open_table(BLOBS).map_err(index_err)?;
-            txn.open_table(ACTIONS).map_err(index_err)?;
-            for row in blobs.iter().map_err(index_err)? {
-                let (_, v) = row.map_err(index_err)?;
-                total += v.value().1;
-            }
-        }
-        txn.commit().map_err(index_err)?;
+        let total = Self::reconcile(dir, &db)?;
         Ok(DiskStorage {
             dir: dir.to_owned(),
             db,
@@ -162,6 +166,92 @@ impl DiskStorage {
             stored_bytes: AtomicU64::new(total),
             evicting: Mutex::new(()),
         })
+    }
+
+    /// Makes the index and the blob files agree after a crash (blob files are written before their index
+    /// row, and removed after it): temporary files and files the index does not name are removed, rows
+    /// whose file is gone are dropped, and each row's stored size is the file's. Returns the stored bytes.
+    fn reconcile(dir: &Path, db: &Database) -> Result<u64, StorageError> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| StorageError::Io { path, source }
+        };
+        // Every file under blobs/xx/, by the digest its path names (None: not a blob's name).
+        let mut files: std::collections::HashMap<[u8; 32], u64> = std::collections::HashMap::new();
+        let blobs_dir = dir.join("blobs");
+        for shard in fs::read_dir(&blobs_dir).map_err(io(&blobs_dir))? {
+            let shard = shard.map_err(io(&blobs_dir))?.path();
+            if !shard.is_dir() {
+                continue;
+            }
+            for entry in fs::read_dir(&shard).map_err(io(&shard))? {
+                let entry = entry.map_err(io(&shard))?;
+                let name = entry.file_name();
+                let digest = shard
+                    .file_name()
+                    .and_then(|s| s.to_str())
+                    .zip(name.to_str())
+                    .and_then(|(a, b)| Digest::from_hex(&format!("{a}{b}")));
+                match (digest, entry.metadata()) {
+                    (Some(d), Ok(meta)) if meta.is_file() => {
+                        files.insert(d.0, meta.len());
+                    }
+                    _ => {
+                        tracing::info!(path = %entry.path().display(), "removing a leftover file from the blob store");
+                        let _ = fs::remove_file(entry.path());
+                    }
+                }
+            }
+        }
+        let txn = db.begin_write().map_err(index_err)?;
+        let mut total = 0;
+        let (mut dropped, mut fixed) = (0u64, 0u64);
+        {
+            let mut blobs = txn.open_table(BLOBS).map_err(index_err)?;
+            txn.open_table(ACTIONS).map_err(index_err)?;
+            let mut rows = Vec::new();
+            for row in blobs.iter().map_err(index_err)? {
+                let (k, v) = row.map_err(index_err)?;
+                rows.push((k.value(), v.value()));
+            }
+            for (key, (size, stored, access, refs)) in rows {
+                match files.remove(&key) {
+                    None => {
+                        blobs.remove(key).map_err(index_err)?;
+                        dropped += 1;
+                    }
+                    Some(len) => {
+                        if len != stored {
+                            blobs.insert(key, (size, len, access, refs)).map_err(index_err)?;
+                            fixed += 1;
+                        }
+                        total += len;
+                    }
+                }
+            }
+        }
+        txn.commit().map_err(index_err)?;
+        // What is left on disk has no row: written just before a crash. Removed (a client uploads it again).
+        for digest in files.keys() {
+            let hex = hex::encode(digest);
+            let _ = fs::remove_file(blobs_dir.join(&hex[..2]).join(&hex[2..]));
+        }
+        if dropped + fixed > 0 || !files.is_empty() {
+            tracing::warn!(
+                unindexed_files_removed = files.len(),
+                rows_without_file_dropped = dropped,
+                sizes_fixed = fixed,
+                "blob store reconciled with its index"
+            );
+        }
+        Ok(total)
+    }
+
+    /// Makes every index write so far durable (blob rows are committed without a sync; a graceful stop
+    /// calls this so none is lost).
+    pub fn flush(&self) -> Result<(), StorageError> {
+        let txn = self.db.begin_write().map_err(index_err)?;
+        txn.commit().map_err(index_err)
     }
 
     /// Stored (compressed) bytes of all blobs.
@@ -279,6 +369,13 @@ impl DiskStorage {
 }
 
 impl Storage for DiskStorage {
+    fn usage(&self) -> Option<Usage> {
+        use redb::ReadableTableMetadata;
+        let txn = self.db.begin_read().ok()?;
+        let blobs = txn.open_table(BLOBS).ok()?.len().ok()?;
+        Some(Usage { stored_bytes: self.stored_bytes(), blobs })
+    }
+
     fn find_missing(&self, digests: &[Digest]) -> Result<Vec<Digest>, StorageError> {
         let txn = self.db.begin_read().map_err(index_err)?;
         let blobs = txn.open_table(BLOBS).map_err(index_err)?;
@@ -513,6 +610,36 @@ mod tests {
         assert_eq!(s.find_missing(&[d]).unwrap(), vec![d], "nothing stored");
         s.put_compressed(&d, data.len() as u64, &frame).unwrap();
         assert!(s.find_missing(&[d]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_reopened_store_drops_unindexed_files_and_rows_without_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (kept, lost) = (noise(1, 5_000), noise(2, 5_000));
+        let (kept_d, lost_d) = (Digest::of(&kept), Digest::of(&lost));
+        let orphan = Digest::of(b"orphan");
+        let (orphan_path, temp_path, lost_path);
+        {
+            let s = DiskStorage::open(dir.path(), 1 << 30).unwrap();
+            s.put_blob(&kept_d, &kept).unwrap();
+            s.put_blob(&lost_d, &lost).unwrap();
+            // As a crash leaves them: a file written before its row, a temporary file, a row whose file went.
+            orphan_path = s.blob_path(&orphan);
+            fs::create_dir_all(orphan_path.parent().unwrap()).unwrap();
+            fs::write(&orphan_path, b"unindexed").unwrap();
+            temp_path = s.blob_path(&kept_d).with_file_name(".rcc-tmp.crashed");
+            fs::write(&temp_path, b"half").unwrap();
+            lost_path = s.blob_path(&lost_d);
+            fs::remove_file(&lost_path).unwrap();
+        }
+        let s = DiskStorage::open(dir.path(), 1 << 30).unwrap();
+        assert!(!orphan_path.exists() && !temp_path.exists());
+        assert_eq!(s.find_missing(&[kept_d, lost_d]).unwrap(), vec![lost_d]);
+        let on_disk = fs::metadata(s.blob_path(&kept_d)).unwrap().len();
+        assert_eq!(s.stored_bytes(), on_disk, "stored bytes are the files' total");
+        use redb::ReadableTableMetadata;
+        let txn = s.db.begin_read().unwrap();
+        assert_eq!(txn.open_table(BLOBS).unwrap().len().unwrap(), 1, "the row without a file is gone");
     }
 
     #[test]

@@ -19,5 +19,6 @@ mod pool_netns;
 mod remote;
 mod rust;
 mod scheduler_budgets;
+mod scheduler_crash;
 mod scheduler_state;
 mod scheduler_tokens;

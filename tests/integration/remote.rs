@@ -80,6 +80,20 @@ impl Scheduler {
         kib * 1024
     }
 
+    /// Sends SIGTERM and waits (at most 10 s) for the process to exit; its exit status.
+    pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for the scheduler") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the scheduler did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Whether the process still runs.
     pub(crate) fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
