@@ -89,11 +89,16 @@ impl Pack {
                 programs.push(found);
             }
         }
+        Pack::of_programs(&programs)
+    }
+
+    /// Packs the programs (absolute paths) and every shared library they load, the dynamic loader included.
+    pub fn of_programs(programs: &[PathBuf]) -> Result<Pack, PackError> {
         let mut pack = Pack::default();
-        for program in &programs {
+        for program in programs {
             pack.add(program)?;
         }
-        for library in shared_libraries(&programs) {
+        for library in shared_libraries(programs) {
             pack.add(&library)?;
         }
         Ok(pack)
@@ -121,13 +126,21 @@ impl Pack {
         postcard::to_allocvec(self).unwrap_or_default()
     }
 
-    /// Reads a pack from untrusted bytes: bounded, every path absolute and free of `..`.
+    /// Reads a pack from untrusted bytes and [`check`](Self::check)s it.
     pub fn decode(bytes: &[u8]) -> Result<Pack, PackError> {
         let pack: Pack = postcard::from_bytes(bytes).map_err(|e| PackError::Invalid(e.to_string()))?;
-        if pack.entries.len() > MAX_ENTRIES {
-            return Err(PackError::Invalid(format!("{} entries (at most {MAX_ENTRIES})", pack.entries.len())));
+        pack.check()?;
+        Ok(pack)
+    }
+
+    /// Whether the pack may be materialized: bounded; every path absolute, free of `..` and not `/`; no
+    /// entry below a link or a file entry of the pack. A pack with `/esc -> /home/user` and `/esc/.bashrc`
+    /// would otherwise write the host's file through the link it has just made.
+    pub fn check(&self) -> Result<(), PackError> {
+        if self.entries.len() > MAX_ENTRIES {
+            return Err(PackError::Invalid(format!("{} entries (at most {MAX_ENTRIES})", self.entries.len())));
         }
-        for path in pack.entries.keys() {
+        for path in self.entries.keys() {
             let text_len = path.as_os_str().len();
             let clean = path.is_absolute()
                 && text_len <= MAX_PATH
@@ -135,8 +148,21 @@ impl Pack {
             if !clean || path == Path::new("/") {
                 return Err(PackError::Invalid(format!("entry path {}", path.display())));
             }
+            for above in path.ancestors().skip(1) {
+                match self.entries.get(above) {
+                    Some(Entry::Symlink { .. }) => {
+                        let why = format!("entry {} is below the link {}", path.display(), above.display());
+                        return Err(PackError::Invalid(why));
+                    }
+                    Some(Entry::File { .. }) => {
+                        let why = format!("entry {} is below the file {}", path.display(), above.display());
+                        return Err(PackError::Invalid(why));
+                    }
+                    None => {}
+                }
+            }
         }
-        Ok(pack)
+        Ok(())
     }
 
     /// The digests of the file contents the pack needs.
@@ -156,17 +182,21 @@ impl Pack {
 
     /// Writes the tree under `root` (entry `/usr/bin/gcc` becomes `root/usr/bin/gcc`), taking each file's
     /// content from `blob` and checking its digest. Links are written as they were; an absolute target
-    /// resolves inside `root` once `root` is mounted at `/`.
+    /// resolves inside `root` once `root` is mounted at `/`. The pack is [`check`](Self::check)ed first, and
+    /// every path is opened beneath `root` without following any link ([`rcc_fs::Beneath`]): nothing is
+    /// written outside `root`, whatever links the tree or `root` already holds. Directories are 0755,
+    /// files 0555 or 0444: a toolchain holds compilers only, and the sandbox's user must read them.
     pub fn materialize(
         &self,
         root: &Path,
         mut blob: impl FnMut(&Digest) -> io::Result<Vec<u8>>,
     ) -> Result<(), PackError> {
+        self.check()?;
+        let tree = rcc_fs::Beneath::open(root).map_err(io_err(root))?;
         for (path, entry) in &self.entries {
             let relative = path.strip_prefix("/").map_err(|_| PackError::Invalid(path.display().to_string()))?;
-            let dest = root.join(relative);
-            if let Some(parent) = dest.parent() {
-                fs::create_dir_all(parent).map_err(io_err(parent))?;
+            if let Some(parent) = relative.parent().filter(|p| !p.as_os_str().is_empty()) {
+                tree.create_dir_all(parent, 0o755).map_err(io_err(path))?;
             }
             match entry {
                 Entry::File { digest, size, executable } => {
@@ -175,12 +205,9 @@ impl Pack {
                         return Err(PackError::Corrupt { path: path.clone() });
                     }
                     let mode = if *executable { 0o555 } else { 0o444 };
-                    rcc_fs::write_atomic(&dest, &data, rcc_fs::WriteOptions::cache(mode)).map_err(io_err(&dest))?;
+                    tree.write_file(relative, &data, mode).map_err(io_err(path))?;
                 }
-                Entry::Symlink { target } => {
-                    let _ = fs::remove_file(&dest);
-                    std::os::unix::fs::symlink(target, &dest).map_err(io_err(&dest))?;
-                }
+                Entry::Symlink { target } => tree.symlink(relative, target).map_err(io_err(path))?,
             }
         }
         Ok(())
@@ -271,6 +298,52 @@ mod tests {
         pack.entries.insert(PathBuf::from("relative"), Entry::Symlink { target: "x".into() });
         assert!(Pack::decode(&pack.encode()).is_err(), "relative refused");
         assert!(Pack::decode(b"\xff\xff garbage").is_err());
+    }
+
+    /// A pack that links `/esc` to a host directory, then holds `/esc/.bashrc` (issue 11).
+    fn escaping_pack(host: &Path, payload: &[u8]) -> Pack {
+        let mut pack = Pack::default();
+        pack.entries.insert("/esc".into(), Entry::Symlink { target: host.to_owned() });
+        let file = Entry::File { digest: Digest::of(payload), size: payload.len() as u64, executable: false };
+        pack.entries.insert("/esc/.bashrc".into(), file);
+        pack
+    }
+
+    #[test]
+    fn entries_below_a_link_are_refused_and_nothing_of_the_host_is_written() {
+        let host = tempfile::tempdir().unwrap();
+        fs::write(host.path().join(".bashrc"), "original").unwrap();
+        let pack = escaping_pack(host.path(), b"pwned");
+        let err = Pack::decode(&pack.encode()).unwrap_err();
+        assert!(err.to_string().contains("/esc/.bashrc is below the link /esc"), "{err}");
+        // Materializing checks too, whoever built the pack.
+        let root = tempfile::tempdir().unwrap();
+        assert!(pack.materialize(root.path(), |_| Ok(b"pwned".to_vec())).is_err());
+        assert_eq!(fs::read_to_string(host.path().join(".bashrc")).unwrap(), "original");
+        // Below a file is as meaningless.
+        let mut pack = Pack::default();
+        pack.entries.insert("/f".into(), Entry::Symlink { target: "x".into() });
+        pack.entries.insert("/g".into(), Entry::File { digest: Digest::of(b""), size: 0, executable: false });
+        pack.entries.insert("/g/h".into(), Entry::File { digest: Digest::of(b""), size: 0, executable: false });
+        assert!(Pack::decode(&pack.encode()).unwrap_err().to_string().contains("below the file /g"));
+    }
+
+    /// Even a valid pack cannot write through a link already in the directory it is materialized in.
+    #[test]
+    fn materializing_never_follows_a_link_already_there() {
+        let host = tempfile::tempdir().unwrap();
+        fs::write(host.path().join(".bashrc"), "original").unwrap();
+        let root = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(host.path(), root.path().join("esc")).unwrap();
+        let mut pack = Pack::default();
+        let file = Entry::File { digest: Digest::of(b"pwned"), size: 5, executable: false };
+        pack.entries.insert("/esc/.bashrc".into(), file.clone());
+        pack.entries.insert("/esc/sub/new".into(), file);
+        pack.check().unwrap();
+        let err = pack.materialize(root.path(), |_| Ok(b"pwned".to_vec())).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert_eq!(fs::read_to_string(host.path().join(".bashrc")).unwrap(), "original");
+        assert_eq!(fs::read_dir(host.path()).unwrap().count(), 1, "nothing created in the host directory");
     }
 
     #[test]
