@@ -91,8 +91,8 @@ class Pool:
             self.logs.append(log_path)
             self.procs.append(subprocess.Popen(
                 [str(BIN / "rccd"), "worker", "--scheduler", self.addr, "--fingerprint", self.fingerprint,
-                 "--token", worker_token, "--name", f"w{i}", "--slots", str(slots), "--dir", str(d)],
-                env={**os.environ, "RCC_LOG_LEVEL": "info"}, stdout=subprocess.DEVNULL, stderr=open(log_path, "w")))
+                 "--name", f"w{i}", "--slots", str(slots), "--dir", str(d)],
+                env={**os.environ, "RCC_LOG_LEVEL": "info", "RCC_TOKEN": worker_token}, stdout=subprocess.DEVNULL, stderr=open(log_path, "w")))
         for _ in range(600):
             if len(self.status()["workers"]) == workers:
                 break

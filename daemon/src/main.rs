@@ -44,9 +44,14 @@ struct WorkerArgs {
     /// CA certificate file (PEM) the scheduler's certificate must chain to, instead of a fingerprint.
     #[arg(long, env = vars::RCC_SCHEDULER_CA)]
     ca: Option<PathBuf>,
-    /// A token with the worker scope (`rcc-scheduler token create --scope worker,read,write`).
-    #[arg(long, env = vars::RCC_TOKEN, hide_env_values = true)]
-    token: String,
+    /// A file holding the worker's token (`rcc-scheduler token create --scope worker,read,write`): owned by
+    /// the worker's user, mode 0600 or 0400. Without it the token is taken from the environment variable
+    /// RCC_TOKEN. Never on the command line, where every local user sees it.
+    #[arg(long, env = vars::RCC_TOKEN_FILE)]
+    token_file: Option<PathBuf>,
+    /// Removed: a token in argv shows in /proc/PID/cmdline. Refused with a message naming the alternatives.
+    #[arg(long, hide = true)]
+    token: Option<String>,
     /// The pool served [default: <os>-<arch>, e.g. linux-x86_64].
     #[arg(long, env = vars::RCC_WORKER_POOL)]
     pool: Option<String>,
@@ -62,6 +67,10 @@ struct WorkerArgs {
     /// MiB of blobs (inputs, toolchain files) kept locally.
     #[arg(long, default_value_t = WorkerOptions::DEFAULT_CACHE_MB)]
     cache_mb: u64,
+    /// The longest an action may run, in seconds, whatever timeout its client asks for.
+    #[arg(long, env = vars::RCC_WORKER_MAX_ACTION_SECS, default_value_t = WorkerOptions::DEFAULT_MAX_ACTION_SECS,
+          value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..))]
+    max_action_secs: u64,
     /// Materialized toolchains kept (at least 1).
     #[arg(long, default_value_t = WorkerOptions::DEFAULT_KEEP_TOOLCHAINS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
@@ -147,6 +156,7 @@ fn serve() -> Result<()> {
 }
 
 fn worker(args: WorkerArgs) -> Result<()> {
+    let token = worker_token(&args)?;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env(vars::RCC_LOG_LEVEL).unwrap_or_else(|_| "info".into()),
@@ -171,17 +181,42 @@ fn worker(args: WorkerArgs) -> Result<()> {
     let options = WorkerOptions {
         scheduler,
         trust,
-        token: args.token,
+        token,
         name: args.name.unwrap_or_else(WorkerOptions::default_name),
         pool: args.pool.unwrap_or_else(rcc_proto::remote::default_pool),
         slots: args.slots.unwrap_or(cores),
         memory_bytes: WorkerOptions::default_memory(),
         cache_bytes: args.cache_mb.checked_mul(1 << 20).context("--cache-mb is too large")?,
         keep_toolchains: args.keep_toolchains,
+        max_action: Duration::from_secs(args.max_action_secs),
         cache_dir: match args.dir {
             Some(dir) => dir,
             None => rcc_proto::config::load().context("reading the configuration")?.dir.value.join("worker"),
         },
     };
     rcc_worker::run(&options).map_err(anyhow::Error::from)
+}
+
+/// The worker's token: from `--token-file` (a private file of the worker's user), else from RCC_TOKEN.
+fn worker_token(args: &WorkerArgs) -> Result<String> {
+    if args.token.is_some() {
+        anyhow::bail!(
+            "--token is not accepted: a token on the command line is visible to every local user \
+             (/proc/PID/cmdline, ps). Put it in a file readable only by the worker's user (mode 0600) and \
+             pass --token-file PATH (or {}), or set the environment variable {}",
+            vars::RCC_TOKEN_FILE,
+            vars::RCC_TOKEN
+        );
+    }
+    match &args.token_file {
+        // SAFETY: geteuid cannot fail and touches no memory.
+        Some(path) => Ok(rcc_worker::token::read_token_file(path, unsafe { libc::geteuid() })?),
+        None => match std::env::var(vars::RCC_TOKEN) {
+            Ok(token) if !token.trim().is_empty() => Ok(token.trim().to_owned()),
+            _ => anyhow::bail!(
+                "no token: pass --token-file PATH (a file of the worker's user, mode 0600) or set {}",
+                vars::RCC_TOKEN
+            ),
+        },
+    }
 }

@@ -45,7 +45,7 @@ fn rccd_help_prints_help_and_starts_no_daemon() {
     assert!(out.status.success(), "{out:?}");
     let help = text(&out.stdout);
     for flag in
-        ["--scheduler", "--fingerprint", "--ca", "--token", "--pool", "--slots", "--name", "--dir", "--cache-mb"]
+        ["--scheduler", "--fingerprint", "--ca", "--token-file", "--pool", "--slots", "--name", "--dir", "--cache-mb"]
     {
         assert!(help.contains(flag), "`rccd worker --help` names {flag}:\n{help}");
     }
@@ -58,7 +58,7 @@ fn an_unknown_flag_is_an_error_that_names_it() {
     let env = TestEnv::new();
     for (program, args) in [
         ("rccd", &["--bogus-flag"][..]),
-        ("rccd", &["worker", "--scheduler", "127.0.0.1:1", "--token", "t", "--fingerprint", "00", "--bogus-flag"][..]),
+        ("rccd", &["worker", "--scheduler", "127.0.0.1:1", "--fingerprint", "00", "--bogus-flag"][..]),
         ("rcc", &["stats", "--bogus-flag"][..]),
         ("rcc-scheduler", &["status", "--bogus-flag"][..]),
     ] {
@@ -67,7 +67,7 @@ fn an_unknown_flag_is_an_error_that_names_it() {
         assert!(text(&out.stderr).contains("--bogus-flag"), "{program} {args:?} names the flag: {}", text(&out.stderr));
     }
     // A worker flag whose value is malformed is refused before anything starts.
-    let out = run(&env, "rccd", &["worker", "--scheduler", "x:1", "--token", "t", "--keep-toolchains", "0"]);
+    let out = run(&env, "rccd", &["worker", "--scheduler", "x:1", "--keep-toolchains", "0"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(text(&out.stderr).contains("--keep-toolchains"), "{}", text(&out.stderr));
 }

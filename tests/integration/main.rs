@@ -15,6 +15,7 @@ mod mutations;
 mod passthrough;
 mod pool;
 mod pool_exec;
+mod pool_hostile;
 mod pool_netns;
 mod remote;
 mod rust;

@@ -104,7 +104,7 @@ fn a_token_without_the_worker_scope_cannot_register() {
     let scheduler = Scheduler::start(&env.root);
     let out = Command::new(bin_dir().join("rccd"))
         .args(["worker", "--scheduler", &scheduler.addr, "--fingerprint", &scheduler.fingerprint])
-        .args(["--token", &scheduler.token("read,write")])
+        .env("RCC_TOKEN", scheduler.token("read,write"))
         .output()
         .expect("running rccd worker");
     assert!(!out.status.success(), "refused registration ends the worker with an error");
@@ -189,7 +189,8 @@ fn start_faulty_worker(
         .current_dir(&env.root)
         .envs(faults.iter().copied())
         .args(["worker", "--scheduler", &scheduler.addr, "--fingerprint", &scheduler.fingerprint])
-        .args(["--token", &scheduler.token("worker,read,write"), "--name", name, "--slots", &slots.to_string()])
+        .env("RCC_TOKEN", scheduler.token("worker,read,write"))
+        .args(["--name", name, "--slots", &slots.to_string()])
         .args(["--dir", &format!("worker-{name}")])
         .env("RCC_LOG_LEVEL", "info")
         .stdout(Stdio::null())

@@ -23,20 +23,20 @@ fn gcc() -> PathBuf {
 }
 
 /// The scheduler binary with workers heartbeating every 500 ms, lost after 3 s.
-fn scheduler(env: &TestEnv) -> Scheduler {
+pub(crate) fn scheduler(env: &TestEnv) -> Scheduler {
     open_to_sandbox(env);
     Scheduler::start_with(&env.root, &["--heartbeat-ms", "500", "--heartbeat-timeout-ms", "3000"])
 }
 
 /// A client of `scheduler` with the given scopes (comma-separated).
-async fn client(scheduler: &Scheduler, scopes: &str) -> Client {
+pub(crate) async fn client(scheduler: &Scheduler, scopes: &str) -> Client {
     let fingerprint = Digest::from_hex(&scheduler.fingerprint).expect("the scheduler's fingerprint");
     let addr = scheduler.addr.parse().expect("the scheduler's address");
     Client::connect(addr, &Trust::Fingerprint(fingerprint), &scheduler.token(scopes)).await.expect("connecting")
 }
 
 /// `rccd worker` serving `scheduler` from `<root>/<name>`, logging to `<root>/<name>.log` at `log_level`.
-fn start_worker(scheduler: &Scheduler, env: &TestEnv, name: &str, log_level: &str) -> Worker {
+pub(crate) fn start_worker(scheduler: &Scheduler, env: &TestEnv, name: &str, log_level: &str) -> Worker {
     start_worker_with(scheduler, env, name, log_level, &[])
 }
 
@@ -49,10 +49,13 @@ fn start_worker_with(
     vars: &[(&str, &str)],
 ) -> Worker {
     let log = std::fs::File::create(env.root.join(format!("{name}.log"))).expect("worker log");
+    let token_file = token_file(env, name, &scheduler.token("worker,read,write"), 0o600);
     let child = Command::new(bin_dir().join("rccd"))
         .envs(vars.iter().copied())
         .args(["worker", "--scheduler", &scheduler.addr, "--fingerprint", &scheduler.fingerprint])
-        .args(["--token", &scheduler.token("worker,read,write"), "--name", name, "--slots", "2", "--dir"])
+        .arg("--token-file")
+        .arg(&token_file)
+        .args(["--name", name, "--slots", "2", "--dir"])
         .arg(env.root.join(name))
         .env("RCC_LOG_LEVEL", log_level)
         .stdout(Stdio::null())
@@ -60,6 +63,15 @@ fn start_worker_with(
         .spawn()
         .expect("starting rccd worker");
     Worker(child)
+}
+
+/// `<root>/<name>.token` holding `token`, with `mode`.
+pub(crate) fn token_file(env: &TestEnv, name: &str, token: &str, mode: u32) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = env.root.join(format!("{name}.token"));
+    std::fs::write(&path, format!("{token}\n")).expect("token file");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod token file");
+    path
 }
 
 /// Uploads the host gcc's toolchain: every file of its pack, then the pack itself; returns the pack's digest.
@@ -75,18 +87,26 @@ async fn upload_gcc(client: &Client) -> Digest {
 
 /// Runs an action, waiting (up to 20 s) for a worker of its pool to register.
 async fn execute_when_registered(client: &Client, action: RemoteAction) -> ActionResult {
+    try_execute_when_registered(client, action).await.expect("the action ran")
+}
+
+/// Submits an action, waiting (up to 20 s) for a worker of its pool to register; the scheduler's answer.
+pub(crate) async fn try_execute_when_registered(
+    client: &Client,
+    action: RemoteAction,
+) -> Result<ActionResult, ClientError> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         match client.execute(action.clone()).await {
             Err(ClientError::Refused(RemoteError::NoWorkers(_))) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(200)).await
             }
-            other => return other.expect("the action ran"),
+            other => return other,
         }
     }
 }
 
-fn action(toolchain: Digest, unit: Digest, pool: &str) -> RemoteAction {
+pub(crate) fn action(toolchain: Digest, unit: Digest, pool: &str) -> RemoteAction {
     RemoteAction {
         toolchain,
         program: gcc().to_string_lossy().into_owned(),

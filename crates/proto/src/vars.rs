@@ -57,6 +57,11 @@ pub const RCC_WORKER_POOL: &str = "RCC_WORKER_POOL";
 pub const RCC_WORKER_NAME: &str = "RCC_WORKER_NAME";
 /// `rccd worker`: where toolchains are materialized and actions run. Default: `<dir>/worker`.
 pub const RCC_WORKER_DIR: &str = "RCC_WORKER_DIR";
+/// `rccd worker`: a file holding the worker's token (owned by the worker's user, mode 0600 or 0400);
+/// without it the token comes from [`RCC_TOKEN`]. Never on the command line.
+pub const RCC_TOKEN_FILE: &str = "RCC_TOKEN_FILE";
+/// `rccd worker`: the longest an action may run, in seconds, whatever timeout its client asks. Default 600.
+pub const RCC_WORKER_MAX_ACTION_SECS: &str = "RCC_WORKER_MAX_ACTION_SECS";
 /// `rcc-scheduler`: its state directory (certificate, tokens, storage).
 pub const RCC_SCHEDULER_STATE: &str = "RCC_SCHEDULER_STATE";
 
@@ -216,6 +221,8 @@ pub const ALL: &[Var] = &[
     var(RCC_WORKER_SLOTS, None, "the cores", "actions run at once", Group::Worker),
     var(RCC_WORKER_NAME, None, "the host name", "the name shown in rcc-scheduler status", Group::Worker),
     var(RCC_WORKER_DIR, None, "<dir>/worker", "blobs, toolchains and work directories", Group::Worker),
+    var(RCC_TOKEN_FILE, None, "none", "file holding the worker's token (mode 0600); else RCC_TOKEN", Group::Worker),
+    var(RCC_WORKER_MAX_ACTION_SECS, None, "600", "longest an action may run, whatever its client asks", Group::Worker),
     var(
         RCC_SCHEDULER_STATE,
         None,

@@ -18,10 +18,16 @@ use std::fs;
 use std::future::Future;
 use std::io;
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
+
+/// The blob directory's mode: the worker's alone. Inputs are clients' preprocessed sources.
+const DIR_MODE: u32 = 0o700;
+/// A blob file's mode.
+const BLOB_MODE: u32 = 0o600;
 
 /// Why a blob could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -179,12 +185,19 @@ impl BlobCache {
     /// are removed. Files are checked when read, not here.
     pub fn open(dir: PathBuf, cap: u64) -> io::Result<BlobCache> {
         fs::create_dir_all(&dir)?;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(DIR_MODE))?;
         let mut found = Vec::new();
         for entry in fs::read_dir(&dir)? {
             let entry = entry?;
             let meta = entry.metadata()?;
             match digest_named(&entry.file_name()) {
-                Some(digest) if meta.is_file() => found.push((modified(&meta), digest, meta.len())),
+                Some(digest) if meta.is_file() => {
+                    if meta.permissions().mode() & 0o777 != BLOB_MODE {
+                        // Left by a version that kept blobs world-readable.
+                        fs::set_permissions(entry.path(), fs::Permissions::from_mode(BLOB_MODE))?;
+                    }
+                    found.push((modified(&meta), digest, meta.len()))
+                }
                 _ => remove_any(&entry.path()),
             }
         }
@@ -324,7 +337,7 @@ impl Inner {
             tracing::debug!(blob = %&digest.to_hex()[..16], size, "blob larger than the worker cache: not kept");
             return Ok(());
         }
-        let mut file = AtomicFile::create(&self.path(digest), WriteOptions::cache(0o644))?;
+        let mut file = AtomicFile::create(&self.path(digest), WriteOptions::cache(BLOB_MODE))?;
         file.write_all(bytes)?;
         let mut index = self.index();
         file.commit()?;

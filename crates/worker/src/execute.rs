@@ -7,6 +7,7 @@
 use crate::cas::{BlobCache, CasError, CasStats, Role};
 use crate::faults::{self, Faults};
 use crate::toolchains::{ToolchainDirs, ToolchainLease};
+use rcc_fs::Beneath;
 use rcc_link::client::{Client, ClientError};
 use rcc_pack::Pack;
 use rcc_proto::remote::{ActionResult, OutputFile, RemoteAction, RemoteError};
@@ -14,7 +15,8 @@ use rcc_proto::Digest;
 use rcc_sandbox::{CancelFlag, ExitStatus, Mount, SandboxSpec};
 use std::collections::HashMap;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::io::Read;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -79,12 +81,18 @@ pub struct WorkerCache {
 }
 
 impl WorkerCache {
-    /// A cache under `root` (created, and opened to the sandbox's unprivileged user: 0755), holding what
-    /// earlier runs left within `limits`. Fails when another worker uses the directory.
+    /// A cache under `root` (created), holding what earlier runs left within `limits`. Fails when another
+    /// worker uses the directory.
+    ///
+    /// Who may read what: `root` and `root/work` are 0711, so the sandbox's unprivileged user (bwrap runs as
+    /// it, see rcc-sandbox's "Privileges") can reach the paths it mounts without listing them; each action's
+    /// work directory is 0700 and handed to that user for the action alone; blobs (`root/cas`, clients'
+    /// preprocessed sources) are the worker's only (0700, files 0600); materialized toolchains, compilers
+    /// only, stay readable by all (0755) since the sandbox's user runs them.
     pub fn new(root: PathBuf, limits: CacheLimits) -> std::io::Result<WorkerCache> {
-        for dir in [root.clone(), root.join("toolchains"), root.join("work")] {
+        for (dir, mode) in [(root.clone(), 0o711), (root.join("toolchains"), 0o755), (root.join("work"), 0o711)] {
             fs::create_dir_all(&dir)?;
-            fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))?;
+            fs::set_permissions(&dir, fs::Permissions::from_mode(mode))?;
         }
         let lock = fs::File::options().create(true).truncate(false).write(true).open(root.join("lock"))?;
         if lock.try_lock().is_err() {
@@ -160,11 +168,19 @@ fn root_mounts(root: &Path) -> Result<Vec<Mount>, ExecuteError> {
     Ok(mounts)
 }
 
-/// Runs one action; `Err` when it could not run at all (the scheduler retries it elsewhere).
+/// The wall-clock limit of an action: the timeout its client asked for, at least 1 s, at most the
+/// worker's `max_action` (a client cannot hold a slot for days).
+pub fn wall_limit(timeout_ms: u64, max_action: Duration) -> Duration {
+    Duration::from_millis(timeout_ms.max(1_000)).min(max_action)
+}
+
+/// Runs one action within at most `max_action`; `Err` when it could not run at all (the scheduler retries
+/// it elsewhere).
 pub async fn execute(
     client: &Client,
     cache: &WorkerCache,
     action: &RemoteAction,
+    max_action: Duration,
     cancel: &CancelFlag,
     faults: Faults,
 ) -> Result<ActionResult, ExecuteError> {
@@ -174,11 +190,19 @@ pub async fn execute(
     let digest = action.digest();
     let work =
         cache.root.join("work").join(format!("{}-{}", &digest.to_hex()[..16], COUNTER.fetch_add(1, Ordering::Relaxed)));
-    fs::create_dir_all(&work).map_err(io_err(&work))?;
-    fs::set_permissions(&work, fs::Permissions::from_mode(0o755)).map_err(io_err(&work))?;
-    let result = run_in(client, &cache.blobs, toolchain.root(), &work, action, cancel, faults).await;
+    fs::DirBuilder::new().mode(0o700).create(&work).map_err(io_err(&work))?;
+    fs::set_permissions(&work, fs::Permissions::from_mode(0o700)).map_err(io_err(&work))?;
+    let wall = wall_limit(action.timeout_ms, max_action);
+    let stops = Stops { wall, cancel };
+    let result = run_in(client, &cache.blobs, toolchain.root(), &work, action, stops, faults).await;
     let _ = fs::remove_dir_all(&work);
     result
+}
+
+/// What stops a running action besides its end: its wall-clock limit, a cancellation.
+struct Stops<'a> {
+    wall: Duration,
+    cancel: &'a CancelFlag,
 }
 
 async fn run_in(
@@ -187,16 +211,19 @@ async fn run_in(
     root: &Path,
     work: &Path,
     action: &RemoteAction,
-    cancel: &CancelFlag,
+    stops: Stops<'_>,
     faults: Faults,
 ) -> Result<ActionResult, ExecuteError> {
+    // Held open from before the action runs to after it ended: inputs are written and outputs read through
+    // this descriptor, beneath it, following no link the action may have made.
+    let tree = Beneath::open(work).map_err(io_err(work))?;
     for (name, blob) in &action.inputs {
-        let path = work.join(name);
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(io_err(parent))?;
+        let name = Path::new(name);
+        if let Some(parent) = name.parent().filter(|p| !p.as_os_str().is_empty()) {
+            tree.create_dir_all(parent, 0o755).map_err(io_err(&work.join(parent)))?;
         }
         let bytes = blobs.get(client, *blob, Role::Input).await?;
-        fs::write(&path, bytes).map_err(io_err(&path))?;
+        tree.write_file(name, &bytes, 0o644).map_err(io_err(&work.join(name)))?;
     }
     let mut spec = SandboxSpec::new(
         format!("action {}", &action.digest().to_hex()[..16]),
@@ -207,8 +234,8 @@ async fn run_in(
     spec.args = action.args.iter().map(Into::into).collect();
     spec.env = action.env.iter().map(|(k, v)| (k.into(), v.into())).collect();
     spec.mounts = root_mounts(root)?;
-    spec.limits.wall = Duration::from_millis(action.timeout_ms.max(1_000));
-    spec.cancel = cancel.clone();
+    spec.limits.wall = stops.wall;
+    spec.cancel = stops.cancel.clone();
     if let Some(stall) = faults.stall {
         stall_in_sandbox(&spec, stall).await?;
     }
@@ -223,14 +250,35 @@ async fn run_in(
     };
     let mut outputs = Vec::new();
     for name in &action.outputs {
-        let Ok(data) = fs::read(work.join(name)) else { continue };
-        let executable = fs::metadata(work.join(name)).is_ok_and(|m| m.permissions().mode() & 0o111 != 0);
+        let Some((data, executable)) = read_output(&tree, name) else { continue };
         let digest = if faults.corrupt { lie_about(client, &data).await } else { client.put_blob(&data).await? };
         outputs.push(OutputFile { name: name.clone(), digest, size: data.len() as u64, executable });
     }
     let stdout = client.put_blob(&outcome.stdout).await?;
     let stderr = client.put_blob(&outcome.stderr).await?;
     Ok(ActionResult { outputs, stdout: Some(stdout), stderr: Some(stderr), exit_code })
+}
+
+/// An output of the action: a regular file only, opened beneath the work directory without following any
+/// link ([`Beneath::open_regular`]), and whether it is executable. Anything else is an absent output, as
+/// if the action had not written it (the client then compiles locally): a link (to `/etc/shadow`, to
+/// `/proc/self/cmdline` — the worker's own, were it followed — or a directory of links on the way), a
+/// directory, a fifo (never opened blocking) or a device. What is there was chosen by the action.
+fn read_output(tree: &Beneath, name: &str) -> Option<(Vec<u8>, bool)> {
+    let read = tree.open_regular(Path::new(name)).and_then(|mut file| {
+        let executable = file.metadata()?.permissions().mode() & 0o111 != 0;
+        let mut data = Vec::new();
+        file.read_to_end(&mut data)?;
+        Ok((data, executable))
+    });
+    match read {
+        Ok(found) => Some(found),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            tracing::warn!(output = name, error = %e, "output treated as absent: not a regular file of the work directory");
+            None
+        }
+    }
 }
 
 /// The slow-machine fault: the host's `sleep` runs for `stall` in a sandbox like the action's (its mounts,
@@ -259,4 +307,18 @@ async fn lie_about(client: &Client, data: &[u8]) -> Digest {
         Err(e) => tracing::info!(digest = %digest, error = %e, "altered output refused by the scheduler"),
     }
     digest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_timeout_is_bounded_by_the_worker() {
+        let cap = Duration::from_secs(600);
+        assert_eq!(wall_limit(u64::MAX, cap), cap, "a huge timeout is cut to the worker's cap");
+        assert_eq!(wall_limit(30_000, cap), Duration::from_secs(30), "a shorter one is kept");
+        assert_eq!(wall_limit(0, cap), Duration::from_secs(1), "at least a second");
+        assert_eq!(wall_limit(5_000, Duration::from_secs(2)), Duration::from_secs(2));
+    }
 }

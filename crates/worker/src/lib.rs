@@ -10,6 +10,7 @@
 //! - [`cas`]: the worker's local blob cache (inputs, pack files), bounded in bytes, least recently used
 //!   evicted, every read digest-checked, one fetch per blob however many actions want it.
 //! - [`toolchains`]: materialized toolchains, bounded in count, the ones in use kept.
+//! - [`token`]: reading the worker's token from a file only its user can read.
 //! - [`faults`]: the slow and the lying worker the pool's tests simulate.
 //!
 //! Depends on rcc-proto (messages), rcc-link (the QUIC client), rcc-pack (toolchains), rcc-sandbox
@@ -20,6 +21,7 @@ pub mod cas;
 pub mod execute;
 pub mod faults;
 pub mod session;
+pub mod token;
 pub mod toolchains;
 
 pub use session::{run, WorkerError, WorkerOptions};

@@ -38,6 +38,8 @@ pub struct WorkerOptions {
     pub cache_bytes: u64,
     /// Materialized toolchains kept (default 4).
     pub keep_toolchains: usize,
+    /// The longest an action may run, whatever timeout its client asks for (default 600 s).
+    pub max_action: Duration,
 }
 
 impl WorkerOptions {
@@ -45,6 +47,8 @@ impl WorkerOptions {
     pub const DEFAULT_CACHE_MB: u64 = 2_048;
     /// The default of [`Self::keep_toolchains`].
     pub const DEFAULT_KEEP_TOOLCHAINS: usize = 4;
+    /// The default of [`Self::max_action`], in seconds.
+    pub const DEFAULT_MAX_ACTION_SECS: u64 = 600;
 
     /// The host's name.
     pub fn default_name() -> String {
@@ -155,6 +159,7 @@ async fn session(
         std::sync::Mutex<std::collections::HashMap<rcc_proto::Digest, (tokio::task::AbortHandle, CancelFlag)>>,
     > = Default::default();
     let faults = Faults::from_env();
+    let max_action = options.max_action;
     let reader = {
         let (client, cache, running) = (client.clone(), cache.clone(), running.clone());
         tokio::spawn(async move {
@@ -169,7 +174,7 @@ async fn session(
                         let task = tokio::spawn(async move {
                             tracing::info!(action = %&digest.to_hex()[..16], program = %action.program, args = ?action.args, "running an action");
                             let ran = std::time::Instant::now();
-                            let executed = execute(&client, &cache, &action, &cancel2, faults).await;
+                            let executed = execute(&client, &cache, &action, max_action, &cancel2, faults).await;
                             tracing::info!(
                                 action = %&digest.to_hex()[..16],
                                 millis = ran.elapsed().as_millis() as u64,
