@@ -7,6 +7,7 @@ mod build_systems;
 mod cli;
 mod daemon;
 mod depfiles;
+mod deploy;
 mod failures;
 mod help;
 mod hits;
