@@ -100,8 +100,8 @@ def main():
                   f"(downloaded {s['bytes_down'] / 1024:.0f} KiB)", file=sys.stderr)
             if r == args.rounds - 1:
                 print("\nBlob throughput (rcc-bench client, loopback):\n")
-                subprocess.run([str(BIN / "rcc-bench"), "client", "--addr", addr, "--fingerprint", fp,
-                                "--token", token], check=True)
+                subprocess.run([str(BIN / "rcc-bench"), "client", "--addr", addr, "--fingerprint", fp],
+                               env={**os.environ, "RCC_TOKEN": token}, check=True)
             for env in (env_a, env_b):
                 subprocess.run(rcc + ["--stop-daemon"], env=env, capture_output=True)
         finally:

@@ -19,7 +19,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Measure blob throughput against a running scheduler (for bench/remote.sh).
+    /// Measure blob throughput against a running scheduler (for bench/remote.sh); the token comes from
+    /// `RCC_TOKEN`.
     Client {
         /// Scheduler address.
         #[arg(long)]
@@ -27,9 +28,6 @@ enum Command {
         /// Pinned certificate fingerprint.
         #[arg(long)]
         fingerprint: String,
-        /// Token with read and write scopes.
-        #[arg(long)]
-        token: String,
     },
     /// Simulate the dispatch core alone with many workers and queued actions (for bench/dispatch.sh).
     Dispatch {
@@ -53,7 +51,10 @@ enum Command {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Client { addr, fingerprint, token } => {
+        Command::Client { addr, fingerprint } => {
+            // Never on the command line, which every local user can read.
+            let token = std::env::var(rcc_proto::vars::RCC_TOKEN)
+                .context("RCC_TOKEN must hold a token with the read and write scopes")?;
             let fingerprint = rcc_proto::Digest::from_hex(&fingerprint).context("parsing --fingerprint")?;
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             runtime.block_on(client::run(addr, fingerprint, &token))
