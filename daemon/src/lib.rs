@@ -3,7 +3,7 @@
 //!
 //! It keeps warm state (file and compiler digests, directory listings), the local store and the
 //! statistics, and answers the wrapper's compile requests. Modules:
-//! - [`server`]: the Unix-socket listener, idle exit, shutdown.
+//! - [`server`]: the Unix-socket listener (its own uid only, bounded waits), idle exit, shutdown.
 //! - [`pipeline`]: the one path every compile takes (plan, local lookup, shared lookup, run, commit,
 //!   upload) and the [`pipeline::Language`] trait whose steps differ by language.
 //! - [`c_family`]: C, C++ and assembler calls to gcc and clang (direct, depend and preprocessor modes; misses
@@ -17,7 +17,8 @@
 //! - [`remote`]: the shared cache (rcc-scheduler) as a second tier behind the local store.
 //! - [`remote_exec`]: misses compiled on the remote pool when the local slots are full; [`pool_client`]:
 //!   the local slots and packed compilers it counts on.
-//! - [`store`]: the local store (zstd, atomic writes, digest-checked reads, LRU eviction).
+//! - [`store`]: the local store (zstd, atomic writes, reads checked against digest and key, owner-only, LRU
+//!   eviction).
 //! - [`stats`]: counters persisted across restarts.
 //! - [`context`]: the state handlers share.
 //! - [`in_flight`]: results stored after their compile returned, and who waits for them.

@@ -212,11 +212,10 @@ mod tests {
     use super::*;
     use std::fs;
 
-    #[test]
-    fn new_shadowing_header_in_existing_directory_breaks_the_match() {
+    /// `a.c` including `<x.h>`, found in `inc2/`; the file cache and the inputs a compile of it read.
+    fn unit_including_x_h_from_inc2() -> (tempfile::TempDir, FileCache, Vec<(Vec<u8>, Digest)>) {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        fs::create_dir_all(root.join("inc1")).unwrap();
         fs::create_dir_all(root.join("inc2")).unwrap();
         fs::write(root.join("inc2/x.h"), "int x;").unwrap();
         fs::write(root.join("a.c"), "#include <x.h>").unwrap();
@@ -225,6 +224,14 @@ mod tests {
             (b"a.c".to_vec(), files.info(&root.join("a.c")).unwrap().digest),
             (b"inc2/x.h".to_vec(), files.info(&root.join("inc2/x.h")).unwrap().digest),
         ];
+        (dir, files, inputs)
+    }
+
+    #[test]
+    fn new_shadowing_header_in_existing_directory_breaks_the_match() {
+        let (dir, files, inputs) = unit_including_x_h_from_inc2();
+        let root = dir.path();
+        fs::create_dir_all(root.join("inc1")).unwrap();
         let compile_start = crate::key::files::coarse_now_ns() + 1_000_000_000;
         let dirs = [PathBuf::from("inc1"), PathBuf::from("inc2")];
         let entry = Entry::new(&files, root, inputs, &[], &dirs, Digest::of(b"r"), compile_start).unwrap();
@@ -239,16 +246,8 @@ mod tests {
 
     #[test]
     fn a_header_that_appeared_after_the_compile_started_yields_no_entry() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, files, inputs) = unit_including_x_h_from_inc2();
         let root = dir.path();
-        fs::create_dir_all(root.join("inc2")).unwrap();
-        fs::write(root.join("inc2/x.h"), "int x;").unwrap();
-        fs::write(root.join("a.c"), "#include <x.h>").unwrap();
-        let files = FileCache::new();
-        let inputs = vec![
-            (b"a.c".to_vec(), files.info(&root.join("a.c")).unwrap().digest),
-            (b"inc2/x.h".to_vec(), files.info(&root.join("inc2/x.h")).unwrap().digest),
-        ];
         // The compile starts; inc1/x.h (and inc1 itself) appear before the entry is made.
         let compile_start = crate::key::files::coarse_now_ns();
         crate::key::files::wait_for_tick_after(compile_start);
