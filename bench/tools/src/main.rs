@@ -19,8 +19,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Measure blob throughput against a running scheduler (for bench/remote.sh); the token comes from
-    /// `RCC_TOKEN`.
+    /// Measure blob throughput against a running scheduler (for bench/remote.sh); the token comes from the
+    /// environment, as the clients' does.
     Client {
         /// Scheduler address.
         #[arg(long)]
@@ -53,8 +53,9 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Client { addr, fingerprint } => {
             // Never on the command line, which every local user can read.
-            let token = std::env::var(rcc_proto::vars::RCC_TOKEN)
-                .context("RCC_TOKEN must hold a token with the read and write scopes")?;
+            let var = rcc_proto::vars::RCC_TOKEN;
+            let token = std::env::var(var)
+                .with_context(|| format!("{var} must hold a token with the read and write scopes"))?;
             let fingerprint = rcc_proto::Digest::from_hex(&fingerprint).context("parsing --fingerprint")?;
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             runtime.block_on(client::run(addr, fingerprint, &token))
