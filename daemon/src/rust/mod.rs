@@ -77,7 +77,8 @@ impl Language for Rust {
     type Committed = Vec<u8>;
 
     fn understand(ctx: &Context, inv: Invocation) -> Result<Plan, Decline> {
-        let args = inv.args.clone();
+        // The arguments are kept for the log line only when it will be written (every rustc call passes here).
+        let args = tracing::enabled!(tracing::Level::DEBUG).then(|| inv.args.clone());
         understand(ctx, inv).inspect_err(|_| tracing::debug!(?args, "rustc call not cached"))
     }
 
