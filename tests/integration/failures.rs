@@ -81,21 +81,27 @@ fn killed_daemon_still_gives_a_correct_build() {
     assert_eq!(env.hits(), 1, "{}", env.log());
 }
 
-/// Waits (at most 10 s) until the process is gone or a zombie: it holds no socket or lock any more.
+/// Waits (at most 10 s) until every thread of the process is gone or a zombie. The leader of a
+/// multi-threaded process turns zombie before its last thread exits, and the files (the listening
+/// socket) close only then, so the leader's state alone is not enough.
 fn wait_until_dead(pid: i32) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        // `pid (comm) S …`: the state is the first field after the last ')'.
-        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|stat| {
-            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next().map(str::to_owned))
-        });
-        match state.as_deref() {
-            None | Some("Z") | Some("X") => return,
-            Some(_) => {}
-        }
-        assert!(std::time::Instant::now() < deadline, "process {pid} still alive (state {state:?}) 10 s after SIGKILL");
+    while !all_threads_dead(pid) {
+        assert!(std::time::Instant::now() < deadline, "process {pid} still alive 10 s after SIGKILL");
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
+}
+
+/// Whether no thread of `pid` is still running (each is gone, a zombie or dead).
+fn all_threads_dead(pid: i32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return true };
+    tasks.flatten().all(|task| {
+        // `tid (comm) S …`: the state is the first field after the last ')'.
+        let state = std::fs::read_to_string(task.path().join("stat")).ok().and_then(|stat| {
+            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next().map(str::to_owned))
+        });
+        matches!(state.as_deref(), None | Some("Z") | Some("X"))
+    })
 }
 
 fn daemon_pid(env: &TestEnv) -> i32 {

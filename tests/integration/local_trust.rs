@@ -65,6 +65,8 @@ fn store_files_swapped_between_keys_are_caught_not_served() {
     for src in ["a.c", "b.c"] {
         run_ok(env.command(env.rcc_bin()).args(["gcc", "-O2", "-c", src, "-o", &src.replace(".c", ".o")]));
     }
+    // (Statistics wait for stores in flight: both results are on disk after this.)
+    assert_eq!(env.counter("stored"), 2);
     // Every result entry on disk moves to the next one's place.
     let results: Vec<PathBuf> = walk(&env.cache.join("store/r"));
     assert_eq!(results.len(), 2, "two results stored: {results:?}");
@@ -113,6 +115,8 @@ fn what_the_cache_holds_is_private_whatever_the_umask() {
     let socket = walk(&env.cache).into_iter().find(|p| p.extension().is_some_and(|e| e == "sock"));
     let socket = socket.expect("the daemon's socket is in the cache directory");
     assert_eq!(mode(&socket) & 0o077, 0, "the socket is its owner's alone");
+    // (Statistics wait for stores in flight.)
+    assert_eq!(env.counter("stored"), 1);
     let store = walk(&env.cache.join("store"));
     assert!(!store.is_empty());
     for file in &store {
