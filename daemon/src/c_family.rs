@@ -91,7 +91,9 @@ impl Language for CFamily {
 
     fn lookup_shared(ctx: &Context, remote: &Remote, plan: &Plan) -> Option<CachedResult> {
         let manifest = remote.manifest(&ctx.stats, &plan.direct_key)?;
-        let entry = manifest.find(&ctx.files, &plan.inv.cwd)?.clone();
+        let mut entry = manifest.find(&ctx.files, &plan.inv.cwd)?.clone();
+        // The entry's facts decide the key, never its result field (see `remote`); kept locally under it too.
+        entry.result = crate::remote::shared_result_key(&plan.direct_key, &entry);
         let result = remote.result(&ctx.stats, &entry.result)?;
         if pipeline::store_result(ctx, &entry.result, &result).is_some() {
             update_manifest(ctx, &plan.direct_key, |local: &mut Manifest| local.add(entry));
@@ -144,7 +146,7 @@ impl Language for CFamily {
     }
 
     fn upload(ctx: &Context, remote: &Arc<Remote>, plan: &Plan, prepared: Prepared, entry: Entry) {
-        remote.upload(ctx.stats.clone(), plan.direct_key, prepared.result_key, prepared.result, entry);
+        remote.upload(ctx.stats.clone(), plan.direct_key, prepared.result, entry);
     }
 
     fn count(c: &mut Counters, event: Event) {

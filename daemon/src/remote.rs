@@ -8,8 +8,13 @@
 //! Remote layout, in the scheduler's action cache and CAS:
 //! - a result: an action result whose outputs are the output files (named by role), stdout, stderr, and an
 //!   `rcc-meta` blob (depfile target, compile time);
-//! - a manifest: the action result of key `H("remote-manifest", direct key)`, whose one output is the
-//!   postcard-encoded [`Manifest`], so a hit on another machine needs no preprocessor run either.
+//! - a manifest: the scheduler's manifest list under `H("remote-manifest", direct key)`, whose entries are
+//!   blobs each holding one postcard-encoded manifest [`Entry`], so a hit on another machine needs no
+//!   preprocessor run either. Entries are added, never rewritten: one writer cannot drop another's.
+//!
+//! A shared result's key is derived from its manifest entry ([`shared_result_key`]: the direct key and every
+//! fact the entry states), never taken from the entry: an entry someone else wrote can lead only to the
+//! result stored for exactly those facts, and the scheduler keeps the first result stored under a key.
 
 use crate::key::manifest::{Entry, Manifest};
 use crate::outputs::{CachedResult, Role, StoredFile};
@@ -186,12 +191,37 @@ impl Remote {
         }
     }
 
-    /// The shared manifest for a direct key.
+    /// The shared manifest for a direct key: the entries every readable namespace lists, newest first.
     pub fn manifest(&self, stats: &StatsBook, direct_key: &Digest) -> Option<Manifest> {
-        let key = manifest_key(direct_key);
-        let bytes = self.bounded(stats, |c| async move { first_output(&c, key).await })??;
-        stats.record(|c| c.bytes_down += bytes.len() as u64);
-        postcard::from_bytes(&bytes).ok()
+        let entries = self.manifest_entries(stats, manifest_key(direct_key))?;
+        let entries = entries.iter().filter_map(|bytes| postcard::from_bytes(bytes).ok()).collect();
+        Some(Manifest { entries })
+    }
+
+    /// The entry blobs of the manifest list under `key`, newest first (entries whose blob is gone are
+    /// skipped); `None` when there are none or the scheduler could not be asked.
+    pub fn manifest_entries(&self, stats: &StatsBook, key: Digest) -> Option<Vec<Vec<u8>>> {
+        let entries = self.bounded(stats, |c| async move {
+            let digests = c.get_manifest(key).await?;
+            // All at once, one stream each; answers are put back in the list's order.
+            let mut fetches = tokio::task::JoinSet::new();
+            for (i, digest) in digests.into_iter().enumerate() {
+                let c = c.clone();
+                fetches.spawn(async move { c.get_blob(digest).await.map(|b| (i, b)) });
+            }
+            let mut found = Vec::new();
+            while let Some(joined) = fetches.join_next().await {
+                if let Ok(fetched) = joined {
+                    if let (i, Some(bytes)) = fetched? {
+                        found.push((i, bytes));
+                    }
+                }
+            }
+            found.sort_by_key(|(i, _)| *i);
+            Ok(found.into_iter().map(|(_, bytes)| bytes).collect::<Vec<_>>())
+        })?;
+        stats.record(|c| c.bytes_down += entries.iter().map(|e| e.len() as u64).sum::<u64>());
+        (!entries.is_empty()).then_some(entries)
     }
 
     /// A shared result, assembled from its blobs.
@@ -220,19 +250,10 @@ impl Remote {
         from_remote(&result, &blobs)
     }
 
-    /// Uploads a result and adds its manifest entry to the shared manifest, in the background.
-    pub fn upload(
-        self: &Arc<Self>,
-        stats: Arc<StatsBook>,
-        direct_key: Digest,
-        result_key: Digest,
-        result: CachedResult,
-        entry: Entry,
-    ) {
-        self.spawn_upload(
-            stats,
-            move |client| async move { upload(&client, direct_key, result_key, &result, entry).await },
-        );
+    /// Uploads a result under the key its manifest entry derives ([`shared_result_key`]) and adds the
+    /// entry to the shared manifest, in the background.
+    pub fn upload(self: &Arc<Self>, stats: Arc<StatsBook>, direct_key: Digest, result: CachedResult, entry: Entry) {
+        self.spawn_upload(stats, move |client| async move { upload(&client, direct_key, &result, entry).await });
     }
 
     /// Runs an upload on the remote runtime, bounded by [`UPLOAD_TIMEOUT`], counting what it sent; nothing
@@ -278,20 +299,19 @@ impl Remote {
         Some(bytes)
     }
 
-    /// Uploads an opaque result under `result_key` and merges into the opaque manifest under `manifest_key`
-    /// (`merge` gets the current manifest bytes, if any, and returns the new ones), in the background.
+    /// Uploads an opaque result under `result_key` and adds `entry` to the manifest list under
+    /// `manifest_key`, in the background.
     pub fn upload_opaque(
         self: &Arc<Self>,
         stats: Arc<StatsBook>,
         result_key: Digest,
         result: Vec<u8>,
         manifest_key: Digest,
-        merge: impl FnOnce(Option<Vec<u8>>) -> Vec<u8> + Send + 'static,
+        entry: Vec<u8>,
     ) {
         self.spawn_upload(stats, move |client| async move {
             let mut sent = put_opaque(&client, result_key, &result).await?;
-            let current = first_output(&client, manifest_key).await?;
-            sent += put_opaque(&client, manifest_key, &merge(current)).await?;
+            sent += add_entry(&client, manifest_key, &entry).await?;
             Ok(sent)
         });
     }
@@ -450,19 +470,53 @@ async fn first_output(client: &Client, key: Digest) -> Result<Option<Vec<u8>>, r
     client.get_blob(blob.digest).await
 }
 
+/// Uploads `data` as a blob unless the scheduler has it; returns its digest and the bytes sent.
+async fn put_if_missing(client: &Client, data: &[u8]) -> Result<(Digest, u64), rcc_link::client::ClientError> {
+    let digest = Digest::of(data);
+    if client.find_missing(vec![digest]).await?.is_empty() {
+        return Ok((digest, 0));
+    }
+    client.put_blob_as(digest, data).await?;
+    Ok((digest, data.len() as u64))
+}
+
 /// Stores `data` as the one output of the action result under `key`; returns the bytes sent.
 async fn put_opaque(client: &Client, key: Digest, data: &[u8]) -> Result<u64, rcc_link::client::ClientError> {
-    let digest = Digest::of(data);
-    let mut sent = 0;
-    if !client.find_missing(vec![digest]).await?.is_empty() {
-        client.put_blob_as(digest, data).await?;
-        sent = data.len() as u64;
-    }
+    let (digest, sent) = put_if_missing(client, data).await?;
     let out = OutputFile { name: "entry".into(), digest, size: data.len() as u64, executable: false };
-    client
-        .update_action_result(key, ActionResult { outputs: vec![out], stdout: None, stderr: None, exit_code: 0 })
-        .await?;
+    let result = ActionResult { outputs: vec![out], stdout: None, stderr: None, exit_code: 0 };
+    record(client, key, result).await?;
     Ok(sent)
+}
+
+/// Records an action result; a different one stored first is kept by the scheduler (logged, not an error).
+async fn record(client: &Client, key: Digest, result: ActionResult) -> Result<(), rcc_link::client::ClientError> {
+    if client.update_action_result(key, result).await? == rcc_link::client::Recorded::Kept {
+        tracing::info!(key = %key, "the shared cache keeps a different result stored first for this key");
+    }
+    Ok(())
+}
+
+/// Uploads a manifest entry and adds it to the list under `manifest_key`; returns the bytes sent.
+async fn add_entry(
+    client: &Client,
+    manifest_key: Digest,
+    entry: &[u8],
+) -> Result<u64, rcc_link::client::ClientError> {
+    let (digest, sent) = put_if_missing(client, entry).await?;
+    client.add_manifest_entry(manifest_key, digest).await?;
+    Ok(sent)
+}
+
+/// The shared-cache key of the result a C-family manifest entry leads to: the direct key and every fact
+/// the entry states (inputs and their digests, search directories, names, which existed), its own result
+/// field left out. Whoever wrote the entry, following it can only reach the result stored for exactly
+/// these facts.
+pub fn shared_result_key(direct_key: &Digest, entry: &Entry) -> Digest {
+    let facts = Entry { result: Digest([0; 32]), ..entry.clone() };
+    let mut h = KeyHasher::new("c-shared-result", 1);
+    h.digest(b'k', direct_key).bytes(b'e', &postcard::to_allocvec(&facts).unwrap_or_default());
+    h.finish()
 }
 
 fn manifest_key(direct_key: &Digest) -> Digest {
@@ -531,9 +585,8 @@ fn from_remote(result: &ActionResult, blobs: &[(Digest, Vec<u8>)]) -> Option<Cac
 async fn upload(
     client: &Client,
     direct_key: Digest,
-    result_key: Digest,
     result: &CachedResult,
-    entry: Entry,
+    mut entry: Entry,
 ) -> Result<u64, rcc_link::client::ClientError> {
     let (action, blobs) = to_remote(result);
     let mut sent = 0;
@@ -544,13 +597,9 @@ async fn upload(
             sent += data.len() as u64;
         }
     }
-    client.update_action_result(result_key, action).await?;
-    // Merge into the shared manifest (last writer wins a race: a lost entry is only a miss elsewhere).
-    let key = manifest_key(&direct_key);
-    let mut manifest: Manifest =
-        first_output(client, key).await?.and_then(|b| postcard::from_bytes(&b).ok()).unwrap_or_default();
-    manifest.add(entry);
-    sent += put_opaque(client, key, &postcard::to_allocvec(&manifest).unwrap_or_default()).await?;
+    entry.result = shared_result_key(&direct_key, &entry);
+    record(client, entry.result, action).await?;
+    sent += add_entry(client, manifest_key(&direct_key), &postcard::to_allocvec(&entry).unwrap_or_default()).await?;
     Ok(sent)
 }
 

@@ -76,6 +76,29 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Drop shared-cache entries (action results and manifest entries) matching every filter given: by
+    /// key, by the label of the token that uploaded them, by namespace, by time window. Asks the scheduler
+    /// serving this state directory; prints what was dropped.
+    Invalidate {
+        /// Only the entry under this key (64 hex digits).
+        #[arg(long)]
+        key: Option<String>,
+        /// Only what the token with this label uploaded.
+        #[arg(long)]
+        uploader: Option<String>,
+        /// Only in this namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Only what was stored at or after this time: seconds since the epoch, or an age such as 2h or 3d.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only what was stored before this time: seconds since the epoch, or an age such as 30m.
+        #[arg(long)]
+        until: Option<String>,
+        /// Scheduler address (default: the one `serve` recorded in the state directory).
+        #[arg(long)]
+        addr: Option<SocketAddr>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -91,6 +114,12 @@ enum TokenCommand {
         /// How long the token is valid: a number with s, m, h or d (e.g. 30d); default: until revoked.
         #[arg(long)]
         expires: Option<String>,
+        /// The namespace its uploads go to (and its reads look in first); default: `default`.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Comma-separated namespaces it also reads, in order, after its own (e.g. `ci`).
+        #[arg(long, default_value = "")]
+        read: String,
     },
     /// List the tokens: label, scopes, creation and expiry (never the token: only its hash is stored).
     List,
@@ -206,7 +235,24 @@ async fn main() -> Result<()> {
         }
         Command::Init => println!("{}", state::init(&cli.state)?.fingerprint()),
         Command::Fingerprint => println!("{}", state::identity(&cli.state)?.fingerprint()),
-        Command::Token { command: TokenCommand::Create { scope, label, expires } } => {
+        Command::Invalidate { key, uploader, namespace, since, until, addr } => {
+            let key = key
+                .map(|k| rcc_proto::Digest::from_hex(&k).with_context(|| format!("`{k}` is not a 64-digit hex key")))
+                .transpose()?;
+            let filter = rcc_proto::remote::Invalidation {
+                namespace,
+                key,
+                uploader,
+                since: since.as_deref().map(parse_moment).transpose()?,
+                until: until.as_deref().map(parse_moment).transpose()?,
+            };
+            if filter.is_empty() {
+                bail!("name what to invalidate: --key, --uploader, --namespace, --since or --until");
+            }
+            let (results, manifest_entries) = admin_client(&cli.state, addr).await?.invalidate(filter).await?;
+            println!("invalidated {results} action result(s) and {manifest_entries} manifest entr(y/ies)");
+        }
+        Command::Token { command: TokenCommand::Create { scope, label, expires, namespace, read } } => {
             let mut scopes = Vec::new();
             for name in scope.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                 match Scope::parse(name) {
@@ -217,12 +263,16 @@ async fn main() -> Result<()> {
             let lifetime = expires.as_deref().map(parse_lifetime).transpose()?;
             state::init(&cli.state)?;
             let _lock = state::exclusive(&cli.state)?;
-            let token = TokenStore::open(&cli.state)?.create(&scopes, &label, lifetime)?;
+            let namespaces = rcc_scheduler::tokens::Namespaces {
+                write: namespace,
+                read: read.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+            };
+            let token = TokenStore::open(&cli.state)?.create_in(&scopes, &label, lifetime, &namespaces)?;
             println!("{token}");
         }
         Command::Token { command: TokenCommand::List } => {
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-            println!("{:<24} {:<32} {:<21} expires", "label", "scopes", "created");
+            println!("{:<24} {:<32} {:<24} {:<21} expires", "label", "scopes", "namespace (reads)", "created");
             for t in TokenStore::open(&cli.state)?.list()? {
                 let scopes: Vec<&str> = t.scopes.iter().map(|s| s.name()).collect();
                 let expires = match t.expires {
@@ -231,7 +281,11 @@ async fn main() -> Result<()> {
                     Some(at) => utc(at),
                 };
                 let created = if t.created == 0 { "?".to_owned() } else { utc(t.created) };
-                println!("{:<24} {:<32} {:<21} {expires}", t.label, scopes.join(","), created);
+                let mut spaces = t.namespace.clone().unwrap_or_else(|| rcc_proto::remote::DEFAULT_NAMESPACE.into());
+                if !t.reads.is_empty() {
+                    spaces = format!("{spaces} ({})", t.reads.join(","));
+                }
+                println!("{:<24} {:<32} {:<24} {:<21} {expires}", t.label, scopes.join(","), spaces, created);
             }
         }
         Command::Token { command: TokenCommand::Revoke { label } } => {
@@ -274,7 +328,22 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
 }
 
 /// Asks the scheduler serving `state` for the pool's status (JSON), with an admin token kept in `state`.
+/// A time given as seconds since the epoch, or as an age before now (`90m`, `2h`, `3d`).
+fn parse_moment(text: &str) -> Result<u64> {
+    if let Ok(secs) = text.trim().parse::<u64>() {
+        return Ok(secs);
+    }
+    let age = parse_lifetime(text)?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    Ok(now.saturating_sub(age.as_secs()))
+}
+
 async fn fetch_status(state_dir: &std::path::Path, addr: Option<SocketAddr>) -> Result<String> {
+    Ok(admin_client(state_dir, addr).await?.status().await?)
+}
+
+/// A connection to the scheduler serving `state_dir`, with the state directory's own admin token.
+async fn admin_client(state_dir: &std::path::Path, addr: Option<SocketAddr>) -> Result<rcc_link::Client> {
     let token = state::status_token(state_dir)?;
     let identity = state::identity(state_dir)?;
     let addr = match addr {
@@ -287,10 +356,9 @@ async fn fetch_status(state_dir: &std::path::Path, addr: Option<SocketAddr>) -> 
             .context("parsing the recorded address")?,
     };
     let trust = rcc_link::tls::Trust::Fingerprint(identity.fingerprint());
-    let client = rcc_link::Client::connect(addr, &trust, &token)
+    rcc_link::Client::connect(addr, &trust, &token)
         .await
-        .with_context(|| format!("connecting to the scheduler at {addr}"))?;
-    Ok(client.status().await?)
+        .with_context(|| format!("connecting to the scheduler at {addr}"))
 }
 
 /// The status as tables: workers, then pools.

@@ -2,14 +2,16 @@
 //! the connection's first `Hello`. Storage calls run on the blocking pool.
 
 use crate::pool::Pool;
-use crate::storage::{Storage, StorageError};
-use crate::tokens::TokenStore;
+use crate::storage::{Storage, StorageError, Update};
+use crate::tokens::{Grant, TokenStore};
 use rcc_link::wire::{
     forward_compressed_body, read_frame, read_frame_within, write_compressed_body, write_frame, WireError,
 };
 use rcc_proto::remote::{
-    RemoteError, Request, Response, Scope, WorkerMessage, MAX_FIND_MISSING, MAX_NAME, MAX_OUTPUTS,
+    valid_namespace, RemoteError, Request, Response, Scope, WorkerMessage, MAX_FIND_MISSING, MAX_MANIFEST_ENTRIES,
+    MAX_NAME, MAX_OUTPUTS,
 };
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tracing::Instrument;
@@ -50,12 +52,32 @@ pub struct Service {
     pub limits: Limits,
     /// Uploads being decompressed (at most [`UPLOADS`]).
     pub uploads: Arc<tokio::sync::Semaphore>,
+    /// What the action cache's write rules decided, for `status`.
+    pub decisions: Arc<Decisions>,
+}
+
+/// Counts of what became of action-result writes.
+#[derive(Debug, Default)]
+pub struct Decisions {
+    /// Different results for a key already held: kept out (first writer wins).
+    pub kept: AtomicU64,
+    /// Results replaced by an admin.
+    pub replaced: AtomicU64,
+    /// Results dropped by `invalidate`.
+    pub invalidated: AtomicU64,
 }
 
 impl Service {
     /// A service over these parts, within `limits`.
     pub fn new(storage: Arc<dyn Storage>, tokens: Arc<TokenStore>, pool: Arc<Pool>, limits: Limits) -> Service {
-        Service { storage, tokens, pool, limits, uploads: Arc::new(tokio::sync::Semaphore::new(UPLOADS)) }
+        Service {
+            storage,
+            tokens,
+            pool,
+            limits,
+            uploads: Arc::new(tokio::sync::Semaphore::new(UPLOADS)),
+            decisions: Arc::default(),
+        }
     }
 }
 
@@ -92,10 +114,10 @@ pub async fn serve(endpoint: quinn::Endpoint, service: Service) {
     }
 }
 
-/// What a connection's `Hello` established: the token (by hash) and its scopes.
+/// What a connection's `Hello` established: the token (by hash) and its grant.
 struct Auth {
     token: rcc_proto::Digest,
-    scopes: Vec<Scope>,
+    grant: Grant,
 }
 
 type Session = RwLock<Option<Auth>>;
@@ -156,6 +178,15 @@ fn status_json(service: &Service) -> String {
     let Ok(mut status) = serde_json::from_str::<serde_json::Value>(&pool) else { return pool };
     if let Some(object) = status.as_object_mut() {
         object.insert("storage".into(), serde_json::json!(service.storage.usage()));
+        let d = &service.decisions;
+        object.insert(
+            "action_cache".into(),
+            serde_json::json!({
+                "kept_first_writer": d.kept.load(Ordering::Relaxed),
+                "replaced_by_admin": d.replaced.load(Ordering::Relaxed),
+                "invalidated": d.invalidated.load(Ordering::Relaxed),
+            }),
+        );
     }
     serde_json::to_string_pretty(&status).unwrap_or(pool)
 }
@@ -194,15 +225,16 @@ async fn stream(
         }
         Err(e) => return Err(e),
     };
-    let allowed = |needed: Scope| -> Result<(), RemoteError> {
+    // The grant of this connection, when it holds `needed`.
+    let allowed = |needed: Scope| -> Result<Grant, RemoteError> {
         match session.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
             None => Err(RemoteError::Unauthenticated),
-            Some(auth) if auth.scopes.contains(&needed) => Ok(()),
+            Some(auth) if auth.grant.scopes.contains(&needed) => Ok(auth.grant.clone()),
             Some(_) => Err(RemoteError::Forbidden(needed)),
         }
     };
     if let Request::RegisterWorker { name, pool, slots, memory_bytes } = request {
-        let registered = allowed(Scope::Worker).and_then(|()| {
+        let registered = allowed(Scope::Worker).and_then(|_| {
             if name.len() > MAX_NAME || pool.len() > MAX_NAME {
                 return Err(RemoteError::TooLarge(format!("names of at most {MAX_NAME} bytes")));
             }
@@ -227,21 +259,23 @@ async fn stream(
     }
     let storage = service.storage.clone();
     let response = match request {
-        Request::Hello { token } => match service.tokens.scopes(&token) {
-            Some(granted) => {
-                let auth = Auth { token: TokenStore::hash(&token), scopes: granted.clone() };
+        Request::Hello { token } => match service.tokens.grant(&token) {
+            Some(grant) => {
+                let scopes = grant.scopes.clone();
+                tracing::debug!(label = %grant.label, namespace = %grant.namespace, "authenticated");
+                let auth = Auth { token: TokenStore::hash(&token), grant };
                 *session.write().unwrap_or_else(|e| e.into_inner()) = Some(auth);
                 rcc_link::endpoint::open_budget(conn);
-                Response::Welcome { scopes: granted }
+                Response::Welcome { scopes }
             }
             None => refuse(RemoteError::Unauthenticated),
         },
         Request::FindMissing { digests } => match allowed(Scope::Read) {
             Err(e) => refuse(e),
-            Ok(()) if digests.len() > MAX_FIND_MISSING => {
+            Ok(_) if digests.len() > MAX_FIND_MISSING => {
                 refuse(RemoteError::TooLarge(format!("at most {MAX_FIND_MISSING} digests per request")))
             }
-            Ok(()) => match blocking(move || storage.find_missing(&digests)).await {
+            Ok(_) => match blocking(move || storage.find_missing(&digests)).await {
                 Ok(Ok(digests)) => Response::Missing { digests },
                 Ok(Err(e)) => refuse(storage_refusal(e)),
                 Err(e) => refuse(e),
@@ -249,14 +283,14 @@ async fn stream(
         },
         Request::PutBlob { digest, size } => match allowed(Scope::Write) {
             Err(e) => refuse(e),
-            Ok(()) if size > service.limits.max_blob => {
+            Ok(_) if size > service.limits.max_blob => {
                 refuse(RemoteError::TooLarge(format!("blobs of at most {} bytes", service.limits.max_blob)))
             }
-            Ok(()) => upload(&mut recv, digest, size, service).await,
+            Ok(_) => upload(&mut recv, digest, size, service).await,
         },
         Request::GetBlob { digest } => match allowed(Scope::Read) {
             Err(e) => refuse(e),
-            Ok(()) => match blocking(move || storage.get_compressed(&digest)).await {
+            Ok(_) => match blocking(move || storage.get_compressed(&digest)).await {
                 Ok(Ok(Some((size, body)))) => {
                     write_frame(&mut send, &Response::Blob { size }).await?;
                     return write_compressed_body(&mut send, &body).await;
@@ -268,21 +302,79 @@ async fn stream(
         },
         Request::GetActionResult { key } => match allowed(Scope::Read) {
             Err(e) => refuse(e),
-            Ok(()) => match blocking(move || storage.get_action_result(&key)).await {
+            // The token's namespaces in order, its own first: the first holding the key answers.
+            Ok(grant) => match blocking(move || -> Result<_, StorageError> {
+                for namespace in &grant.reads {
+                    if let Some(result) = storage.get_action_result(namespace, &key)? {
+                        return Ok(Some(result));
+                    }
+                }
+                Ok(None)
+            })
+            .await
+            {
                 Ok(Ok(Some(result))) => Response::ActionResult(result),
                 Ok(Ok(None)) => Response::NotFound,
                 Ok(Err(e)) => refuse(storage_refusal(e)),
                 Err(e) => refuse(e),
             },
         },
+        Request::GetManifest { key } => match allowed(Scope::Read) {
+            Err(e) => refuse(e),
+            Ok(grant) => match blocking(move || -> Result<_, StorageError> {
+                let mut entries = Vec::new();
+                for namespace in &grant.reads {
+                    for entry in storage.manifest(namespace, &key)? {
+                        if !entries.contains(&entry) {
+                            entries.push(entry);
+                        }
+                    }
+                }
+                entries.truncate(4 * MAX_MANIFEST_ENTRIES);
+                Ok(entries)
+            })
+            .await
+            {
+                Ok(Ok(entries)) => Response::Manifest { entries },
+                Ok(Err(e)) => refuse(storage_refusal(e)),
+                Err(e) => refuse(e),
+            },
+        },
+        Request::AddManifestEntry { key, entry } => match allowed(Scope::Write) {
+            Err(e) => refuse(e),
+            Ok(grant) => {
+                match blocking(move || storage.add_manifest_entry(&grant.namespace, &key, &entry, &grant.label)).await
+                {
+                    Ok(Ok(())) => Response::Stored,
+                    Ok(Err(e)) => refuse(storage_refusal(e)),
+                    Err(e) => refuse(e),
+                }
+            }
+        },
         Request::Status => match allowed(Scope::Admin) {
             Err(e) => refuse(e),
-            Ok(()) => Response::Status { json: status_json(service) },
+            Ok(_) => Response::Status { json: status_json(service) },
+        },
+        Request::Invalidate { filter } => match allowed(Scope::Admin) {
+            Err(e) => refuse(e),
+            Ok(_) if filter.is_empty() => {
+                refuse(RemoteError::Malformed("an invalidation must name a key, uploader, namespace or time".into()))
+            }
+            Ok(grant) => match blocking(move || storage.invalidate(&filter).map(|d| (d, filter))).await {
+                Ok(Ok((dropped, filter))) => {
+                    tracing::warn!(by = %grant.label, ?filter, results = dropped.results,
+                        manifest_entries = dropped.manifest_entries, "shared cache entries invalidated");
+                    service.decisions.invalidated.fetch_add(dropped.results, Ordering::Relaxed);
+                    Response::Invalidated { results: dropped.results, manifest_entries: dropped.manifest_entries }
+                }
+                Ok(Err(e)) => refuse(storage_refusal(e)),
+                Err(e) => refuse(e),
+            },
         },
         Request::RegisterWorker { .. } => refuse(RemoteError::Internal("handled above".into())),
         Request::Execute { action } => match allowed(Scope::Execute) {
             Err(e) => refuse(e),
-            Ok(()) => match service.pool.reuse(&action, &*service.storage) {
+            Ok(_) => match service.pool.reuse(&action, &*service.storage) {
                 Some(result) => Response::Executed { result },
                 // A requester that goes away (its stream stopped, its connection lost) withdraws: dropping
                 // the wait tells the pool, which cancels the action on its worker when nobody else waits.
@@ -300,14 +392,46 @@ async fn stream(
         },
         Request::UpdateActionResult { key, result } => match allowed(Scope::Write) {
             Err(e) => refuse(e),
-            Ok(()) if result.outputs.len() > MAX_OUTPUTS => {
+            Ok(_) if result.outputs.len() > MAX_OUTPUTS => {
                 refuse(RemoteError::TooLarge(format!("at most {MAX_OUTPUTS} outputs")))
             }
-            Ok(()) => match blocking(move || storage.update_action_result(&key, &result)).await {
-                Ok(Ok(())) => Response::Stored,
-                Ok(Err(e)) => refuse(storage_refusal(e)),
-                Err(e) => refuse(e),
-            },
+            Ok(grant) => {
+                let namespace = grant.namespace.clone();
+                let label = grant.label.clone();
+                match blocking(move || storage.update_action_result(&namespace, &key, &result, &label, false)).await {
+                    Ok(Ok(Update::Stored | Update::Same)) => Response::Stored,
+                    Ok(Ok(Update::Kept)) => {
+                        tracing::info!(key = %key, uploader = %grant.label, namespace = %grant.namespace,
+                            "a different result for a key already stored: the first writer's is kept");
+                        service.decisions.kept.fetch_add(1, Ordering::Relaxed);
+                        Response::Kept
+                    }
+                    Ok(Err(e)) => refuse(storage_refusal(e)),
+                    Err(e) => refuse(e),
+                }
+            }
+        },
+        Request::ReplaceActionResult { namespace, key, result } => match allowed(Scope::Admin) {
+            Err(e) => refuse(e),
+            Ok(_) if result.outputs.len() > MAX_OUTPUTS => {
+                refuse(RemoteError::TooLarge(format!("at most {MAX_OUTPUTS} outputs")))
+            }
+            Ok(_) if namespace.as_deref().is_some_and(|n| !valid_namespace(n)) => {
+                refuse(RemoteError::Malformed("namespace name".into()))
+            }
+            Ok(grant) => {
+                let namespace = namespace.unwrap_or_else(|| grant.namespace.clone());
+                let label = grant.label.clone();
+                match blocking(move || storage.update_action_result(&namespace, &key, &result, &label, true)).await {
+                    Ok(Ok(_)) => {
+                        tracing::warn!(key = %key, by = %grant.label, "action result replaced by an admin");
+                        service.decisions.replaced.fetch_add(1, Ordering::Relaxed);
+                        Response::Stored
+                    }
+                    Ok(Err(e)) => refuse(storage_refusal(e)),
+                    Err(e) => refuse(e),
+                }
+            }
         },
     };
     write_frame(&mut send, &response).await?;

@@ -3,12 +3,20 @@
 //!
 //! [`DiskStorage`], the embedded default, keeps blobs as zstd files under `<dir>/blobs/` and a metadata
 //! index in a redb database (`<dir>/index.redb`): per blob its size, stored size, last access and how many
-//! action results name it; per action result its encoding and last access. Eviction keeps the store under
-//! its limit without ever leaving a result that names an evicted blob: blobs named by results go only with
-//! the last result naming them; unnamed blobs and results go least recently used first.
+//! action results and manifest entries name it; per action result and per manifest list a [`ResultRecord`]
+//! or [`ManifestRecord`] (namespace, key, uploader, time) and its last access. Eviction keeps the store
+//! under its limit without ever leaving a result that names an evicted blob: blobs named by results or
+//! manifests go only with the last of them; unnamed blobs, results and manifests go least recently used
+//! first.
+//!
+//! Action results are keyed by (namespace, key) and written once: the first writer's result stays, a
+//! different one for the same key is [`Update::Kept`] out, and only [`Storage::update_action_result`] with
+//! `replace` (the admin path) or [`Storage::invalidate`] changes it. Manifest lists grow by entries (blobs),
+//! never by replacing another writer's; each entry records its uploader too.
 
-use rcc_proto::remote::ActionResult;
-use rcc_proto::Digest;
+use rcc_proto::remote::{ActionResult, Invalidation, MAX_MANIFEST_ENTRIES};
+use rcc_proto::{Digest, KeyHasher};
+use serde::{Deserialize, Serialize};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use std::fs;
 use std::io::{self, Write};
@@ -19,8 +27,114 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// blob digest -> (size, stored bytes, last access (s), results naming it)
 const BLOBS: TableDefinition<[u8; 32], (u64, u64, u64, u64)> = TableDefinition::new("blobs");
-/// action key -> last access (s) as 8 LE bytes, then the postcard-encoded result
-const ACTIONS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("actions");
+/// slot (namespace, key) -> last access (s) as 8 LE bytes, then the postcard-encoded [`ResultRecord`]
+const RESULTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("results");
+/// slot (namespace, key) -> last access (s) as 8 LE bytes, then the postcard-encoded [`ManifestRecord`]
+const MANIFESTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("manifests");
+/// Before namespaces and uploaders: key -> access, result. Dropped at open (its blobs become unnamed).
+const OLD_ACTIONS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("actions");
+
+/// Where (namespace, key) lives in the index.
+fn slot(namespace: &str, key: &Digest) -> [u8; 32] {
+    let mut h = KeyHasher::new("rcc-scheduler-slot", 1);
+    h.bytes(b'n', namespace.as_bytes()).digest(b'k', key);
+    h.finish().0
+}
+
+/// A stored action result with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultRecord {
+    /// The namespace it was written in.
+    pub namespace: String,
+    /// Its key.
+    pub key: Digest,
+    /// The label of the token that wrote it.
+    pub uploader: String,
+    /// When (seconds since the epoch).
+    pub stored_at: u64,
+    /// The result.
+    pub result: ActionResult,
+}
+
+/// One entry of a manifest list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestItem {
+    /// The entry's blob.
+    pub entry: Digest,
+    /// The label of the token that added it.
+    pub uploader: String,
+    /// When (seconds since the epoch).
+    pub stored_at: u64,
+}
+
+/// A manifest list: entries for one key in one namespace, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestRecord {
+    /// The namespace.
+    pub namespace: String,
+    /// The manifest's key.
+    pub key: Digest,
+    /// At most [`MAX_MANIFEST_ENTRIES`], newest first.
+    pub items: Vec<ManifestItem>,
+}
+
+/// What [`Storage::update_action_result`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Update {
+    /// Stored: the key was free (or replaced on request).
+    Stored,
+    /// The same result was already stored.
+    Same,
+    /// A different result was stored first and is kept; this one was dropped.
+    Kept,
+}
+
+/// What [`Storage::invalidate`] dropped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Dropped {
+    /// Action results.
+    pub results: u64,
+    /// Manifest entries.
+    pub manifest_entries: u64,
+}
+
+fn stamped<T: Serialize>(record: &T) -> Result<Vec<u8>, StorageError> {
+    let mut value = now().to_le_bytes().to_vec();
+    value.extend(postcard::to_allocvec(record).map_err(index_err)?);
+    Ok(value)
+}
+
+fn unstamped<T: serde::de::DeserializeOwned>(value: &[u8]) -> Option<T> {
+    value.get(8..).and_then(|b| postcard::from_bytes(b).ok())
+}
+
+fn access_of(value: &[u8]) -> u64 {
+    value.get(..8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes)
+}
+
+/// Whether a record of `namespace`/`key`, stored by `uploader` at `at`, is one `filter` names.
+fn filtered(filter: &Invalidation, namespace: &str, key: &Digest, uploader: &str, at: u64) -> bool {
+    filter.namespace.as_deref().is_none_or(|n| n == namespace)
+        && filter.key.is_none_or(|k| k == *key)
+        && filter.uploader.as_deref().is_none_or(|u| u == uploader)
+        && filter.since.is_none_or(|s| at >= s)
+        && filter.until.is_none_or(|u| at < u)
+}
+
+/// Adds `delta` to the count of entries naming each blob.
+fn adjust_refs(
+    blobs: &mut redb::Table<[u8; 32], (u64, u64, u64, u64)>,
+    digests: impl IntoIterator<Item = Digest>,
+    delta: i64,
+) -> Result<(), StorageError> {
+    for digest in digests {
+        let current = blobs.get(digest.0).map_err(index_err)?.map(|v| v.value());
+        if let Some((size, stored, access, refs)) = current {
+            blobs.insert(digest.0, (size, stored, access, refs.saturating_add_signed(delta))).map_err(index_err)?;
+        }
+    }
+    Ok(())
+}
 
 /// The largest zstd window (as a power of two) an uploaded frame may use: 4 MiB of decoder memory at most.
 const MAX_WINDOW_LOG: u32 = 22;
@@ -115,10 +229,37 @@ pub trait Storage: Send + Sync {
     fn get_blob(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StorageError>;
     /// A stored blob as its zstd frame and uncompressed size, unchecked (the receiver checks the digest).
     fn get_compressed(&self, digest: &Digest) -> Result<Option<(u64, Vec<u8>)>, StorageError>;
-    /// A stored action result.
-    fn get_action_result(&self, key: &Digest) -> Result<Option<ActionResult>, StorageError>;
-    /// Stores an action result; refused unless every blob it names is stored.
-    fn update_action_result(&self, key: &Digest, result: &ActionResult) -> Result<(), StorageError>;
+    /// The action result stored under `key` in `namespace`, while every blob it names is stored.
+    fn get_action_result(&self, namespace: &str, key: &Digest) -> Result<Option<ActionResult>, StorageError> {
+        Ok(self.action_record(namespace, key)?.map(|r| r.result))
+    }
+    /// The record of the action result under `key` in `namespace` (uploader, time), while every blob it
+    /// names is stored.
+    fn action_record(&self, namespace: &str, key: &Digest) -> Result<Option<ResultRecord>, StorageError>;
+    /// Stores an action result written by the token labelled `uploader`; refused unless every blob it
+    /// names is stored. The first writer wins: a different result already under the key is kept unless
+    /// `replace` (an admin's request).
+    fn update_action_result(
+        &self,
+        namespace: &str,
+        key: &Digest,
+        result: &ActionResult,
+        uploader: &str,
+        replace: bool,
+    ) -> Result<Update, StorageError>;
+    /// Adds a stored blob, written by `uploader`, to the manifest list under `key` in `namespace` (newest
+    /// first, at most [`MAX_MANIFEST_ENTRIES`]; an entry already listed stays where it is).
+    fn add_manifest_entry(
+        &self,
+        namespace: &str,
+        key: &Digest,
+        entry: &Digest,
+        uploader: &str,
+    ) -> Result<(), StorageError>;
+    /// The entries listed under `key` in `namespace` whose blobs are stored, newest first.
+    fn manifest(&self, namespace: &str, key: &Digest) -> Result<Vec<Digest>, StorageError>;
+    /// Drops the action results and manifest entries `filter` names (an empty filter names nothing).
+    fn invalidate(&self, filter: &Invalidation) -> Result<Dropped, StorageError>;
     /// What the stored blobs take — bytes (what the size limit counts) and how many — when the backend
     /// knows it.
     fn usage(&self) -> Option<Usage> {
@@ -133,6 +274,14 @@ pub struct Usage {
     pub stored_bytes: u64,
     /// Blobs in the index.
     pub blobs: u64,
+}
+
+/// The kinds of index rows eviction weighs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Row {
+    Blob,
+    Result,
+    Manifest,
 }
 
 /// Blobs on disk, metadata in redb.
@@ -207,21 +356,29 @@ impl DiskStorage {
         let mut total = 0;
         let (mut dropped, mut fixed) = (0u64, 0u64);
         {
+            // An index from before namespaces: its results go (they were not tied to an uploader), and
+            // the blobs they named become unnamed, evicted in their turn.
+            let migrated = txn.delete_table(OLD_ACTIONS).map_err(index_err)?;
+            if migrated {
+                tracing::warn!("action results of an older index format dropped (blobs kept)");
+            }
             let mut blobs = txn.open_table(BLOBS).map_err(index_err)?;
-            txn.open_table(ACTIONS).map_err(index_err)?;
+            txn.open_table(RESULTS).map_err(index_err)?;
+            txn.open_table(MANIFESTS).map_err(index_err)?;
             let mut rows = Vec::new();
             for row in blobs.iter().map_err(index_err)? {
                 let (k, v) = row.map_err(index_err)?;
                 rows.push((k.value(), v.value()));
             }
             for (key, (size, stored, access, refs)) in rows {
+                let refs = if migrated { 0 } else { refs };
                 match files.remove(&key) {
                     None => {
                         blobs.remove(key).map_err(index_err)?;
                         dropped += 1;
                     }
                     Some(len) => {
-                        if len != stored {
+                        if len != stored || migrated {
                             blobs.insert(key, (size, len, access, refs)).map_err(index_err)?;
                             fixed += 1;
                         }
@@ -268,25 +425,35 @@ impl DiskStorage {
         let _ = fs::remove_file(self.blob_path(digest));
     }
 
-    /// Records an access without forcing it to disk (access times only steer eviction).
-    fn touch(&self, table_is_blobs: bool, key: &Digest) {
+    /// Records an access to a blob without forcing it to disk (access times only steer eviction).
+    fn touch_blob(&self, key: &Digest) {
         let Ok(mut txn) = self.db.begin_write() else { return };
         let _ = txn.set_durability(Durability::None);
         let stamp = now();
         let updated = (|| -> Result<(), redb::Error> {
-            if table_is_blobs {
-                let mut t = txn.open_table(BLOBS)?;
-                let found = t.get(key.0)?.map(|v| v.value());
-                if let Some((size, stored, _, refs)) = found {
-                    t.insert(key.0, (size, stored, stamp, refs))?;
-                }
-            } else {
-                let mut t = txn.open_table(ACTIONS)?;
-                let found = t.get(key.0)?.map(|v| v.value().to_vec());
-                if let Some(mut bytes) = found {
-                    bytes[..8].copy_from_slice(&stamp.to_le_bytes());
-                    t.insert(key.0, bytes.as_slice())?;
-                }
+            let mut t = txn.open_table(BLOBS)?;
+            let found = t.get(key.0)?.map(|v| v.value());
+            if let Some((size, stored, _, refs)) = found {
+                t.insert(key.0, (size, stored, stamp, refs))?;
+            }
+            Ok(())
+        })();
+        if updated.is_ok() {
+            let _ = txn.commit();
+        }
+    }
+
+    /// Records an access to a result or manifest row (its first 8 bytes) without forcing it to disk.
+    fn touch_row(&self, table: TableDefinition<[u8; 32], &[u8]>, slot: [u8; 32]) {
+        let Ok(mut txn) = self.db.begin_write() else { return };
+        let _ = txn.set_durability(Durability::None);
+        let stamp = now();
+        let updated = (|| -> Result<(), redb::Error> {
+            let mut t = txn.open_table(table)?;
+            let found = t.get(slot)?.map(|v| v.value().to_vec());
+            if let Some(mut bytes) = found.filter(|b| b.len() >= 8) {
+                bytes[..8].copy_from_slice(&stamp.to_le_bytes());
+                t.insert(slot, bytes.as_slice())?;
             }
             Ok(())
         })();
@@ -303,8 +470,8 @@ impl DiskStorage {
         if self.stored_bytes() <= target {
             return Ok(());
         }
-        // Candidates: (last access, is_result, key)
-        let mut candidates: Vec<(u64, bool, [u8; 32])> = Vec::new();
+        // Candidates: (last access, kind, key)
+        let mut candidates: Vec<(u64, Row, [u8; 32])> = Vec::new();
         {
             let txn = self.db.begin_read().map_err(index_err)?;
             let blobs = txn.open_table(BLOBS).map_err(index_err)?;
@@ -312,15 +479,14 @@ impl DiskStorage {
                 let (k, v) = row.map_err(index_err)?;
                 let (_, _, access, refs) = v.value();
                 if refs == 0 {
-                    candidates.push((access, false, k.value()));
+                    candidates.push((access, Row::Blob, k.value()));
                 }
             }
-            let actions = txn.open_table(ACTIONS).map_err(index_err)?;
-            for row in actions.iter().map_err(index_err)? {
-                let (k, v) = row.map_err(index_err)?;
-                let bytes = v.value();
-                let access = bytes.get(..8).map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
-                candidates.push((access, true, k.value()));
+            for (table, kind) in [(RESULTS, Row::Result), (MANIFESTS, Row::Manifest)] {
+                for row in txn.open_table(table).map_err(index_err)?.iter().map_err(index_err)? {
+                    let (k, v) = row.map_err(index_err)?;
+                    candidates.push((access_of(v.value()), kind, k.value()));
+                }
             }
         }
         candidates.sort();
@@ -328,9 +494,10 @@ impl DiskStorage {
         let mut freed_files = Vec::new();
         {
             let mut blobs = txn.open_table(BLOBS).map_err(index_err)?;
-            let mut actions = txn.open_table(ACTIONS).map_err(index_err)?;
+            let mut results = txn.open_table(RESULTS).map_err(index_err)?;
+            let mut manifests = txn.open_table(MANIFESTS).map_err(index_err)?;
             let mut total = self.stored_bytes();
-            for (_, is_result, key) in candidates {
+            for (_, kind, key) in candidates {
                 if total <= target {
                     break;
                 }
@@ -345,16 +512,30 @@ impl DiskStorage {
                         }
                     }
                 };
-                if is_result {
-                    let removed = actions.remove(key).map_err(index_err)?.map(|v| v.value().to_vec());
-                    let Some(bytes) = removed else { continue };
-                    if let Ok(result) = postcard::from_bytes::<ActionResult>(&bytes[8..]) {
-                        for blob in result.blobs() {
-                            drop_blob(blob.0, &mut blobs);
+                match kind {
+                    Row::Result => {
+                        let removed = results.remove(key).map_err(index_err)?.map(|v| v.value().to_vec());
+                        let Some(bytes) = removed else { continue };
+                        if let Some(record) = unstamped::<ResultRecord>(&bytes) {
+                            for blob in record.result.blobs() {
+                                drop_blob(blob.0, &mut blobs);
+                            }
                         }
                     }
-                } else if blobs.get(key).map_err(index_err)?.is_some_and(|v| v.value().3 == 0) {
-                    drop_blob(key, &mut blobs);
+                    Row::Manifest => {
+                        let removed = manifests.remove(key).map_err(index_err)?.map(|v| v.value().to_vec());
+                        let Some(bytes) = removed else { continue };
+                        if let Some(record) = unstamped::<ManifestRecord>(&bytes) {
+                            for item in record.items {
+                                drop_blob(item.entry.0, &mut blobs);
+                            }
+                        }
+                    }
+                    Row::Blob => {
+                        if blobs.get(key).map_err(index_err)?.is_some_and(|v| v.value().3 == 0) {
+                            drop_blob(key, &mut blobs);
+                        }
+                    }
                 }
             }
             self.stored_bytes.store(total, Ordering::Relaxed);
@@ -452,7 +633,7 @@ impl Storage for DiskStorage {
         let path = self.blob_path(digest);
         match fs::read(&path) {
             Ok(c) => {
-                self.touch(true, digest);
+                self.touch_blob(digest);
                 Ok(Some((size, c)))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -473,59 +654,185 @@ impl Storage for DiskStorage {
         }
     }
 
-    fn get_action_result(&self, key: &Digest) -> Result<Option<ActionResult>, StorageError> {
+    fn action_record(&self, namespace: &str, key: &Digest) -> Result<Option<ResultRecord>, StorageError> {
+        let slot = slot(namespace, key);
         let bytes = {
             let txn = self.db.begin_read().map_err(index_err)?;
-            let actions = txn.open_table(ACTIONS).map_err(index_err)?;
-            match actions.get(key.0).map_err(index_err)? {
+            let results = txn.open_table(RESULTS).map_err(index_err)?;
+            match results.get(slot).map_err(index_err)? {
                 Some(v) => v.value().to_vec(),
                 None => return Ok(None),
             }
         };
-        let Some(result) = bytes.get(8..).and_then(|b| postcard::from_bytes::<ActionResult>(b).ok()) else {
-            return Ok(None);
-        };
+        let Some(record) = unstamped::<ResultRecord>(&bytes) else { return Ok(None) };
         // An entry counts only while every blob it names is still there.
-        if !self.find_missing(&result.blobs().collect::<Vec<_>>())?.is_empty() {
+        if !self.find_missing(&record.result.blobs().collect::<Vec<_>>())?.is_empty() {
             return Ok(None);
         }
-        self.touch(false, key);
-        Ok(Some(result))
+        self.touch_row(RESULTS, slot);
+        Ok(Some(record))
     }
 
-    fn update_action_result(&self, key: &Digest, result: &ActionResult) -> Result<(), StorageError> {
+    fn update_action_result(
+        &self,
+        namespace: &str,
+        key: &Digest,
+        result: &ActionResult,
+        uploader: &str,
+        replace: bool,
+    ) -> Result<Update, StorageError> {
         let _guard = self.evicting.lock().unwrap_or_else(|e| e.into_inner());
         let named: Vec<Digest> = result.blobs().collect();
         let missing = self.find_missing(&named)?;
         if !missing.is_empty() {
             return Err(StorageError::MissingBlobs(missing));
         }
-        let mut value = now().to_le_bytes().to_vec();
-        value.extend(postcard::to_allocvec(result).map_err(index_err)?);
+        let slot = slot(namespace, key);
+        let record = ResultRecord {
+            namespace: namespace.to_owned(),
+            key: *key,
+            uploader: uploader.to_owned(),
+            stored_at: now(),
+            result: result.clone(),
+        };
+        let value = stamped(&record)?;
+        let txn = self.db.begin_write().map_err(index_err)?;
+        let update = {
+            let mut results = txn.open_table(RESULTS).map_err(index_err)?;
+            let mut blobs = txn.open_table(BLOBS).map_err(index_err)?;
+            let previous = results.get(slot).map_err(index_err)?.map(|v| v.value().to_vec());
+            let previous = previous.as_deref().and_then(unstamped::<ResultRecord>);
+            // A previous result counts while its blobs are stored; one whose blobs are gone is replaced.
+            let live = previous.as_ref().filter(|p| {
+                p.result.blobs().all(|d| blobs.get(d.0).ok().flatten().is_some() && self.blob_path(&d).exists())
+            });
+            match live {
+                Some(p) if p.result == *result => Update::Same,
+                Some(_) if !replace => Update::Kept,
+                _ => {
+                    if let Some(p) = &previous {
+                        adjust_refs(&mut blobs, p.result.blobs(), -1)?;
+                    }
+                    results.insert(slot, value.as_slice()).map_err(index_err)?;
+                    adjust_refs(&mut blobs, named, 1)?;
+                    Update::Stored
+                }
+            }
+        };
+        txn.commit().map_err(index_err)?;
+        Ok(update)
+    }
+
+    fn add_manifest_entry(
+        &self,
+        namespace: &str,
+        key: &Digest,
+        entry: &Digest,
+        uploader: &str,
+    ) -> Result<(), StorageError> {
+        let _guard = self.evicting.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.find_missing(&[*entry])?.is_empty() {
+            return Err(StorageError::MissingBlobs(vec![*entry]));
+        }
+        let slot = slot(namespace, key);
         let txn = self.db.begin_write().map_err(index_err)?;
         {
-            let mut actions = txn.open_table(ACTIONS).map_err(index_err)?;
+            let mut manifests = txn.open_table(MANIFESTS).map_err(index_err)?;
             let mut blobs = txn.open_table(BLOBS).map_err(index_err)?;
-            let previous = actions.insert(key.0, value.as_slice()).map_err(index_err)?.map(|v| v.value().to_vec());
-            let mut adjust = |digest: Digest, delta: i64| -> Result<(), StorageError> {
-                let current = blobs.get(digest.0).map_err(index_err)?.map(|v| v.value());
-                if let Some((size, stored, access, refs)) = current {
-                    let refs = refs.saturating_add_signed(delta);
-                    blobs.insert(digest.0, (size, stored, access, refs)).map_err(index_err)?;
-                }
-                Ok(())
-            };
-            if let Some(prev) = previous.as_ref().and_then(|p| postcard::from_bytes::<ActionResult>(&p[8..]).ok()) {
-                for d in prev.blobs() {
-                    adjust(d, -1)?;
-                }
+            let current = manifests.get(slot).map_err(index_err)?.map(|v| v.value().to_vec());
+            let mut record = current.as_deref().and_then(unstamped::<ManifestRecord>).unwrap_or(ManifestRecord {
+                namespace: namespace.to_owned(),
+                key: *key,
+                items: Vec::new(),
+            });
+            if !record.items.iter().any(|i| i.entry == *entry) {
+                record.items.insert(0, ManifestItem { entry: *entry, uploader: uploader.to_owned(), stored_at: now() });
+                adjust_refs(&mut blobs, [*entry], 1)?;
+                let dropped: Vec<Digest> =
+                    record.items.split_off(record.items.len().min(MAX_MANIFEST_ENTRIES)).iter().map(|i| i.entry).collect();
+                adjust_refs(&mut blobs, dropped, -1)?;
             }
-            for d in named {
-                adjust(d, 1)?;
-            }
+            manifests.insert(slot, stamped(&record)?.as_slice()).map_err(index_err)?;
         }
         txn.commit().map_err(index_err)?;
         Ok(())
+    }
+
+    fn manifest(&self, namespace: &str, key: &Digest) -> Result<Vec<Digest>, StorageError> {
+        let slot = slot(namespace, key);
+        let bytes = {
+            let txn = self.db.begin_read().map_err(index_err)?;
+            let manifests = txn.open_table(MANIFESTS).map_err(index_err)?;
+            match manifests.get(slot).map_err(index_err)? {
+                Some(v) => v.value().to_vec(),
+                None => return Ok(Vec::new()),
+            }
+        };
+        let Some(record) = unstamped::<ManifestRecord>(&bytes) else { return Ok(Vec::new()) };
+        let entries: Vec<Digest> = record.items.iter().map(|i| i.entry).collect();
+        let missing = self.find_missing(&entries)?;
+        self.touch_row(MANIFESTS, slot);
+        Ok(entries.into_iter().filter(|e| !missing.contains(e)).collect())
+    }
+
+    fn invalidate(&self, filter: &Invalidation) -> Result<Dropped, StorageError> {
+        let mut dropped = Dropped::default();
+        if filter.is_empty() {
+            return Ok(dropped);
+        }
+        let _guard = self.evicting.lock().unwrap_or_else(|e| e.into_inner());
+        let txn = self.db.begin_write().map_err(index_err)?;
+        {
+            let mut blobs = txn.open_table(BLOBS).map_err(index_err)?;
+            let mut results = txn.open_table(RESULTS).map_err(index_err)?;
+            let mut doomed = Vec::new();
+            for row in results.iter().map_err(index_err)? {
+                let (k, v) = row.map_err(index_err)?;
+                match unstamped::<ResultRecord>(v.value()) {
+                    Some(r) if filtered(filter, &r.namespace, &r.key, &r.uploader, r.stored_at) => {
+                        doomed.push((k.value(), Some(r)))
+                    }
+                    Some(_) => {}
+                    // A row that does not decode names nothing that can be served: dropped with any filter.
+                    None => doomed.push((k.value(), None)),
+                }
+            }
+            for (slot, record) in doomed {
+                results.remove(slot).map_err(index_err)?;
+                if let Some(record) = record {
+                    adjust_refs(&mut blobs, record.result.blobs(), -1)?;
+                    dropped.results += 1;
+                }
+            }
+            let mut manifests = txn.open_table(MANIFESTS).map_err(index_err)?;
+            let mut changed = Vec::new();
+            for row in manifests.iter().map_err(index_err)? {
+                let (k, v) = row.map_err(index_err)?;
+                let Some(mut record) = unstamped::<ManifestRecord>(v.value()) else { continue };
+                let before = record.items.len();
+                let (namespace, key) = (record.namespace.clone(), record.key);
+                let (gone, kept): (Vec<ManifestItem>, Vec<ManifestItem>) = record
+                    .items
+                    .into_iter()
+                    .partition(|i| filtered(filter, &namespace, &key, &i.uploader, i.stored_at));
+                if gone.is_empty() {
+                    continue;
+                }
+                record.items = kept;
+                dropped.manifest_entries += (before - record.items.len()) as u64;
+                changed.push((k.value(), record, gone));
+            }
+            for (slot, record, gone) in changed {
+                adjust_refs(&mut blobs, gone.iter().map(|i| i.entry), -1)?;
+                if record.items.is_empty() {
+                    manifests.remove(slot).map_err(index_err)?;
+                } else {
+                    manifests.insert(slot, stamped(&record)?.as_slice()).map_err(index_err)?;
+                }
+            }
+        }
+        txn.commit().map_err(index_err)?;
+        Ok(dropped)
     }
 }
 
@@ -533,6 +840,8 @@ impl Storage for DiskStorage {
 mod tests {
     use super::*;
     use rcc_proto::remote::OutputFile;
+
+    const NS: &str = "default";
 
     #[test]
     fn the_same_blob_uploaded_at_once_by_many_clients_is_stored() {
@@ -650,12 +959,12 @@ mod tests {
         s.put_blob(&present, b"a").unwrap();
         let absent = Digest::of(b"b");
         let key = Digest::of(b"action");
-        match s.update_action_result(&key, &result_naming(&[&present, &absent])) {
+        match s.update_action_result(NS, &key, &result_naming(&[&present, &absent]), "ci", false) {
             Err(StorageError::MissingBlobs(m)) => assert_eq!(m, vec![absent]),
             other => panic!("expected MissingBlobs, got {other:?}"),
         }
-        s.update_action_result(&key, &result_naming(&[&present])).unwrap();
-        assert_eq!(s.get_action_result(&key).unwrap(), Some(result_naming(&[&present])));
+        s.update_action_result(NS, &key, &result_naming(&[&present]), "ci", false).unwrap();
+        assert_eq!(s.get_action_result(NS, &key).unwrap(), Some(result_naming(&[&present])));
     }
 
     #[test]
@@ -665,11 +974,11 @@ mod tests {
         {
             let s = DiskStorage::open(dir.path(), 1 << 30).unwrap();
             s.put_blob(&d, b"persist").unwrap();
-            s.update_action_result(&Digest::of(b"k"), &result_naming(&[&d])).unwrap();
+            s.update_action_result(NS, &Digest::of(b"k"), &result_naming(&[&d]), "ci", false).unwrap();
         }
         let s = DiskStorage::open(dir.path(), 1 << 30).unwrap();
         assert!(s.stored_bytes() > 0);
-        assert!(s.get_action_result(&Digest::of(b"k")).unwrap().is_some());
+        assert!(s.get_action_result(NS, &Digest::of(b"k")).unwrap().is_some());
     }
 
     #[test]
@@ -684,14 +993,14 @@ mod tests {
             s.put_blob(&d, &data).unwrap();
             let key = Digest::of(&i.to_le_bytes());
             // Some results are refused when their blob was evicted between put and update: as a client sees.
-            if s.update_action_result(&key, &result_naming(&[&d])).is_ok() {
+            if s.update_action_result(NS, &key, &result_naming(&[&d]), "ci", false).is_ok() {
                 keys.push((key, d));
             }
         }
         assert!(s.stored_bytes() <= 45_000, "{}", s.stored_bytes());
         let mut alive = 0;
         for (key, blob) in &keys {
-            if let Some(result) = s.get_action_result(key).unwrap() {
+            if let Some(result) = s.get_action_result(NS, key).unwrap() {
                 alive += 1;
                 assert!(s.get_blob(blob).unwrap().is_some(), "a live result names a live blob");
                 assert_eq!(result.outputs[0].digest, *blob);
@@ -700,11 +1009,109 @@ mod tests {
         assert!(alive >= 2, "recent results survive ({alive})");
         // Every live result's blobs are present in the index and on disk.
         let txn = s.db.begin_read().unwrap();
-        let actions = txn.open_table(ACTIONS).unwrap();
-        for row in actions.iter().unwrap() {
+        let results = txn.open_table(RESULTS).unwrap();
+        for row in results.iter().unwrap() {
             let (_, v) = row.unwrap();
-            let r: ActionResult = postcard::from_bytes(&v.value()[8..]).unwrap();
-            assert!(s.find_missing(&r.blobs().collect::<Vec<_>>()).unwrap().is_empty());
+            let r: ResultRecord = unstamped(v.value()).unwrap();
+            assert!(s.find_missing(&r.result.blobs().collect::<Vec<_>>()).unwrap().is_empty());
         }
+    }
+
+    fn stored_blob(s: &DiskStorage, content: &[u8]) -> Digest {
+        let d = Digest::of(content);
+        s.put_blob(&d, content).unwrap();
+        d
+    }
+
+    #[test]
+    fn the_first_writer_wins_and_only_replace_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = DiskStorage::open(dir.path(), 1 << 30).unwrap();
+        let (good, bad) = (stored_blob(&s, b"good object"), stored_blob(&s, b"bad object"));
+        let key = Digest::of(b"action");
+        assert_eq!(s.update_action_result(NS, &key, &result_naming(&[&good]), "ci", false).unwrap(), Update::Stored);
+        assert_eq!(s.update_action_result(NS, &key, &result_naming(&[&good]), "laptop", false).unwrap(), Update::Same);
+        assert_eq!(s.update_action_result(NS, &key, &result_naming(&[&bad]), "laptop", false).unwrap(), Update::Kept);
+        let record = s.action_record(NS, &key).unwrap().unwrap();
+        assert_eq!((record.uploader.as_str(), record.result.outputs[0].digest), ("ci", good));
+        assert!(record.stored_at > 0);
+        // The admin's replace does overwrite.
+        assert_eq!(s.update_action_result(NS, &key, &result_naming(&[&bad]), "admin", true).unwrap(), Update::Stored);
+        assert_eq!(s.action_record(NS, &key).unwrap().unwrap().uploader, "admin");
+        // Namespaces do not see each other's results.
+        assert_eq!(s.get_action_result("alice", &key).unwrap(), None);
+        assert_eq!(s.update_action_result("alice", &key, &result_naming(&[&good]), "alice", false).unwrap(), Update::Stored);
+        assert_eq!(s.get_action_result("alice", &key).unwrap().unwrap().outputs[0].digest, good);
+        assert_eq!(s.get_action_result(NS, &key).unwrap().unwrap().outputs[0].digest, bad);
+    }
+
+    #[test]
+    fn manifest_lists_grow_by_entries_bounded_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = DiskStorage::open(dir.path(), 1 << 30).unwrap();
+        let key = Digest::of(b"direct key");
+        assert_eq!(s.manifest(NS, &key).unwrap(), Vec::<Digest>::new());
+        let absent = Digest::of(b"never uploaded");
+        assert!(matches!(s.add_manifest_entry(NS, &key, &absent, "ci"), Err(StorageError::MissingBlobs(_))));
+        let entries: Vec<Digest> =
+            (0..MAX_MANIFEST_ENTRIES + 3).map(|i| stored_blob(&s, format!("entry {i}").as_bytes())).collect();
+        for e in &entries {
+            s.add_manifest_entry(NS, &key, e, "ci").unwrap();
+        }
+        // Adding one already listed changes nothing.
+        s.add_manifest_entry(NS, &key, &entries[MAX_MANIFEST_ENTRIES + 2], "ci").unwrap();
+        let listed = s.manifest(NS, &key).unwrap();
+        assert_eq!(listed.len(), MAX_MANIFEST_ENTRIES);
+        assert_eq!(listed[0], entries[MAX_MANIFEST_ENTRIES + 2], "newest first");
+        assert!(!listed.contains(&entries[0]), "the oldest dropped");
+        assert_eq!(s.manifest("alice", &key).unwrap(), Vec::<Digest>::new());
+    }
+
+    #[test]
+    fn invalidation_by_key_uploader_and_time_drops_exactly_those_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = DiskStorage::open(dir.path(), 1 << 30).unwrap();
+        let blob = stored_blob(&s, b"object");
+        let keys: Vec<Digest> = (0..4u8).map(|i| Digest::of(&[i])).collect();
+        for (key, who) in keys.iter().zip(["ci", "ci", "mallory", "mallory"]) {
+            s.update_action_result(NS, key, &result_naming(&[&blob]), who, false).unwrap();
+            s.add_manifest_entry(NS, key, &blob, who).unwrap();
+        }
+        assert_eq!(s.invalidate(&Invalidation::default()).unwrap(), Dropped::default(), "an empty filter drops nothing");
+        let by_uploader = Invalidation { uploader: Some("mallory".into()), ..Invalidation::default() };
+        assert_eq!(s.invalidate(&by_uploader).unwrap(), Dropped { results: 2, manifest_entries: 2 });
+        assert!(s.get_action_result(NS, &keys[2]).unwrap().is_none() && s.manifest(NS, &keys[3]).unwrap().is_empty());
+        let by_key = Invalidation { key: Some(keys[0]), ..Invalidation::default() };
+        assert_eq!(s.invalidate(&by_key).unwrap(), Dropped { results: 1, manifest_entries: 1 });
+        let future = Invalidation { since: Some(now() + 3600), ..Invalidation::default() };
+        assert_eq!(s.invalidate(&future).unwrap(), Dropped::default());
+        let window = Invalidation { since: Some(now() - 3600), until: Some(now() + 3600), ..Invalidation::default() };
+        assert_eq!(s.invalidate(&window).unwrap(), Dropped { results: 1, manifest_entries: 1 });
+        // Nothing names the blob now: it is a candidate for eviction like any unnamed blob.
+        let txn = s.db.begin_read().unwrap();
+        assert_eq!(txn.open_table(BLOBS).unwrap().get(blob.0).unwrap().unwrap().value().3, 0);
+    }
+
+    #[test]
+    fn an_index_from_before_namespaces_is_migrated_its_blobs_unnamed() {
+        let dir = tempfile::tempdir().unwrap();
+        let blob = {
+            let s = DiskStorage::open(dir.path(), 1 << 30).unwrap();
+            let blob = stored_blob(&s, b"old object");
+            let txn = s.db.begin_write().unwrap();
+            {
+                let mut old = txn.open_table(OLD_ACTIONS).unwrap();
+                old.insert(Digest::of(b"k").0, [0u8; 9].as_slice()).unwrap();
+                let mut blobs = txn.open_table(BLOBS).unwrap();
+                let (size, stored, access, _) = blobs.get(blob.0).unwrap().unwrap().value();
+                blobs.insert(blob.0, (size, stored, access, 1)).unwrap();
+            }
+            txn.commit().unwrap();
+            blob
+        };
+        let s = DiskStorage::open(dir.path(), 1 << 30).unwrap();
+        let txn = s.db.begin_read().unwrap();
+        assert!(txn.open_table(OLD_ACTIONS).is_err(), "the old table is gone");
+        assert_eq!(txn.open_table(BLOBS).unwrap().get(blob.0).unwrap().unwrap().value().3, 0);
     }
 }

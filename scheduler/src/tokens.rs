@@ -4,7 +4,7 @@
 //! per check), so a revoked or expired token is refused by new connections at once, and the connections
 //! holding it are closed by their watchdog (see `server`).
 
-use rcc_proto::remote::Scope;
+use rcc_proto::remote::{valid_namespace, Scope, DEFAULT_NAMESPACE};
 use rcc_proto::Digest;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -27,12 +27,48 @@ pub struct StoredToken {
     /// When it stops being accepted (seconds since the epoch), if ever.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<u64>,
+    /// The namespace it writes (and reads first); `None`: [`DEFAULT_NAMESPACE`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Other namespaces it reads, in order, after its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reads: Vec<String>,
 }
 
-/// A known token's grant: its scopes, until its expiry.
+impl StoredToken {
+    fn grant(&self) -> Grant {
+        let namespace = self.namespace.clone().unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
+        let mut reads = vec![namespace.clone()];
+        for ns in &self.reads {
+            if !reads.contains(ns) {
+                reads.push(ns.clone());
+            }
+        }
+        Grant { scopes: self.scopes.clone(), label: self.label.clone(), namespace, reads, expires: self.expires }
+    }
+}
+
+/// Where a new token writes and what it reads besides.
+#[derive(Debug, Clone, Default)]
+pub struct Namespaces {
+    /// The namespace it writes and reads first; `None`: [`DEFAULT_NAMESPACE`].
+    pub write: Option<String>,
+    /// Other namespaces it reads, in order.
+    pub read: Vec<String>,
+}
+
+/// What a known token may do: its scopes, the namespace its writes go to and those it reads, until its
+/// expiry.
 #[derive(Debug, Clone)]
-struct Grant {
-    scopes: Vec<Scope>,
+pub struct Grant {
+    /// What it allows.
+    pub scopes: Vec<Scope>,
+    /// Its label: what the entries it uploads record as their uploader.
+    pub label: String,
+    /// The namespace it writes.
+    pub namespace: String,
+    /// The namespaces it reads, its own first.
+    pub reads: Vec<String>,
     expires: Option<u64>,
 }
 
@@ -54,6 +90,9 @@ pub enum TokenError {
     /// No token has this label.
     #[error("no token is labelled `{0}`")]
     NoSuchLabel(String),
+    /// A namespace name is not valid.
+    #[error("`{0}` is not a namespace name (1–64 letters, digits, `.`, `_` or `-`)")]
+    BadNamespace(String),
 }
 
 /// The known tokens. Changes made by `rcc-scheduler token create` or `token revoke` while the service runs
@@ -93,7 +132,7 @@ impl TokenStore {
     fn read(path: &Path) -> Result<HashMap<Digest, Grant>, TokenError> {
         Ok(Self::read_stored(path)?
             .into_iter()
-            .filter_map(|t| Some((Digest::from_hex(&t.sha256)?, Grant { scopes: t.scopes, expires: t.expires })))
+            .filter_map(|t| Some((Digest::from_hex(&t.sha256)?, t.grant())))
             .collect())
     }
 
@@ -111,6 +150,17 @@ impl TokenStore {
     /// The scopes of a presented token, or `None` when it is unknown, revoked or expired.
     pub fn scopes(&self, token: &str) -> Option<Vec<Scope>> {
         self.scopes_of(&Self::hash(token))
+    }
+
+    /// The grant of a presented token, or `None` when it is unknown, revoked or expired.
+    pub fn grant(&self, token: &str) -> Option<Grant> {
+        self.refresh();
+        let by_hash = self.by_hash.read().unwrap_or_else(|e| e.into_inner());
+        let grant = by_hash.get(&Self::hash(token))?;
+        if grant.expires.is_some_and(|at| now() >= at) {
+            return None;
+        }
+        Some(grant.clone())
     }
 
     /// What the store knows a token by.
@@ -164,6 +214,22 @@ impl TokenStore {
         label: &str,
         lifetime: Option<std::time::Duration>,
     ) -> Result<String, TokenError> {
+        self.create_in(scopes, label, lifetime, &Namespaces::default())
+    }
+
+    /// As [`TokenStore::create`], writing to and reading from the namespaces given.
+    pub fn create_in(
+        &self,
+        scopes: &[Scope],
+        label: &str,
+        lifetime: Option<std::time::Duration>,
+        namespaces: &Namespaces,
+    ) -> Result<String, TokenError> {
+        for name in namespaces.write.iter().chain(&namespaces.read) {
+            if !valid_namespace(name) {
+                return Err(TokenError::BadNamespace(name.clone()));
+            }
+        }
         let mut random = [0u8; 32];
         fs::File::open("/dev/urandom")
             .and_then(|mut f| f.read_exact(&mut random))
@@ -173,18 +239,19 @@ impl TokenStore {
         let hash = Self::hash(&token);
         let created = now();
         let expires = lifetime.map(|l| created.saturating_add(l.as_secs()));
-        stored.push(StoredToken {
+        let token_entry = StoredToken {
             sha256: hash.to_hex(),
             scopes: scopes.to_vec(),
             label: label.to_owned(),
             created,
             expires,
-        });
+            namespace: namespaces.write.clone(),
+            reads: namespaces.read.clone(),
+        };
+        let grant = token_entry.grant();
+        stored.push(token_entry);
         self.save(&stored)?;
-        self.by_hash
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(hash, Grant { scopes: scopes.to_vec(), expires });
+        self.by_hash.write().unwrap_or_else(|e| e.into_inner()).insert(hash, grant);
         Ok(token)
     }
 }
@@ -217,5 +284,22 @@ mod tests {
         assert_eq!(running.scopes(&brief), None);
         let labels: Vec<String> = running.list().unwrap().into_iter().map(|t| t.label).collect();
         assert_eq!(labels, ["later", "brief"]);
+    }
+
+    #[test]
+    fn a_token_writes_its_namespace_and_reads_its_own_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::open(dir.path()).unwrap();
+        let plain = store.create(&[Scope::Write], "plain", None).unwrap();
+        let grant = store.grant(&plain).unwrap();
+        assert_eq!((grant.namespace.as_str(), grant.reads.clone()), ("default", vec!["default".to_owned()]));
+        let spaces = Namespaces { write: Some("alice".into()), read: vec!["ci".into(), "alice".into()] };
+        let alice = store.create_in(&[Scope::Read, Scope::Write], "alice", None, &spaces).unwrap();
+        let grant = TokenStore::open(dir.path()).unwrap().grant(&alice).unwrap();
+        assert_eq!(grant.label, "alice");
+        assert_eq!(grant.namespace, "alice");
+        assert_eq!(grant.reads, ["alice", "ci"]);
+        let bad = Namespaces { write: Some("../x".into()), read: vec![] };
+        assert!(matches!(store.create_in(&[Scope::Write], "bad", None, &bad), Err(TokenError::BadNamespace(_))));
     }
 }

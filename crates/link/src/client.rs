@@ -2,7 +2,7 @@
 
 use crate::tls::Trust;
 use crate::wire::{read_body, read_frame, write_body, write_frame, WireError};
-use rcc_proto::remote::{ActionResult, RemoteError, Request, Response, Scope};
+use rcc_proto::remote::{ActionResult, Invalidation, RemoteError, Request, Response, Scope, MAX_MANIFEST_ENTRIES};
 use rcc_proto::Digest;
 use std::net::SocketAddr;
 
@@ -29,6 +29,15 @@ pub enum ClientError {
     /// A blob from the scheduler did not have the requested digest.
     #[error("blob {0} from the scheduler failed its digest check")]
     Corrupt(Digest),
+}
+
+/// What became of a recorded action result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Stored (or the same result was already).
+    Stored,
+    /// Another result was stored first and is kept (first writer wins); this one was dropped.
+    Kept,
 }
 
 /// An authenticated connection to the scheduler.
@@ -137,10 +146,54 @@ impl Client {
         }
     }
 
-    /// Records an action result (every blob it names must be uploaded first).
-    pub async fn update_action_result(&self, key: Digest, result: ActionResult) -> Result<(), ClientError> {
+    /// Records an action result (every blob it names must be uploaded first): whether it was stored, or
+    /// the first writer's different result was kept.
+    pub async fn update_action_result(&self, key: Digest, result: ActionResult) -> Result<Recorded, ClientError> {
         match self.call(&Request::UpdateActionResult { key, result }).await? {
+            Response::Stored => Ok(Recorded::Stored),
+            Response::Kept => Ok(Recorded::Kept),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Replaces an action result whatever is stored (needs the `admin` scope).
+    pub async fn replace_action_result(
+        &self,
+        namespace: Option<String>,
+        key: Digest,
+        result: ActionResult,
+    ) -> Result<(), ClientError> {
+        match self.call(&Request::ReplaceActionResult { namespace, key, result }).await? {
             Response::Stored => Ok(()),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Adds an uploaded blob to the manifest list under `key`.
+    pub async fn add_manifest_entry(&self, key: Digest, entry: Digest) -> Result<(), ClientError> {
+        match self.call(&Request::AddManifestEntry { key, entry }).await? {
+            Response::Stored => Ok(()),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// The entry blobs listed under `key` in the namespaces the token reads, newest first (at most
+    /// [`MAX_MANIFEST_ENTRIES`] per namespace; a longer answer is cut).
+    pub async fn get_manifest(&self, key: Digest) -> Result<Vec<Digest>, ClientError> {
+        match self.call(&Request::GetManifest { key }).await? {
+            Response::Manifest { mut entries } => {
+                entries.truncate(4 * MAX_MANIFEST_ENTRIES);
+                Ok(entries)
+            }
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Drops the shared-cache entries matching `filter` (needs the `admin` scope): (results, manifest
+    /// entries) dropped.
+    pub async fn invalidate(&self, filter: Invalidation) -> Result<(u64, u64), ClientError> {
+        match self.call(&Request::Invalidate { filter }).await? {
+            Response::Invalidated { results, manifest_entries } => Ok((results, manifest_entries)),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
     }

@@ -243,12 +243,41 @@ pub enum Request {
         /// The action key.
         key: Digest,
     },
-    /// Record an action result; refused unless every blob it names is stored.
+    /// Record an action result (scope `write`) in the token's namespace; refused unless every blob it names
+    /// is stored. The first writer of a key wins: a different result for a key already held is answered
+    /// [`Response::Kept`] and not stored; the same result again is [`Response::Stored`].
     UpdateActionResult {
         /// The action key.
         key: Digest,
         /// The result.
         result: ActionResult,
+    },
+    /// Replace an action result whatever is stored under its key (scope `admin`).
+    ReplaceActionResult {
+        /// The namespace; `None`: the token's own.
+        namespace: Option<String>,
+        /// The action key.
+        key: Digest,
+        /// The result.
+        result: ActionResult,
+    },
+    /// Add an entry (a blob already stored) to the manifest list under `key` in the token's namespace (scope
+    /// `write`). Lists keep the newest [`MAX_MANIFEST_ENTRIES`]; adding one already listed is a no-op.
+    AddManifestEntry {
+        /// The manifest's key.
+        key: Digest,
+        /// The entry's blob.
+        entry: Digest,
+    },
+    /// The entries listed under `key` in every namespace the token reads, its own first (scope `read`).
+    GetManifest {
+        /// The manifest's key.
+        key: Digest,
+    },
+    /// Drop action results and manifest entries matching a filter (scope `admin`).
+    Invalidate {
+        /// Which.
+        filter: Invalidation,
     },
     /// Register as a pool worker (scope `worker`). The stream stays open: after
     /// [`Response::Registered`] the worker sends [`WorkerMessage`] frames on it; when it ends, the worker
@@ -273,6 +302,49 @@ pub enum Request {
     },
 }
 
+/// Most entries a manifest list keeps (the newest).
+pub const MAX_MANIFEST_ENTRIES: usize = 32;
+
+/// Which shared-cache entries an [`Request::Invalidate`] drops: those matching every field given (at least
+/// one must be).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invalidation {
+    /// Only in this namespace.
+    pub namespace: Option<String>,
+    /// Only the entry (action result or manifest) under this key.
+    pub key: Option<Digest>,
+    /// Only what the token with this label uploaded.
+    pub uploader: Option<String>,
+    /// Only what was stored at or after this time (seconds since the epoch).
+    pub since: Option<u64>,
+    /// Only what was stored before this time (seconds since the epoch).
+    pub until: Option<u64>,
+}
+
+impl Invalidation {
+    /// Whether the filter names nothing (and so would match everything: refused).
+    pub fn is_empty(&self) -> bool {
+        self.namespace.is_none()
+            && self.key.is_none()
+            && self.uploader.is_none()
+            && self.since.is_none()
+            && self.until.is_none()
+    }
+}
+
+/// Longest namespace name.
+pub const MAX_NAMESPACE: usize = 64;
+
+/// The namespace tokens write and read unless given others.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// Whether `name` is a valid namespace: 1–64 ASCII letters, digits, `.`, `_` or `-`.
+pub fn valid_namespace(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAMESPACE
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// A response: the first frame the server writes on a stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
@@ -286,8 +358,22 @@ pub enum Response {
         /// A subset of the request's digests.
         digests: Vec<Digest>,
     },
-    /// The blob or result was stored.
+    /// The blob or result was stored (or the same was already).
     Stored,
+    /// Another result is already stored under the key: the first writer's is kept, this one dropped.
+    Kept,
+    /// Answer to [`Request::GetManifest`]: entry blobs, newest first.
+    Manifest {
+        /// At most [`MAX_MANIFEST_ENTRIES`] per namespace read.
+        entries: Vec<Digest>,
+    },
+    /// Answer to [`Request::Invalidate`]: what was dropped.
+    Invalidated {
+        /// Action results dropped.
+        results: u64,
+        /// Manifest entries dropped.
+        manifest_entries: u64,
+    },
     /// The blob follows, compressed.
     Blob {
         /// Uncompressed size.

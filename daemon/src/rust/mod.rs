@@ -98,10 +98,17 @@ impl Language for Rust {
 
     /// A shared result whose bytes do not decode is dropped like a corrupt local entry.
     fn lookup_shared(ctx: &Context, remote: &Remote, plan: &Plan) -> Option<RustResult> {
-        let manifest_bytes = remote.get_opaque(&ctx.stats, &remote_manifest_key(&plan.direct_key))?;
-        let manifest: RustManifest = postcard::from_bytes(&manifest_bytes).ok()?;
+        let listed = remote.manifest_entries(&ctx.stats, remote_manifest_key(&plan.direct_key))?;
+        // Newest last, as manifests keep them; only entries whose result key is the one their facts give.
+        let entries = listed
+            .iter()
+            .rev()
+            .filter_map(|bytes| postcard::from_bytes::<RustEntry>(bytes).ok())
+            .filter(|e| e.result == RustEntry::result_key(&plan.direct_key, &e.files, &e.env))
+            .collect();
+        let manifest = RustManifest { entries };
         let entry = manifest.find(&ctx.files, &plan.map, &plan.inv.env)?.clone();
-        let bytes = remote.get_opaque(&ctx.stats, &remote_result_key(&entry.result))?;
+        let bytes = remote.get_opaque(&ctx.stats, &remote_result_key(&plan.direct_key, &entry))?;
         let Ok(result) = postcard::from_bytes::<RustResult>(&bytes) else {
             ctx.stats.record(|c| c.count_error(ErrorKind::CorruptEntry));
             return None;
@@ -154,15 +161,10 @@ impl Language for Rust {
         let entry = prepared.entry;
         remote.upload_opaque(
             ctx.stats.clone(),
-            remote_result_key(&entry.result),
+            remote_result_key(&plan.direct_key, &entry),
             encoded,
             remote_manifest_key(&plan.direct_key),
-            move |current| {
-                let mut manifest: RustManifest =
-                    current.and_then(|b| postcard::from_bytes(&b).ok()).unwrap_or_default();
-                manifest.add(entry);
-                postcard::to_allocvec(&manifest).unwrap_or_default()
-            },
+            postcard::to_allocvec(&entry).unwrap_or_default(),
         );
     }
 
@@ -227,9 +229,12 @@ fn remote_manifest_key(direct_key: &Digest) -> Digest {
     h.finish()
 }
 
-fn remote_result_key(result_key: &Digest) -> Digest {
-    let mut h = KeyHasher::new("rust-remote-result", 1);
-    h.digest(b'k', result_key);
+/// The shared key of the result an entry leads to: the direct key and every fact the entry states (its
+/// result field is itself derived from them), so an entry someone else wrote can only lead to the result
+/// stored for exactly those facts.
+fn remote_result_key(direct_key: &Digest, entry: &RustEntry) -> Digest {
+    let mut h = KeyHasher::new("rust-remote-result", 2);
+    h.digest(b'k', direct_key).bytes(b'e', &postcard::to_allocvec(entry).unwrap_or_default());
     h.finish()
 }
 
