@@ -498,11 +498,7 @@ async fn record(client: &Client, key: Digest, result: ActionResult) -> Result<()
 }
 
 /// Uploads a manifest entry and adds it to the list under `manifest_key`; returns the bytes sent.
-async fn add_entry(
-    client: &Client,
-    manifest_key: Digest,
-    entry: &[u8],
-) -> Result<u64, rcc_link::client::ClientError> {
+async fn add_entry(client: &Client, manifest_key: Digest, entry: &[u8]) -> Result<u64, rcc_link::client::ClientError> {
     let (digest, sent) = put_if_missing(client, entry).await?;
     client.add_manifest_entry(manifest_key, digest).await?;
     Ok(sent)
@@ -599,7 +595,9 @@ async fn upload(
     }
     entry.result = shared_result_key(&direct_key, &entry);
     record(client, entry.result, action).await?;
-    sent += add_entry(client, manifest_key(&direct_key), &postcard::to_allocvec(&entry).unwrap_or_default()).await?;
+    let manifest = manifest_key(&direct_key);
+    sent += add_entry(client, manifest, &postcard::to_allocvec(&entry).unwrap_or_default()).await?;
+    tracing::debug!(%manifest, result = %entry.result, "shared result uploaded");
     Ok(sent)
 }
 

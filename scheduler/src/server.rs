@@ -343,8 +343,7 @@ async fn stream(
         Request::AddManifestEntry { key, entry } => match allowed(Scope::Write) {
             Err(e) => refuse(e),
             Ok(grant) => {
-                match blocking(move || storage.add_manifest_entry(&grant.namespace, &key, &entry, &grant.label)).await
-                {
+                match blocking(move || storage.add_manifest_entry(&grant.namespace, &key, &entry, &grant.label)).await {
                     Ok(Ok(())) => Response::Stored,
                     Ok(Err(e)) => refuse(storage_refusal(e)),
                     Err(e) => refuse(e),

@@ -16,8 +16,8 @@
 
 use rcc_proto::remote::{ActionResult, Invalidation, MAX_MANIFEST_ENTRIES};
 use rcc_proto::{Digest, KeyHasher};
-use serde::{Deserialize, Serialize};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -748,8 +748,12 @@ impl Storage for DiskStorage {
             if !record.items.iter().any(|i| i.entry == *entry) {
                 record.items.insert(0, ManifestItem { entry: *entry, uploader: uploader.to_owned(), stored_at: now() });
                 adjust_refs(&mut blobs, [*entry], 1)?;
-                let dropped: Vec<Digest> =
-                    record.items.split_off(record.items.len().min(MAX_MANIFEST_ENTRIES)).iter().map(|i| i.entry).collect();
+                let dropped: Vec<Digest> = record
+                    .items
+                    .split_off(record.items.len().min(MAX_MANIFEST_ENTRIES))
+                    .iter()
+                    .map(|i| i.entry)
+                    .collect();
                 adjust_refs(&mut blobs, dropped, -1)?;
             }
             manifests.insert(slot, stamped(&record)?.as_slice()).map_err(index_err)?;
@@ -1040,7 +1044,10 @@ mod tests {
         assert_eq!(s.action_record(NS, &key).unwrap().unwrap().uploader, "admin");
         // Namespaces do not see each other's results.
         assert_eq!(s.get_action_result("alice", &key).unwrap(), None);
-        assert_eq!(s.update_action_result("alice", &key, &result_naming(&[&good]), "alice", false).unwrap(), Update::Stored);
+        assert_eq!(
+            s.update_action_result("alice", &key, &result_naming(&[&good]), "alice", false).unwrap(),
+            Update::Stored
+        );
         assert_eq!(s.get_action_result("alice", &key).unwrap().unwrap().outputs[0].digest, good);
         assert_eq!(s.get_action_result(NS, &key).unwrap().unwrap().outputs[0].digest, bad);
     }
@@ -1077,7 +1084,11 @@ mod tests {
             s.update_action_result(NS, key, &result_naming(&[&blob]), who, false).unwrap();
             s.add_manifest_entry(NS, key, &blob, who).unwrap();
         }
-        assert_eq!(s.invalidate(&Invalidation::default()).unwrap(), Dropped::default(), "an empty filter drops nothing");
+        assert_eq!(
+            s.invalidate(&Invalidation::default()).unwrap(),
+            Dropped::default(),
+            "an empty filter drops nothing"
+        );
         let by_uploader = Invalidation { uploader: Some("mallory".into()), ..Invalidation::default() };
         assert_eq!(s.invalidate(&by_uploader).unwrap(), Dropped { results: 2, manifest_entries: 2 });
         assert!(s.get_action_result(NS, &keys[2]).unwrap().is_none() && s.manifest(NS, &keys[3]).unwrap().is_empty());

@@ -2,7 +2,7 @@
 //! posing as the daemon, store files moved between keys, a header created right after a compile, a daemon
 //! out of file descriptors, and the privacy of what the cache holds.
 
-use crate::support::{describe, run_ok, settle, TestEnv};
+use crate::support::{describe, rcc_and_gcc, run_ok, settle, TestEnv};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -10,16 +10,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const NOBODY: u32 = 65534;
-
-/// Compiles `src` to `obj` with rcc, then plain gcc's object of the same command (compiled into a copy).
-fn rcc_and_gcc(env: &TestEnv, args: &[&str]) -> (Vec<u8>, Vec<u8>) {
-    let mut cmd = env.command(env.rcc_bin());
-    run_ok(cmd.arg("gcc").args(args));
-    let obj = args.iter().position(|a| *a == "-o").map(|i| args[i + 1]).expect("-o in the args");
-    let rcc = env.read(obj);
-    run_ok(env.command("gcc").args(args));
-    (rcc, env.read(obj))
-}
 
 fn the_daemon_log(env: &TestEnv) -> String {
     env.log()

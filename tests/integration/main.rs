@@ -24,3 +24,4 @@ mod scheduler_budgets;
 mod scheduler_crash;
 mod scheduler_state;
 mod scheduler_tokens;
+mod shared_trust;

@@ -232,3 +232,13 @@ macro_rules! with_compilers {
         }
     };
 }
+
+/// Runs `rcc gcc ARGS`, then plain `gcc ARGS`, in `env`'s project; the object (`-o`) each wrote.
+pub fn rcc_and_gcc(env: &TestEnv, args: &[&str]) -> (Vec<u8>, Vec<u8>) {
+    let mut cmd = env.command(env.rcc_bin());
+    run_ok(cmd.arg("gcc").args(args));
+    let obj = args.iter().position(|a| *a == "-o").map(|i| args[i + 1]).expect("-o in the args");
+    let rcc = env.read(obj);
+    run_ok(env.command("gcc").args(args));
+    (rcc, env.read(obj))
+}
