@@ -417,5 +417,12 @@ fn render_status(json: &str) -> Result<String> {
         n(&c["twins_won"]),
         n(&c["delivered"])
     ));
+    let a = &v["action_cache"];
+    out.push_str(&format!(
+        "action cache: {} different results kept out (first writer wins), {} replaced by an admin, {} invalidated\n",
+        n(&a["kept_first_writer"]),
+        n(&a["replaced_by_admin"]),
+        n(&a["invalidated"])
+    ));
     Ok(out)
 }

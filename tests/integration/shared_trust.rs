@@ -143,6 +143,8 @@ async fn a_writer_can_neither_replace_ci_results_nor_redirect_its_manifests() {
     assert_eq!(kept, keys.len(), "every replacement was answered Kept");
     let status: serde_json::Value = serde_json::from_str(&cli(&scheduler, &["status", "--json"])).unwrap();
     assert_eq!(status["action_cache"]["kept_first_writer"], keys.len(), "{status:#}");
+    let table = cli(&scheduler, &["status"]);
+    assert!(table.contains(&format!("action cache: {} different results kept out", keys.len())), "{table}");
 
     // The admin drops what Mallory wrote (her manifest entries), then everything CI wrote.
     let dropped = cli(&scheduler, &["invalidate", "--uploader", "mallory"]);
