@@ -50,6 +50,17 @@ pub struct Config {
     pub idle_share: f64,
     /// Slots assumed per worker of a pool that has none yet, for the desired count (default 8).
     pub default_slots: u32,
+    /// Audits (see the `audit` module): a new worker's first this many actions all run on a second worker
+    /// too, and it is *proven* once that many audits agreed (default 10; 0: every worker is proven).
+    pub audit_first: u32,
+    /// Share of a proven worker's actions also run on a second worker (default 0.02; 0 disables sampling).
+    pub audit_share: f64,
+    /// Secret mixed into the sampling, so a worker cannot tell which actions will be audited (the IO layer
+    /// draws it at random; default 0, for deterministic tests).
+    pub audit_seed: u64,
+    /// How long an audited action waits, after its first answer, for a second one before giving up on the
+    /// audit (default 10 s).
+    pub audit_wait: Millis,
 }
 
 impl Default for Config {
@@ -77,6 +88,10 @@ impl Default for Config {
             idle_after: 5 * 60_000,
             idle_share: 0.2,
             default_slots: 8,
+            audit_first: 10,
+            audit_share: 0.02,
+            audit_seed: 0,
+            audit_wait: 10_000,
         }
     }
 }

@@ -1,15 +1,16 @@
 //! [`Dispatcher`]: the state machine that ties workers, queues, history and health together.
 
+use super::audit::{Answer, Audit};
 use super::config::Config;
 use super::history::History;
 use super::queue::PoolQueue;
 use super::types::{
-    ActionSpec, Command, Counters, Delivery, DispatchError, FailureKind, Heartbeat, Millis, Outcome, RequesterId,
-    SubmitOutcome, WorkerId, WorkerInfo, WorkerState,
+    ActionSpec, Command, Counters, Delivery, DispatchError, FailureKind, Heartbeat, Millis, Outcome, QuarantineReason,
+    RequesterId, SubmitOutcome, WorkerId, WorkerInfo, WorkerState,
 };
 use super::workers::Registry;
 use rcc_proto::Digest;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 /// The sans-IO dispatch core of the remote build pool.
 ///
@@ -21,7 +22,8 @@ use std::collections::{BTreeSet, HashMap};
 ///   periodically, e.g. every second: heartbeat expiry and speculative twins). They return the
 ///   [`Command`]s the event caused, in order.
 /// - *decisions*: after any input, call [`poll_dispatch`](Self::poll_dispatch) until it returns `None`; each
-///   call assigns one queued action to a worker. [`dispatch`](Self::dispatch) does that loop.
+///   call assigns one queued action (or an audit's copy, first) to a worker. [`dispatch`](Self::dispatch)
+///   does that loop.
 /// - *getters*: [`status`](Self::status), [`queued`](Self::queued), [`in_flight`](Self::in_flight).
 pub struct Dispatcher {
     pub(super) cfg: Config,
@@ -32,6 +34,10 @@ pub struct Dispatcher {
     history: History,
     /// Due times of speculative twins, (when, action).
     twins: BTreeSet<(Millis, Digest)>,
+    /// Audited actions waiting for a free worker to run their next copy (see `audit`).
+    pub(super) audit_pending: VecDeque<Digest>,
+    /// When audits waiting for an answer are given up, (when, action).
+    pub(super) audit_deadlines: BTreeSet<(Millis, Digest)>,
     seq: u64,
     /// Pool to look at first in the next decision (round robin between pools).
     cursor: usize,
@@ -48,16 +54,18 @@ pub(super) struct Pool {
 pub(super) struct Action {
     pub(super) pool: u32,
     kind: Digest,
-    toolchain: Digest,
-    inputs: Box<[Digest]>,
+    pub(super) toolchain: Digest,
+    pub(super) inputs: Box<[Digest]>,
     requesters: Vec<RequesterId>,
     estimate: Millis,
-    attempts: u32,
+    pub(super) attempts: u32,
     /// Workers that failed it, avoided when possible.
-    avoid: Vec<u32>,
+    pub(super) avoid: Vec<u32>,
     pub(super) copies: Vec<RunningCopy>,
     /// The queue entry's sequence number while queued.
-    queued: Option<u64>,
+    pub(super) queued: Option<u64>,
+    /// Its audit, when it is audited: answers are compared before any is delivered.
+    pub(super) audit: Option<Audit>,
     twin_at: Option<Millis>,
     twinned: bool,
     /// When it was submitted, until its first copy starts.
@@ -69,6 +77,8 @@ pub(super) struct RunningCopy {
     pub(super) worker: u32,
     pub(super) started: Millis,
     pub(super) twin: bool,
+    /// A copy run to audit another's answer.
+    pub(super) audit: bool,
 }
 
 impl Dispatcher {
@@ -83,6 +93,8 @@ impl Dispatcher {
             actions: HashMap::new(),
             history,
             twins: BTreeSet::new(),
+            audit_pending: VecDeque::new(),
+            audit_deadlines: BTreeSet::new(),
             seq: 0,
             cursor: 0,
             counters: Counters::default(),
@@ -143,6 +155,7 @@ impl Dispatcher {
             twin_at: None,
             twinned: false,
             waiting_since: Some(now),
+            audit: None,
         };
         self.actions.insert(spec.digest, action);
         self.enqueue(spec.digest, false);
@@ -161,6 +174,7 @@ impl Dispatcher {
         if let Some(a) = self.actions.remove(&action) {
             // A queue entry left behind is stale: `queued` no longer matches it.
             self.forget_twin(&a, action);
+            self.forget_audit(&a, action);
             for copy in a.copies {
                 self.workers.stop(copy.worker, &action, now);
                 out.push(Command::Cancel { action, worker: self.workers.worker(copy.worker).id });
@@ -172,6 +186,9 @@ impl Dispatcher {
     /// Makes one dispatch decision: the next queued action of a pool that has a free worker goes to the best
     /// worker for it. `None` when no queued action can be placed now.
     pub fn poll_dispatch(&mut self, now: Millis) -> Option<Command> {
+        if let Some(assign) = self.place_audit_copy(now) {
+            return Some(assign);
+        }
         let n = self.pools.len();
         let mut tried = 0;
         while tried < n {
@@ -193,7 +210,10 @@ impl Dispatcher {
                 continue;
             };
             self.cursor = (p + 1) % n;
-            self.start_copy(digest, idx, false, now);
+            self.start_copy(digest, idx, false, false, now);
+            // No command comes of this: with the copy just started running, an audit only marks a further
+            // copy pending (placed by a later call) or is skipped.
+            self.open_audit(digest, idx, now, &mut Vec::new());
             return Some(Command::Assign { action: digest, worker: self.workers.worker(idx).id, twin: false });
         }
         None
@@ -205,7 +225,8 @@ impl Dispatcher {
     }
 
     /// A worker reports how its copy of an action ended. The first result wins: the requesters get it and
-    /// other copies are cancelled. A failure requeues the action at the front (elsewhere if possible) unless
+    /// other copies are cancelled — unless the action is audited (see the `audit` module): then answers are
+    /// compared first, and a worker caught lying is quarantined. A failure requeues the action at the front (elsewhere if possible) unless
     /// another copy still runs or it has had [`Config::max_attempts`]. A result for a copy that is no longer
     /// running (cancelled, or its worker was declared lost) is ignored: no command.
     pub fn handle_result(
@@ -226,8 +247,12 @@ impl Dispatcher {
         match outcome {
             Outcome::Ran { exit_code, result } => {
                 self.history.record_duration(kind, now.saturating_sub(copy.started));
-                self.counters.twins_won += u64::from(copy.twin);
-                self.finish(action, Delivery::Ran { exit_code, result }, now, &mut out);
+                if a.audit.is_some() {
+                    self.audit_answer(action, Answer { worker: idx, exit_code, result }, now, &mut out);
+                } else {
+                    self.counters.twins_won += u64::from(copy.twin);
+                    self.finish(action, Delivery::Ran { exit_code, result }, now, &mut out);
+                }
             }
             Outcome::Failed(why) => self.after_failure(action, idx, why, now, &mut out),
         }
@@ -283,8 +308,10 @@ impl Dispatcher {
             let avoid: Vec<u32> = a.copies.iter().map(|c| c.worker).collect();
             match self.workers.choose(a.pool, &a.toolchain, &a.inputs, &avoid, true, &self.cfg) {
                 Some(idx) => {
-                    self.start_copy(digest, idx, true, now);
+                    self.start_copy(digest, idx, true, false, now);
                     out.push(Command::Assign { action: digest, worker: self.workers.worker(idx).id, twin: true });
+                    // A twin on a new worker makes the action audited: its answer must not win unchecked.
+                    self.open_audit(digest, idx, now, &mut out);
                 }
                 None => {
                     let retry = now.saturating_add(self.cfg.twin_retry.max(1));
@@ -295,6 +322,7 @@ impl Dispatcher {
                 }
             }
         }
+        self.expire_audits(now, &mut out);
         out
     }
 
@@ -345,7 +373,7 @@ impl Dispatcher {
         }
     }
 
-    fn start_copy(&mut self, digest: Digest, idx: u32, twin: bool, now: Millis) {
+    pub(super) fn start_copy(&mut self, digest: Digest, idx: u32, twin: bool, audit: bool, now: Millis) {
         self.workers.start(idx, digest);
         self.counters.assigned += 1;
         self.counters.twins += u64::from(twin);
@@ -354,10 +382,10 @@ impl Dispatcher {
         if let Some(since) = a.waiting_since.take() {
             self.counters.queued_millis += now.saturating_sub(since);
         }
-        a.copies.push(RunningCopy { worker: idx, started: now, twin });
+        a.copies.push(RunningCopy { worker: idx, started: now, twin, audit });
         if twin {
             a.twinned = true;
-        } else if a.twin_at.is_none() && !a.twinned {
+        } else if !audit && a.twin_at.is_none() && !a.twinned {
             if let Some(median) = self.history.median(&a.kind, self.cfg.twin_min_history) {
                 let at = now.saturating_add((median as f64 * self.cfg.twin_factor) as Millis);
                 a.twin_at = Some(at);
@@ -394,33 +422,45 @@ impl Dispatcher {
     }
 
     /// A copy ended without a result: requeue at the front, or give up after too many attempts. Nothing to
-    /// do while another copy still runs.
+    /// do while another copy still runs. An audited action that has answers seeks another copy instead.
     fn after_failure(&mut self, action: Digest, idx: u32, why: FailureKind, now: Millis, out: &mut Vec<Command>) {
         let Some(a) = self.actions.get_mut(&action) else { return };
-        if !a.copies.is_empty() {
-            return;
-        }
-        a.attempts += 1;
         if !a.avoid.contains(&idx) {
             a.avoid.push(idx);
         }
+        if !a.copies.is_empty() {
+            return;
+        }
+        if a.audit.as_ref().is_some_and(|au| !au.answers.is_empty()) {
+            return self.settle(action, now, out);
+        }
+        a.attempts += 1;
         if a.attempts >= self.cfg.max_attempts.max(1) {
             let attempts = a.attempts;
             self.finish(action, Delivery::Failed { attempts, last: why }, now, out);
         } else {
-            self.forget_twin_of(action);
-            if let Some(a) = self.actions.get_mut(&action) {
-                a.twin_at = None;
-                a.twinned = false;
-            }
-            self.enqueue(action, true);
+            self.requeue(action);
         }
     }
 
+    /// Puts an action without running copies back at the front of its queue.
+    pub(super) fn requeue(&mut self, action: Digest) {
+        self.forget_twin_of(action);
+        if let Some(a) = self.actions.get_mut(&action) {
+            a.twin_at = None;
+            a.twinned = false;
+            if let Some(audit) = a.audit.as_mut() {
+                audit.pending = false;
+            }
+        }
+        self.enqueue(action, true);
+    }
+
     /// Delivers to every requester, cancels the other copies, forgets the action.
-    fn finish(&mut self, action: Digest, delivery: Delivery, now: Millis, out: &mut Vec<Command>) {
+    pub(super) fn finish(&mut self, action: Digest, delivery: Delivery, now: Millis, out: &mut Vec<Command>) {
         let Some(a) = self.actions.remove(&action) else { return };
         self.forget_twin(&a, action);
+        self.forget_audit(&a, action);
         for copy in &a.copies {
             self.workers.stop(copy.worker, &action, now);
             out.push(Command::Cancel { action, worker: self.workers.worker(copy.worker).id });
@@ -432,6 +472,12 @@ impl Dispatcher {
     fn forget_twin(&mut self, a: &Action, digest: Digest) {
         if let Some(at) = a.twin_at {
             self.twins.remove(&(at, digest));
+        }
+    }
+
+    fn forget_audit(&mut self, a: &Action, digest: Digest) {
+        if let Some(at) = a.audit.as_ref().and_then(|au| au.deadline) {
+            self.audit_deadlines.remove(&(at, digest));
         }
     }
 
@@ -448,9 +494,15 @@ impl Dispatcher {
             return;
         }
         let Some(reason) = w.health.verdict(&self.cfg) else { return };
-        let id = w.id;
+        self.quarantine(idx, reason, now, out);
+    }
+
+    /// Gives `worker` no more actions, for `reason`; its running copies are cancelled and requeued.
+    pub(super) fn quarantine(&mut self, idx: u32, reason: QuarantineReason, now: Millis, out: &mut Vec<Command>) {
+        let id = self.workers.worker(idx).id;
         tracing::warn!(worker = id.0, ?reason, "worker quarantined");
         self.workers.set_state(idx, WorkerState::Quarantined);
+        *self.workers.record_mut(idx).2 = Some(reason);
         out.push(Command::Quarantined { worker: id, reason });
         self.evict(idx, FailureKind::Quarantined, true, now, out);
     }

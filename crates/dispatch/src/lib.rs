@@ -19,13 +19,16 @@
 //!   the queue.
 //! - **Speculative twins**: an action running past [`Config::twin_factor`] × its kind's median gets a
 //!   second copy on another worker; the first result wins and the other copy is cancelled.
-//! - **Quarantine** (`health`): a worker failing more than its kinds predict, or whose outputs fail
-//!   verification, gets no more actions.
+//! - **Audits** (`audit`): a new worker's first [`Config::audit_first`] actions, and a sampled
+//!   [`Config::audit_share`] of the others, also run on a second worker; the answers must agree before
+//!   any is delivered, and a worker outvoted is quarantined.
+//! - **Quarantine** (`health`, `audit`): a worker failing more than its kinds predict, whose outputs fail
+//!   verification, or caught by an audit, gets no more actions.
 //! - **Status** ([`Status`]): workers, queues, running actions, counters and the desired worker count per
 //!   pool.
 //!
 //! Start reading at [`Dispatcher`]; the modules are `dispatcher` (the calling convention), `workers`,
-//! `queue`, `history`, `health`, `status`, `config` and `types`.
+//! `queue`, `history`, `health`, `audit`, `status`, `config` and `types`.
 //!
 //! ```
 //! use rcc_proto::Digest;
@@ -51,6 +54,7 @@
 
 #![warn(missing_docs)]
 
+mod audit;
 mod config;
 mod dispatcher;
 mod health;

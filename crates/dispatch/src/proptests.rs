@@ -48,6 +48,21 @@ struct Model {
     waiting: HashMap<Digest, HashSet<RequesterId>>,
     served: HashSet<RequesterId>,
     next_requester: u64,
+    /// Deliveries of the lying worker's answer (see [`LIAR`]).
+    lies_delivered: u64,
+    /// Workers other than the liar quarantined by an audit.
+    honest_convicted: Vec<WorkerId>,
+}
+
+/// In the audit property, this worker answers every action with [`LIE`]; the others answer action `n` with
+/// `digest(1_000 + n)`.
+const LIAR: WorkerId = WorkerId(0);
+const LIE: u64 = 666;
+
+fn truth(action: Digest) -> Digest {
+    let mut n = [0u8; 8];
+    n.copy_from_slice(&action.0[..8]);
+    digest(1_000 + u64::from_le_bytes(n))
 }
 
 impl Model {
@@ -67,8 +82,14 @@ impl Model {
                 Command::WorkerLost { worker } => {
                     self.running.remove(&worker);
                 }
+                Command::Quarantined { worker, reason: QuarantineReason::AuditMismatch { .. } } if worker != LIAR => {
+                    self.honest_convicted.push(worker);
+                }
                 Command::Quarantined { .. } => {}
-                Command::Deliver { action, requesters, .. } => {
+                Command::Deliver { action, requesters, delivery } => {
+                    if delivery == (Delivery::Ran { exit_code: 0, result: digest(LIE) }) {
+                        self.lies_delivered += 1;
+                    }
                     let waiting = self.waiting.remove(&action).expect("delivered an action nobody waits for");
                     let got: HashSet<RequesterId> = requesters.iter().copied().collect();
                     assert_eq!(got.len(), requesters.len(), "a requester listed twice");
@@ -96,7 +117,8 @@ impl Model {
     }
 }
 
-fn step(d: &mut Dispatcher, m: &mut Model, op: Op, now: &mut Millis) {
+/// Applies one input. With `liar`, results are the audit property's: [`LIAR`] lies, the others tell the truth.
+fn step(d: &mut Dispatcher, m: &mut Model, op: Op, now: &mut Millis, liar: bool) {
     match op {
         Op::Register { worker, pool, slots } => {
             let id = WorkerId(worker);
@@ -148,6 +170,8 @@ fn step(d: &mut Dispatcher, m: &mut Model, op: Op, now: &mut Millis) {
                 m.stop(w, a);
                 let outcome = match outcome {
                     0 => Outcome::Failed(FailureKind::Crashed),
+                    _ if liar && w == LIAR => Outcome::Ran { exit_code: 0, result: digest(LIE) },
+                    _ if liar => Outcome::Ran { exit_code: 0, result: truth(a) },
                     1 => Outcome::Ran { exit_code: 1, result: digest(1) },
                     _ => Outcome::Ran { exit_code: 0, result: digest(2) },
                 };
@@ -181,7 +205,7 @@ proptest! {
         let mut m = Model::default();
         let mut now: Millis = 0;
         for op in ops {
-            step(&mut d, &mut m, op, &mut now);
+            step(&mut d, &mut m, op, &mut now, false);
         }
         // Drain: fresh healthy workers in every pool, heartbeating, completing whatever they get.
         for (i, pool) in POOLS.iter().enumerate() {
@@ -215,5 +239,31 @@ proptest! {
         prop_assert_eq!(d.in_flight(), 0);
         prop_assert!(m.waiting.is_empty(), "never delivered: {:?}", m.waiting);
         prop_assert_eq!(m.served.len() as u64, m.next_requester);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// The liar is never proven (no one agrees with it), so all its actions are audited: its answer reaches
+    /// requesters only through audits skipped for lack of a second worker, and no honest worker is convicted.
+    #[test]
+    fn audits_let_no_lie_through_and_convict_no_honest_worker(
+        ops in prop::collection::vec(op(), 1..120),
+        first in 1..4u32,
+        share in prop_oneof![Just(0.0), Just(0.5), Just(1.0)],
+    ) {
+        let cfg = Config { audit_first: first, audit_share: share, audit_wait: 3_000, ..Config::default() };
+        let mut d = Dispatcher::new(cfg);
+        let mut m = Model::default();
+        let mut now: Millis = 0;
+        for op in ops {
+            step(&mut d, &mut m, op, &mut now, true);
+            // Each skipped audit is one action that may go out unchecked; no other lie may.
+            prop_assert!(m.lies_delivered <= d.status(now).counters.audits_skipped, "a lie went through an audit");
+            prop_assert!(m.honest_convicted.is_empty(), "honest workers convicted: {:?}", m.honest_convicted);
+        }
+        let c = d.status(now).counters;
+        prop_assert!(c.audits_passed + c.audits_mismatched + c.audits_timed_out <= c.audits + c.audits_skipped);
     }
 }

@@ -3,7 +3,7 @@
 
 use super::config::Config;
 use super::dispatcher::Dispatcher;
-use super::types::{Counters, Millis, WorkerId, WorkerState};
+use super::types::{Counters, Millis, QuarantineReason, WorkerId, WorkerState};
 use serde::Serialize;
 
 /// The whole picture at one instant. Serializable.
@@ -48,6 +48,17 @@ pub struct WorkerStatus {
     pub held_inputs: usize,
     /// Since when it runs nothing, if it is idle.
     pub idle_since: Option<Millis>,
+    /// Whether enough of its answers passed audits ([`Config::audit_first`]) that only a sample of its
+    /// actions is audited.
+    pub proven: bool,
+    /// Audits its answers passed.
+    pub audits_passed: u32,
+    /// Audits passed needed to be proven.
+    pub audits_required: u32,
+    /// Audits where its answer was outvoted or left without a majority.
+    pub audit_mismatches: u32,
+    /// Why it was quarantined, if it is.
+    pub quarantine_reason: Option<QuarantineReason>,
 }
 
 /// One pool.
@@ -67,6 +78,8 @@ pub struct PoolStatus {
     pub idle_workers: usize,
     /// How many workers the pool should have (see [`desired_workers`]).
     pub desired_workers: u64,
+    /// Whether its actions can be audited: it has two active workers at least (a pool of one cannot).
+    pub can_audit: bool,
 }
 
 /// One running copy of an action.
@@ -82,6 +95,8 @@ pub struct RunningStatus {
     pub started: Millis,
     /// Whether it is a speculative twin.
     pub twin: bool,
+    /// Whether it runs to audit another copy's answer.
+    pub audit: bool,
 }
 
 /// The worker count a pool should have.
@@ -120,6 +135,7 @@ impl Dispatcher {
                 slots: 0,
                 idle_workers: 0,
                 desired_workers: 0,
+                can_audit: false,
             })
             .collect();
         let mut workers = Vec::with_capacity(self.workers.len());
@@ -146,6 +162,11 @@ impl Dispatcher {
                 held_toolchains: w.toolchains.len(),
                 held_inputs: w.inputs.len(),
                 idle_since: w.idle_since,
+                proven: w.proven(&self.cfg),
+                audits_passed: w.audits_passed,
+                audits_required: self.cfg.audit_first,
+                audit_mismatches: w.audit_mismatches,
+                quarantine_reason: w.quarantine,
             });
         }
         let mut running = Vec::new();
@@ -160,6 +181,7 @@ impl Dispatcher {
                     worker: self.workers.worker(c.worker).id,
                     started: c.started,
                     twin: c.twin,
+                    audit: c.audit,
                 });
             }
         }
@@ -167,6 +189,7 @@ impl Dispatcher {
         for p in &mut pools {
             p.desired_workers =
                 desired_workers(p.queued as u64, p.workers as u64, p.slots, p.idle_workers as u64, &self.cfg);
+            p.can_audit = p.workers >= 2;
         }
         Status { now, workers, pools, running, counters: self.counters }
     }

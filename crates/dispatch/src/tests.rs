@@ -37,6 +37,11 @@ fn spec(action: u64, pool: &str, kind: u64, requester: u64) -> ActionSpec {
     }
 }
 
+/// The defaults without audits: the rules other than auditing, one copy per action.
+fn plain() -> Config {
+    Config { audit_first: 0, audit_share: 0.0, ..Config::default() }
+}
+
 fn ran() -> Outcome {
     Outcome::Ran { exit_code: 0, result: dg(999) }
 }
@@ -70,7 +75,7 @@ fn teach(d: &mut Dispatcher, w: u64, kind: u64, took: Millis, n: u64, first_acti
 
 #[test]
 fn actions_go_only_to_their_pool() {
-    let mut d = Dispatcher::new(Config::default());
+    let mut d = Dispatcher::new(plain());
     d.handle_register(worker(1, "linux-x86_64", 4), 0).unwrap();
     d.handle_register(worker(2, "linux-aarch64", 4), 0).unwrap();
     d.handle_submit(spec(1, "linux-aarch64", 1, 1), 0).unwrap();
@@ -82,7 +87,7 @@ fn actions_go_only_to_their_pool() {
 
 #[test]
 fn least_loaded_worker_first() {
-    let mut d = Dispatcher::new(Config::default());
+    let mut d = Dispatcher::new(plain());
     d.handle_register(worker(1, "p", 4), 0).unwrap();
     d.handle_register(worker(2, "p", 4), 0).unwrap();
     for i in 0..4 {
@@ -95,7 +100,7 @@ fn least_loaded_worker_first() {
     assert_eq!(per_worker, [0, 2, 2]);
 
     // Load is relative to slots: 2 of 8 busy (0.25) beats 1 of 2 (0.5).
-    let mut d = Dispatcher::new(Config::default());
+    let mut d = Dispatcher::new(plain());
     d.handle_register(worker(1, "p", 2), 0).unwrap();
     d.handle_register(worker(2, "p", 8), 0).unwrap();
     for i in 0..3 {
@@ -110,7 +115,7 @@ fn least_loaded_worker_first() {
 
 #[test]
 fn locality_decides_among_equally_loaded_workers() {
-    let mut d = Dispatcher::new(Config::default());
+    let mut d = Dispatcher::new(plain());
     d.handle_register(worker(1, "p", 4), 0).unwrap();
     d.handle_register(WorkerInfo { inputs: vec![dg(500), dg(501), dg(502)], ..worker(2, "p", 4) }, 0).unwrap();
     d.handle_register(WorkerInfo { toolchains: vec![tool(1)], ..worker(3, "p", 4) }, 0).unwrap();
@@ -135,7 +140,7 @@ fn locality_decides_among_equally_loaded_workers() {
 
 #[test]
 fn long_actions_first_by_history_ties_fifo() {
-    let mut d = Dispatcher::new(Config { default_estimate: 10_000, ..Config::default() });
+    let mut d = Dispatcher::new(Config { default_estimate: 10_000, ..plain() });
     d.handle_register(worker(1, "h", 1), 0).unwrap();
     let mut now = 0;
     teach(&mut d, 1, 1, 60_000, 3, 100, &mut now); // long kind
@@ -159,7 +164,7 @@ fn long_actions_first_by_history_ties_fifo() {
 
 #[test]
 fn identical_actions_run_once_for_every_requester() {
-    let mut d = Dispatcher::new(Config::default());
+    let mut d = Dispatcher::new(plain());
     d.handle_register(worker(1, "p", 4), 0).unwrap();
     assert_eq!(d.handle_submit(spec(1, "p", 1, 10), 0), Ok(SubmitOutcome::Queued));
     assert_eq!(d.handle_submit(spec(1, "p", 1, 11), 0), Ok(SubmitOutcome::Attached { requesters: 2 }));
@@ -178,7 +183,7 @@ fn identical_actions_run_once_for_every_requester() {
 
 #[test]
 fn withdrawn_requesters_and_stale_queue_entries() {
-    let mut d = Dispatcher::new(Config::default());
+    let mut d = Dispatcher::new(plain());
     d.handle_submit(spec(1, "p", 1, 10), 0).unwrap();
     d.handle_submit(spec(1, "p", 1, 11), 0).unwrap();
     assert!(d.handle_withdraw(dg(1), RequesterId(10), 0).is_empty());
@@ -196,7 +201,7 @@ fn withdrawn_requesters_and_stale_queue_entries() {
 
 #[test]
 fn lost_worker_actions_go_to_another_worker_first() {
-    let cfg = Config { heartbeat_timeout: 15_000, ..Config::default() };
+    let cfg = Config { heartbeat_timeout: 15_000, ..plain() };
     let mut d = Dispatcher::new(cfg);
     d.handle_register(worker(1, "p", 1), 0).unwrap();
     d.handle_register(worker(2, "p", 2), 0).unwrap();
@@ -224,7 +229,7 @@ fn lost_worker_actions_go_to_another_worker_first() {
 
 #[test]
 fn restarted_worker_loses_its_actions() {
-    let mut d = Dispatcher::new(Config::default());
+    let mut d = Dispatcher::new(plain());
     d.handle_register(worker(1, "p", 1), 0).unwrap();
     d.handle_submit(spec(1, "p", 1, 1), 0).unwrap();
     assigned(d.poll_dispatch(0));
@@ -234,7 +239,7 @@ fn restarted_worker_loses_its_actions() {
 
 #[test]
 fn slow_action_gets_a_twin_and_the_loser_is_cancelled() {
-    let mut d = Dispatcher::new(Config::default());
+    let mut d = Dispatcher::new(plain());
     d.handle_register(worker(1, "h", 1), 0).unwrap();
     let mut now = 0;
     teach(&mut d, 1, 7, 1_000, 5, 100, &mut now);
@@ -270,7 +275,7 @@ fn slow_action_gets_a_twin_and_the_loser_is_cancelled() {
 
 #[test]
 fn no_twin_without_enough_history() {
-    let mut d = Dispatcher::new(Config::default());
+    let mut d = Dispatcher::new(plain());
     d.handle_register(worker(1, "h", 1), 0).unwrap();
     let mut now = 0;
     teach(&mut d, 1, 7, 1_000, 4, 100, &mut now);
@@ -312,7 +317,7 @@ fn run_rounds(d: &mut Dispatcher, workers: u64, rounds: u64, bad: Option<u64>, f
 
 #[test]
 fn anomalous_worker_is_quarantined_normal_ones_are_not() {
-    let mut d = Dispatcher::new(Config::default());
+    let mut d = Dispatcher::new(plain());
     for w in 1..=4 {
         d.handle_register(worker(w, "p", 1), 0).unwrap();
     }
@@ -343,7 +348,7 @@ fn anomalous_worker_is_quarantined_normal_ones_are_not() {
 
 #[test]
 fn failures_every_worker_has_quarantine_no_one() {
-    let mut d = Dispatcher::new(Config::default());
+    let mut d = Dispatcher::new(plain());
     for w in 1..=3 {
         d.handle_register(worker(w, "p", 1), 0).unwrap();
     }
@@ -355,7 +360,7 @@ fn failures_every_worker_has_quarantine_no_one() {
 
 #[test]
 fn corrupt_outputs_requeue_elsewhere_and_quarantine() {
-    let mut d = Dispatcher::new(Config::default());
+    let mut d = Dispatcher::new(plain());
     d.handle_register(worker(1, "p", 2), 0).unwrap();
     d.handle_register(worker(2, "p", 1), 0).unwrap();
     d.handle_submit(spec(1, "p", 1, 1), 0).unwrap();
@@ -381,7 +386,7 @@ fn corrupt_outputs_requeue_elsewhere_and_quarantine() {
 
 #[test]
 fn desired_worker_counts_scale_up_and_down() {
-    let cfg = Config::default();
+    let cfg = plain();
     let mut d = Dispatcher::new(cfg.clone());
     d.handle_register(worker(1, "up", 2), 0).unwrap();
     for i in 0..10 {
@@ -415,7 +420,7 @@ fn desired_worker_counts_scale_up_and_down() {
 
 #[test]
 fn outside_input_is_refused_not_panicked_on() {
-    let mut d = Dispatcher::new(Config::default());
+    let mut d = Dispatcher::new(plain());
     assert_eq!(d.handle_register(worker(1, "p", 0), 0), Err(DispatchError::NoSlots(WorkerId(1))));
     assert_eq!(d.handle_register(worker(1, "", 1), 0), Err(DispatchError::EmptyPool));
     assert_eq!(d.handle_submit(spec(1, "", 1, 1), 0), Err(DispatchError::EmptyPool));
@@ -430,7 +435,7 @@ fn outside_input_is_refused_not_panicked_on() {
 
 #[test]
 fn failed_attempts_are_retried_then_delivered_as_failed() {
-    let mut d = Dispatcher::new(Config { max_attempts: 2, ..Config::default() });
+    let mut d = Dispatcher::new(Config { max_attempts: 2, ..plain() });
     d.handle_register(worker(1, "p", 1), 0).unwrap();
     d.handle_submit(spec(1, "p", 1, 1), 0).unwrap();
     let (a, w) = assigned(d.poll_dispatch(0));
@@ -450,7 +455,7 @@ fn failed_attempts_are_retried_then_delivered_as_failed() {
 
 #[test]
 fn external_load_takes_slots() {
-    let mut d = Dispatcher::new(Config::default());
+    let mut d = Dispatcher::new(plain());
     d.handle_register(worker(1, "p", 2), 0).unwrap();
     d.handle_heartbeat(WorkerId(1), Heartbeat { external_load: Some(1), ..Heartbeat::default() }, 0).unwrap();
     for i in 0..3 {
@@ -461,7 +466,7 @@ fn external_load_takes_slots() {
 
 #[test]
 fn queue_waits_are_summed_once_per_action() {
-    let mut d = Dispatcher::new(Config::default());
+    let mut d = Dispatcher::new(plain());
     d.handle_submit(spec(1, "p", 1, 1), 100).unwrap();
     d.handle_submit(spec(2, "p", 1, 2), 150).unwrap();
     d.handle_register(worker(1, "p", 1), 400).unwrap();

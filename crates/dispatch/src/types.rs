@@ -108,6 +108,8 @@ pub enum FailureKind {
     Corrupt,
     /// The worker was quarantined while running it.
     Quarantined,
+    /// Audited copies gave different answers and no majority settled it: requesters compile locally.
+    AuditDisagreement,
 }
 
 /// What the requesters of an action receive.
@@ -146,6 +148,13 @@ pub enum QuarantineReason {
     CorruptOutputs {
         /// Corrupt-output reports against it.
         reports: u32,
+    },
+    /// An audit caught it answering differently from a proven worker, or from a majority of the copies.
+    AuditMismatch {
+        /// A worker whose answer was taken instead.
+        against: WorkerId,
+        /// Its audit mismatches so far.
+        mismatches: u32,
     },
 }
 
@@ -237,4 +246,14 @@ pub struct Counters {
     pub queued_millis: u64,
     /// Requests answered with the result of an identical action that had just run (not submitted).
     pub reused: u64,
+    /// Actions audited: run on a second worker too, their answers compared.
+    pub audits: u64,
+    /// Audits whose answers agreed at once.
+    pub audits_passed: u64,
+    /// Audits where some copy answered differently (a worker convicted, or no majority).
+    pub audits_mismatched: u64,
+    /// Audits due but not run: no other worker of the pool could take the copy (a pool of one).
+    pub audits_skipped: u64,
+    /// Audits given up when no second answer came within `audit_wait`.
+    pub audits_timed_out: u64,
 }

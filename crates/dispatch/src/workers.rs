@@ -7,7 +7,7 @@
 
 use super::config::Config;
 use super::health::Health;
-use super::types::{Millis, WorkerId, WorkerInfo, WorkerState};
+use super::types::{Millis, QuarantineReason, WorkerId, WorkerInfo, WorkerState};
 use rcc_proto::Digest;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -34,6 +34,12 @@ pub(crate) struct Worker {
     /// Since when it runs nothing (`None` while busy).
     pub(crate) idle_since: Option<Millis>,
     pub(crate) health: Health,
+    /// Audits its answers passed (agreed with another worker's).
+    pub(crate) audits_passed: u32,
+    /// Audits where its answer was outvoted or left without a majority.
+    pub(crate) audit_mismatches: u32,
+    /// Why it was quarantined, once it is.
+    pub(crate) quarantine: Option<QuarantineReason>,
     /// Its key in its pool's free index, when it is there.
     indexed: Option<u32>,
 }
@@ -41,6 +47,11 @@ pub(crate) struct Worker {
 impl Worker {
     fn busy(&self) -> u32 {
         (self.running.len() as u32).saturating_add(self.external)
+    }
+
+    /// Whether enough of its answers passed audits that only a sample of its actions is audited.
+    pub(crate) fn proven(&self, cfg: &Config) -> bool {
+        self.audits_passed >= cfg.audit_first
     }
 
     /// Whether it may take one more action now.
@@ -86,6 +97,12 @@ impl Registry {
         &mut self.workers[idx as usize].health
     }
 
+    /// Its audit record and quarantine reason are not part of the index either.
+    pub(crate) fn record_mut(&mut self, idx: u32) -> (&mut u32, &mut u32, &mut Option<QuarantineReason>) {
+        let w = &mut self.workers[idx as usize];
+        (&mut w.audits_passed, &mut w.audit_mismatches, &mut w.quarantine)
+    }
+
     /// Whether any worker of `pool` has a free slot.
     pub(crate) fn has_free(&self, pool: u32) -> bool {
         self.free.get(pool as usize).is_some_and(|s| !s.is_empty())
@@ -108,6 +125,9 @@ impl Registry {
             last_heartbeat: now,
             idle_since: Some(now),
             health: Health::default(),
+            audits_passed: 0,
+            audit_mismatches: 0,
+            quarantine: None,
             indexed: None,
         };
         if self.free.len() <= pool as usize {
@@ -120,7 +140,10 @@ impl Registry {
                 let old = std::mem::take(&mut slot.running);
                 // Quarantine outlives a restart: a worker cannot clear it by registering again.
                 let kept = (slot.state == WorkerState::Quarantined).then(|| slot.health.clone());
+                // So does its audit record: the same identity, the same standing.
+                let record = (slot.audits_passed, slot.audit_mismatches, slot.quarantine);
                 *slot = worker;
+                (slot.audits_passed, slot.audit_mismatches, slot.quarantine) = record;
                 if let Some(health) = kept {
                     slot.state = WorkerState::Quarantined;
                     slot.health = health;
@@ -208,6 +231,19 @@ impl Registry {
         strict: bool,
         cfg: &Config,
     ) -> Option<u32> {
+        self.choose_where(pool, toolchain, inputs, |idx, _| avoid.contains(&idx), strict, cfg)
+    }
+
+    /// [`choose`](Self::choose) skipping the candidates `skip` names (by index and worker) instead of a list.
+    pub(crate) fn choose_where(
+        &self,
+        pool: u32,
+        toolchain: &Digest,
+        inputs: &[Digest],
+        skip: impl Fn(u32, &Worker) -> bool,
+        strict: bool,
+        cfg: &Config,
+    ) -> Option<u32> {
         let free = self.free.get(pool as usize)?;
         let tolerance = (cfg.load_tolerance.max(0.0) * LOAD_ONE as f64) as u64;
         let inputs = &inputs[..inputs.len().min(cfg.affinity_inputs)];
@@ -216,7 +252,7 @@ impl Registry {
         let mut fallback = None;
         for &(load, idx) in free.iter().take(cfg.candidates.max(1)) {
             fallback.get_or_insert(idx);
-            if avoid.contains(&idx) {
+            if skip(idx, self.worker(idx)) {
                 continue;
             }
             let min = *min_load.get_or_insert(u64::from(load));
