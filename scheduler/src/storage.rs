@@ -260,6 +260,9 @@ pub trait Storage: Send + Sync {
     fn manifest(&self, namespace: &str, key: &Digest) -> Result<Vec<Digest>, StorageError>;
     /// Drops the action results and manifest entries `filter` names (an empty filter names nothing).
     fn invalidate(&self, filter: &Invalidation) -> Result<Dropped, StorageError>;
+    /// Removes every action result naming any of `blobs` (the outputs of a worker caught lying by an
+    /// audit), in every namespace; returns how many were removed. The blobs themselves stay until evicted.
+    fn drop_results_naming(&self, blobs: &std::collections::HashSet<Digest>) -> Result<u64, StorageError>;
     /// What the stored blobs take — bytes (what the size limit counts) and how many — when the backend
     /// knows it.
     fn usage(&self) -> Option<Usage> {
@@ -838,6 +841,36 @@ impl Storage for DiskStorage {
         txn.commit().map_err(index_err)?;
         Ok(dropped)
     }
+
+    fn drop_results_naming(&self, condemned: &std::collections::HashSet<Digest>) -> Result<u64, StorageError> {
+        if condemned.is_empty() {
+            return Ok(0);
+        }
+        let _guard = self.evicting.lock().unwrap_or_else(|e| e.into_inner());
+        let txn = self.db.begin_write().map_err(index_err)?;
+        let mut dropped = 0;
+        {
+            let mut results = txn.open_table(RESULTS).map_err(index_err)?;
+            let mut blobs = txn.open_table(BLOBS).map_err(index_err)?;
+            let mut doomed = Vec::new();
+            for row in results.iter().map_err(index_err)? {
+                let (slot, value) = row.map_err(index_err)?;
+                let Some(record) = unstamped::<ResultRecord>(value.value()) else { continue };
+                if record.result.blobs().any(|b| condemned.contains(&b)) {
+                    doomed.push((slot.value(), record));
+                }
+            }
+            for (slot, record) in doomed {
+                tracing::warn!(key = %record.key, namespace = %record.namespace, uploader = %record.uploader,
+                    "action result naming a convicted worker's output dropped");
+                results.remove(slot).map_err(index_err)?;
+                adjust_refs(&mut blobs, record.result.blobs(), -1)?;
+                dropped += 1;
+            }
+        }
+        txn.commit().map_err(index_err)?;
+        Ok(dropped)
+    }
 }
 
 #[cfg(test)]
@@ -1124,5 +1157,31 @@ mod tests {
         let txn = s.db.begin_read().unwrap();
         assert!(txn.open_table(OLD_ACTIONS).is_err(), "the old table is gone");
         assert_eq!(txn.open_table(BLOBS).unwrap().get(blob.0).unwrap().unwrap().value().3, 0);
+    }
+
+    #[test]
+    fn results_naming_condemned_blobs_are_dropped_and_their_references_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = DiskStorage::open(dir.path(), 1 << 30).unwrap();
+        let (lie, honest, shared) =
+            (stored_blob(&s, b"wrong object"), stored_blob(&s, b"true object"), stored_blob(&s, b"stderr"));
+        let keys: Vec<Digest> = (0..4u64).map(|i| Digest::of(&i.to_le_bytes())).collect();
+        s.update_action_result(NS, &keys[0], &result_naming(&[&lie, &shared]), "ci", false).unwrap();
+        s.update_action_result("alice", &keys[1], &result_naming(&[&lie]), "alice", false).unwrap();
+        s.update_action_result(NS, &keys[2], &result_naming(&[&honest, &shared]), "ci", false).unwrap();
+        s.update_action_result(NS, &keys[3], &result_naming(&[&honest]), "ci", false).unwrap();
+        let refs =
+            |d: &Digest| s.db.begin_read().unwrap().open_table(BLOBS).unwrap().get(d.0).unwrap().unwrap().value().3;
+        assert_eq!((refs(&lie), refs(&shared), refs(&honest)), (2, 2, 2));
+
+        let condemned: std::collections::HashSet<Digest> = [lie].into();
+        assert_eq!(s.drop_results_naming(&condemned).unwrap(), 2);
+        assert_eq!(s.get_action_result(NS, &keys[0]).unwrap(), None);
+        assert_eq!(s.get_action_result("alice", &keys[1]).unwrap(), None, "in every namespace");
+        assert!(s.get_action_result(NS, &keys[2]).unwrap().is_some(), "results not naming it stay");
+        assert!(s.get_action_result(NS, &keys[3]).unwrap().is_some());
+        assert_eq!((refs(&lie), refs(&shared), refs(&honest)), (0, 1, 2), "references released");
+        assert_eq!(s.drop_results_naming(&condemned).unwrap(), 0, "nothing left to drop");
+        assert_eq!(s.drop_results_naming(&Default::default()).unwrap(), 0);
     }
 }
