@@ -55,6 +55,18 @@ enum Command {
         /// speculative twin.
         #[arg(long, default_value_t = 5)]
         twin_min_history: usize,
+        /// Share of a proven worker's actions also run on a second worker, the answers compared before
+        /// the requester gets one (0 disables sampling; at most 1).
+        #[arg(long, default_value_t = 0.02)]
+        audit_share: f64,
+        /// A new worker's first N actions all run on a second worker too; it is proven once N agreed
+        /// (0: every worker counts as proven, and only --audit-share audits).
+        #[arg(long, default_value_t = 10)]
+        audit_first: u32,
+        /// How long an audited action waits for its second answer before the audit is given up (a proven
+        /// worker's answer is then delivered, a new worker's is not: the requester compiles locally).
+        #[arg(long, default_value_t = 10_000)]
+        audit_wait_ms: u64,
     },
     /// Show the pool: workers (pool, slots, load, state, last heartbeat), queue depth and desired worker
     /// count per pool, running actions. Asks the scheduler serving this state directory.
@@ -184,7 +196,13 @@ async fn main() -> Result<()> {
             max_connections,
             max_blob_size,
             twin_min_history,
+            audit_share,
+            audit_first,
+            audit_wait_ms,
         } => {
+            if !(0.0..=1.0).contains(&audit_share) {
+                bail!("--audit-share is a share between 0 and 1 (e.g. 0.02)");
+            }
             let max_blob = parse_size(&max_blob_size).map_err(anyhow::Error::msg)?;
             if max_blob > rcc_proto::remote::MAX_BLOB {
                 bail!("--max-blob-size is at most 1G");
@@ -210,8 +228,15 @@ async fn main() -> Result<()> {
             let dispatch = rcc_dispatch::Config {
                 heartbeat_timeout: heartbeat_timeout_ms.unwrap_or(3 * heartbeat_ms),
                 twin_min_history: twin_min_history.max(1),
+                audit_share,
+                audit_first,
+                audit_wait: audit_wait_ms,
+                audit_seed: audit_seed()?,
                 ..rcc_dispatch::Config::default()
             };
+            if audit_share == 0.0 && audit_first == 0 {
+                tracing::warn!("audits disabled: a worker answering with wrong outputs would not be caught");
+            }
             let pool = Arc::new(Pool::new(dispatch, std::time::Duration::from_millis(heartbeat_ms.max(1))));
             tracing::info!(%addr, %fingerprint, "rcc-scheduler listening");
             let service = Service::new(storage.clone(), tokens, pool, limits);
@@ -297,6 +322,16 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
+/// The secret that draws which actions are audited, so that no worker can tell (fresh at each start).
+fn audit_seed() -> Result<u64> {
+    use std::io::Read;
+    let mut seed = [0u8; 8];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut seed))
+        .context("reading /dev/urandom for the audit secret")?;
+    Ok(u64::from_le_bytes(seed))
+}
+
 /// Resolves when SIGTERM or SIGINT arrives, with the signal's name.
 async fn stopped() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
@@ -368,16 +403,31 @@ fn render_status(json: &str) -> Result<String> {
     let now = v["now"].as_u64().unwrap_or(0);
     let mut out = String::from("workers:\n");
     out.push_str(&format!(
-        "{:>4}  {:<20} {:<16} {:>5} {:>7} {:>6}  {:<12} {:>14}\n",
-        "id", "name", "pool", "slots", "running", "load", "state", "heartbeat ago"
+        "{:>4}  {:<20} {:<16} {:>5} {:>7} {:>6}  {:<12} {:>14}  {:<9} {:>10}  {}\n",
+        "id",
+        "name",
+        "pool",
+        "slots",
+        "running",
+        "load",
+        "state",
+        "heartbeat ago",
+        "audits",
+        "mismatches",
+        "quarantined for"
     ));
     for w in v["workers"].as_array().map(Vec::as_slice).unwrap_or_default() {
         let slots = w["slots"].as_u64().unwrap_or(0);
         let busy = w["running"].as_u64().unwrap_or(0) + w["external_load"].as_u64().unwrap_or(0);
         let load = if slots > 0 { busy as f64 / slots as f64 } else { 0.0 };
         let ago = now.saturating_sub(w["last_heartbeat"].as_u64().unwrap_or(now));
+        let audits = if w["proven"] == true {
+            "proven".to_owned()
+        } else {
+            format!("{}/{}", n(&w["audits_passed"]), n(&w["audits_required"]))
+        };
         out.push_str(&format!(
-            "{:>4}  {:<20} {:<16} {:>5} {:>7} {:>5.0}%  {:<12} {:>12.1} s\n",
+            "{:>4}  {:<20} {:<16} {:>5} {:>7} {:>5.0}%  {:<12} {:>12.1} s  {:<9} {:>10}  {}\n",
             n(&w["id"]),
             w["name"].as_str().unwrap_or("?"),
             w["pool"].as_str().unwrap_or("?"),
@@ -385,17 +435,21 @@ fn render_status(json: &str) -> Result<String> {
             n(&w["running"]),
             load * 100.0,
             w["state"].as_str().unwrap_or("?"),
-            ago as f64 / 1000.0
+            ago as f64 / 1000.0,
+            audits,
+            n(&w["audit_mismatches"]),
+            w["quarantine_reason"]["kind"].as_str().unwrap_or("")
         ));
     }
     out.push_str("pools:\n");
     out.push_str(&format!(
-        "{:<16} {:>7} {:>7} {:>7} {:>6} {:>5} {:>8}\n",
+        "{:<16} {:>7} {:>7} {:>7} {:>6} {:>5} {:>8}  audits\n",
         "pool", "queued", "running", "workers", "slots", "idle", "desired"
     ));
     for p in v["pools"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        let audits = if p["can_audit"] == true { "yes" } else { "no: a second worker is needed" };
         out.push_str(&format!(
-            "{:<16} {:>7} {:>7} {:>7} {:>6} {:>5} {:>8}\n",
+            "{:<16} {:>7} {:>7} {:>7} {:>6} {:>5} {:>8}  {audits}\n",
             p["pool"].as_str().unwrap_or("?"),
             n(&p["queued"]),
             n(&p["running"]),
@@ -423,6 +477,19 @@ fn render_status(json: &str) -> Result<String> {
         n(&a["kept_first_writer"]),
         n(&a["replaced_by_admin"]),
         n(&a["invalidated"])
+    ));
+    let audit = &v["audit"];
+    out.push_str(&format!(
+        "audits (first {} actions of a new worker, {:.1} % of the others): {} run, {} passed, {} mismatched, \
+         {} skipped (no second worker), {} timed out; {} cached results of convicted workers dropped\n",
+        n(&audit["first"]),
+        audit["share"].as_f64().unwrap_or(0.0) * 100.0,
+        n(&c["audits"]),
+        n(&c["audits_passed"]),
+        n(&c["audits_mismatched"]),
+        n(&c["audits_skipped"]),
+        n(&c["audits_timed_out"]),
+        n(&audit["results_dropped"])
     ));
     Ok(out)
 }

@@ -2,17 +2,26 @@
 //! with, the ids given to registering workers, each worker's outgoing channel, and the requesters waiting
 //! for actions. The dispatcher's commands are carried out here: assignments and cancellations go to the
 //! workers' streams, deliveries to the waiting requesters. Time is milliseconds since the service started.
+//!
+//! Audits (`rcc_dispatch`'s `audit` module) compare workers' answers by [`answer_digest`]: the outputs and
+//! the exit code. When a worker is convicted of a wrong answer, what the pool delivered of its answers is
+//! undone as far as the scheduler can reach: the action results naming its outputs are dropped from the
+//! action cache ([`Storage::drop_results_naming`]) and from the reuse memo. For that the pool remembers, per
+//! worker, the output digests of its last [`PRODUCED_PER_WORKER`] delivered answers — in memory: a
+//! scheduler restart forgets them (and they go [`DEPARTED_KEPT`] departures after the worker's own).
+//! Copies a client already keeps in its *local* cache are out of reach; audited answers never get there
+//! before the audit agreed.
 
 use crate::storage::Storage;
 use rcc_dispatch::{
     ActionSpec, Command, Config, Delivery, DispatchError, Dispatcher, FailureKind, Heartbeat, Millis, Outcome,
-    RequesterId, WorkerId, WorkerInfo,
+    QuarantineReason, RequesterId, WorkerId, WorkerInfo,
 };
 use rcc_proto::remote::{
     ActionResult, RemoteAction, RemoteError, SchedulerMessage, MAX_HELD_INPUTS, MAX_HELD_TOOLCHAINS,
 };
 use rcc_proto::Digest;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -25,9 +34,49 @@ type Waiter = oneshot::Sender<Result<ActionResult, RemoteError>>;
 struct Flights {
     actions: HashMap<Digest, RemoteAction>,
     waiters: HashMap<RequesterId, Waiter>,
-    results: HashMap<Digest, ActionResult>,
+    /// Per action in flight, its answers so far by [`answer_digest`]: who gave each, and one such result.
+    results: HashMap<Digest, HashMap<Digest, (Vec<WorkerId>, ActionResult)>>,
     workers: HashMap<WorkerId, mpsc::UnboundedSender<SchedulerMessage>>,
     recent: RecentResults,
+    /// Output digests of each worker's delivered answers.
+    produced: HashMap<WorkerId, Produced>,
+    /// Workers gone, oldest first: their `produced` is kept for the [`DEPARTED_KEPT`] latest.
+    departed: VecDeque<WorkerId>,
+    /// Workers an audit convicted whose results are still to be dropped.
+    convicted: Vec<WorkerId>,
+    /// Action results dropped because they named a convicted worker's outputs.
+    results_dropped: u64,
+}
+
+/// Output digests remembered per worker (about 7 MB at most for one worker).
+pub const PRODUCED_PER_WORKER: usize = 100_000;
+/// Departed workers whose output digests are still remembered.
+pub const DEPARTED_KEPT: usize = 256;
+
+/// The output digests of a worker's last [`PRODUCED_PER_WORKER`] delivered answers.
+#[derive(Default)]
+struct Produced {
+    set: HashSet<Digest>,
+    order: VecDeque<Digest>,
+}
+
+impl Produced {
+    fn record(&mut self, digest: Digest) {
+        if self.set.insert(digest) {
+            self.order.push_back(digest);
+        }
+        while self.order.len() > PRODUCED_PER_WORKER {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+    }
+}
+
+/// What audits compare of a worker's answer: its outputs (names, digests, sizes, modes) and exit code, not
+/// stdout and stderr (honest runs may differ there, e.g. `-ftime-report`; they are shown, never linked).
+pub fn answer_digest(result: &ActionResult) -> Digest {
+    Digest::of(&postcard::to_allocvec(&(result.exit_code, &result.outputs)).unwrap_or_default())
 }
 
 /// Most recent results an action can be reused from.
@@ -52,6 +101,13 @@ impl RecentResults {
                 self.by_action.remove(&old);
             }
         }
+    }
+
+    /// Forgets every result naming one of `blobs`.
+    fn forget_naming(&mut self, blobs: &HashSet<Digest>) {
+        self.by_action.retain(|_, r| !r.blobs().any(|b| blobs.contains(&b)));
+        let kept = &self.by_action;
+        self.order.retain(|a| kept.contains_key(a));
     }
 }
 
@@ -206,7 +262,9 @@ impl Pool {
         };
         if dropped {
             tracing::info!(action = %action, "nobody waits for the action any more: dropped");
-            self.flights().actions.remove(&action);
+            let mut flights = self.flights();
+            flights.actions.remove(&action);
+            flights.results.remove(&action);
         }
         commands.extend(self.dispatcher().dispatch(now));
         self.carry_out(commands);
@@ -225,7 +283,8 @@ impl Pool {
     }
 
     /// A worker's report of an action it ran. The result is accepted only when every blob it names is in
-    /// the store (their digests were checked on upload); otherwise the worker is reported corrupt.
+    /// the store (their digests were checked on upload); otherwise the worker is reported corrupt. When an
+    /// audit convicts a worker, the action results naming its outputs are dropped from `storage`.
     pub fn finished(
         &self,
         worker: WorkerId,
@@ -240,8 +299,11 @@ impl Pool {
                 let blobs: Vec<Digest> = result.blobs().collect();
                 if storage.find_missing(&blobs).is_ok_and(|missing| missing.is_empty()) {
                     let exit_code = result.exit_code;
-                    let id = Digest::of(&postcard::to_allocvec(&result).unwrap_or_default());
-                    self.flights().results.insert(id, result);
+                    let id = answer_digest(&result);
+                    let mut flights = self.flights();
+                    let answers = flights.results.entry(action).or_default();
+                    answers.entry(id).or_insert_with(|| (Vec::new(), result)).0.push(worker);
+                    drop(flights);
                     self.dispatcher().handle_result(worker, action, Outcome::Ran { exit_code, result: id }, now)
                 } else {
                     tracing::warn!(worker = worker.0, "worker reported outputs that are not stored: corrupt");
@@ -260,12 +322,51 @@ impl Pool {
             }
             Err(e) => tracing::debug!(error = %e, "stale report"),
         }
+        // A report for a copy no longer running leaves its answer behind.
+        if !self.dispatcher().is_in_flight(&action) {
+            self.flights().results.remove(&action);
+        }
+        let convicted = std::mem::take(&mut self.flights().convicted);
+        for worker in convicted {
+            self.drop_results_of(worker, storage);
+        }
+    }
+
+    /// Undoes what the pool delivered of a convicted worker's answers: results naming its outputs leave the
+    /// reuse memo and the action cache. Convictions come of results only, so [`finished`](Self::finished)
+    /// calls this (it holds the storage).
+    fn drop_results_of(&self, worker: WorkerId, storage: &dyn Storage) {
+        let blobs = {
+            let mut flights = self.flights();
+            let blobs = flights.produced.remove(&worker).map(|p| p.set).unwrap_or_default();
+            flights.recent.forget_naming(&blobs);
+            blobs
+        };
+        match storage.drop_results_naming(&blobs) {
+            Ok(dropped) => {
+                self.flights().results_dropped += dropped;
+                tracing::warn!(
+                    worker = worker.0,
+                    outputs = blobs.len(),
+                    dropped,
+                    "convicted worker: the action results naming its outputs dropped"
+                );
+            }
+            Err(e) => tracing::error!(worker = worker.0, error = %e, "dropping a convicted worker's results failed"),
+        }
     }
 
     /// A worker's stream ended: it is sent nothing more (the dispatcher requeues its actions once its
     /// heartbeats are overdue).
     pub fn disconnected(&self, worker: WorkerId) {
-        self.flights().workers.remove(&worker);
+        let mut flights = self.flights();
+        flights.workers.remove(&worker);
+        flights.departed.push_back(worker);
+        while flights.departed.len() > DEPARTED_KEPT {
+            if let Some(gone) = flights.departed.pop_front() {
+                flights.produced.remove(&gone);
+            }
+        }
     }
 
     /// Carries out the dispatcher's commands.
@@ -290,11 +391,20 @@ impl Pool {
                     }
                 }
                 Command::Deliver { action, requesters, delivery } => {
+                    let answers = flights.results.remove(&action).unwrap_or_default();
                     let answer = match delivery {
-                        Delivery::Ran { result, .. } => flights
-                            .results
-                            .remove(&result)
-                            .ok_or_else(|| RemoteError::Internal("delivered result missing".into())),
+                        Delivery::Ran { result, .. } => match answers.into_iter().find(|(id, _)| *id == result) {
+                            Some((_, (workers, result))) => {
+                                for worker in workers {
+                                    let produced = flights.produced.entry(worker).or_default();
+                                    for output in &result.outputs {
+                                        produced.record(output.digest);
+                                    }
+                                }
+                                Ok(result)
+                            }
+                            None => Err(RemoteError::Internal("delivered result missing".into())),
+                        },
                         Delivery::Failed { attempts, last } => {
                             Err(RemoteError::ExecutionFailed(format!("{attempts} attempt(s), last: {last:?}")))
                         }
@@ -310,6 +420,9 @@ impl Pool {
                         }
                     }
                     flights.actions.remove(&action);
+                }
+                Command::Quarantined { worker, reason: QuarantineReason::AuditMismatch { .. } } => {
+                    flights.convicted.push(worker);
                 }
                 Command::WorkerLost { .. } | Command::Quarantined { .. } => {}
             }
@@ -356,11 +469,28 @@ impl Pool {
         self.carry_out(commands);
     }
 
-    /// The pool's state as JSON (what `rcc-scheduler status --json` prints).
+    /// The pool's state as JSON (what `rcc-scheduler status --json` prints): the dispatcher's status, and
+    /// under `audit` how audits are configured and how many cached results convictions dropped.
     pub fn status_json(&self) -> String {
         let now = self.now();
-        let status = self.dispatcher().status(now);
-        serde_json::to_string_pretty(&status).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+        let (status, audit) = {
+            let dispatcher = self.dispatcher();
+            let cfg = dispatcher.config();
+            let audit = serde_json::json!({
+                "first": cfg.audit_first,
+                "share": cfg.audit_share,
+                "wait_ms": cfg.audit_wait,
+            });
+            (dispatcher.status(now), audit)
+        };
+        let results_dropped = self.flights().results_dropped;
+        let mut value = serde_json::to_value(&status).unwrap_or_default();
+        if let Some(object) = value.as_object_mut() {
+            let mut audit = audit;
+            audit["results_dropped"] = results_dropped.into();
+            object.insert("audit".into(), audit);
+        }
+        serde_json::to_string_pretty(&value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     }
 }
 
@@ -407,7 +537,9 @@ mod tests {
     /// Two idle workers, the second with these holdings: which one the action needing `toolchain` and
     /// `input` goes to (1 or 2; on a tie the first registered wins).
     async fn assignee(toolchain: Digest, input: Digest, toolchains: Vec<Digest>, inputs: Vec<Digest>) -> u8 {
-        let pool = std::sync::Arc::new(Pool::with_defaults());
+        // Without audits: an audit would send the action to both.
+        let config = Config { audit_first: 0, audit_share: 0.0, ..Config::default() };
+        let pool = std::sync::Arc::new(Pool::new(config, Duration::from_secs(5)));
         let (_, mut first) = pool.register("w1".into(), "p".into(), 4, 1 << 30).unwrap();
         let (second_id, mut second) = pool.register("w2".into(), "p".into(), 4, 1 << 30).unwrap();
         pool.heartbeat(second_id, 0, Some(toolchains), Some(inputs)).unwrap();
@@ -492,5 +624,94 @@ mod tests {
         // Not when its outputs are no longer stored.
         let empty = crate::storage::DiskStorage::open(&dir.path().join("empty"), 1 << 30).unwrap();
         assert!(pool.reuse(&action, &empty).is_none());
+    }
+
+    fn run_message(message: Option<SchedulerMessage>) -> Digest {
+        match message {
+            Some(SchedulerMessage::Run { action }) => action.digest(),
+            other => panic!("expected a Run, got {other:?}"),
+        }
+    }
+
+    fn result_with(storage: &dyn Storage, object: &[u8]) -> ActionResult {
+        storage.put_blob(&Digest::of(object), object).unwrap();
+        let output = rcc_proto::remote::OutputFile {
+            name: "unit.o".into(),
+            digest: Digest::of(object),
+            size: object.len() as u64,
+            executable: false,
+        };
+        ActionResult { outputs: vec![output], stdout: None, stderr: None, exit_code: 0 }
+    }
+
+    fn unit_action(source: &[u8]) -> RemoteAction {
+        RemoteAction {
+            toolchain: Digest::of(b"pack"),
+            program: "/usr/bin/cc".into(),
+            args: vec!["-c".into(), "unit.i".into()],
+            env: Vec::new(),
+            inputs: vec![("unit.i".into(), Digest::of(source))],
+            outputs: vec!["unit.o".into()],
+            pool: "p".into(),
+            kind: Digest::of(b"cc unit.i"),
+            timeout_ms: 1_000,
+            workdir: "/w".into(),
+        }
+    }
+
+    /// A liar alone in its pool is not audited (a pool of one cannot be): its wrong object reaches a client,
+    /// which stores it in the action cache. Two honest workers join; the liar's next answer is outvoted and
+    /// it is convicted: the earlier result leaves the action cache and the reuse memo.
+    #[tokio::test]
+    async fn a_convicted_workers_delivered_results_leave_the_action_cache_and_the_reuse_memo() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = crate::storage::DiskStorage::open(&dir.path().join("cas"), 1 << 30).unwrap();
+        let config = Config { audit_first: 1, audit_share: 0.0, ..Config::default() };
+        let pool = std::sync::Arc::new(Pool::new(config, Duration::from_secs(5)));
+        let (liar, mut to_liar) = pool.register("liar".into(), "p".into(), 1, 1 << 30).unwrap();
+        let wrong = result_with(&storage, b"one fixed wrong object");
+
+        let first = unit_action(b"int a;");
+        let waiting = tokio::spawn({
+            let (pool, first) = (pool.clone(), first.clone());
+            async move { pool.execute(first).await }
+        });
+        assert_eq!(run_message(to_liar.recv().await), first.digest());
+        pool.finished(liar, first.digest(), Some(wrong.clone()), None, &storage);
+        assert_eq!(waiting.await.unwrap().unwrap(), wrong, "a pool of one delivers unaudited");
+        let key = Digest::of(b"the client's key for the first unit");
+        storage.update_action_result(&key, &wrong).unwrap();
+        assert!(pool.reuse(&first, &storage).is_some());
+
+        let (one, mut to_one) = pool.register("one".into(), "p".into(), 1, 1 << 30).unwrap();
+        let (two, mut to_two) = pool.register("two".into(), "p".into(), 1, 1 << 30).unwrap();
+        let second = unit_action(b"int b;");
+        let right = result_with(&storage, b"the true object");
+        let waiting = tokio::spawn({
+            let (pool, second) = (pool.clone(), second.clone());
+            async move { pool.execute(second).await }
+        });
+        // The liar (first registered, idle) runs it; one of the honest workers audits it.
+        assert_eq!(run_message(to_liar.recv().await), second.digest());
+        pool.finished(liar, second.digest(), Some(wrong.clone()), None, &storage);
+        let (auditor, other, mut to_other) = tokio::select! {
+            m = to_one.recv() => { run_message(m); (one, two, to_two) }
+            m = to_two.recv() => { run_message(m); (two, one, to_one) }
+        };
+        pool.finished(auditor, second.digest(), Some(right.clone()), None, &storage);
+        // Two new workers disagree: a third copy decides.
+        assert_eq!(run_message(to_other.recv().await), second.digest());
+        pool.finished(other, second.digest(), Some(right.clone()), None, &storage);
+        assert_eq!(waiting.await.unwrap().unwrap(), right, "the majority's answer");
+
+        assert_eq!(storage.get_action_result(&key).unwrap(), None, "the liar's result left the action cache");
+        assert!(pool.reuse(&first, &storage).is_none(), "and the reuse memo");
+        let status: serde_json::Value = serde_json::from_str(&pool.status_json()).unwrap();
+        let liar_status = status["workers"].as_array().unwrap().iter().find(|w| w["name"] == "liar").unwrap();
+        assert_eq!(liar_status["state"], "quarantined", "{status:#}");
+        assert_eq!(liar_status["quarantine_reason"]["kind"], "audit-mismatch", "{status:#}");
+        assert_eq!(status["audit"]["results_dropped"], 1, "{status:#}");
+        assert_eq!(status["counters"]["audits_skipped"], 1, "{status:#}");
+        assert_eq!(status["counters"]["audits_mismatched"], 1, "{status:#}");
     }
 }

@@ -24,7 +24,8 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 /// - *decisions*: after any input, call [`poll_dispatch`](Self::poll_dispatch) until it returns `None`; each
 ///   call assigns one queued action (or an audit's copy, first) to a worker. [`dispatch`](Self::dispatch)
 ///   does that loop.
-/// - *getters*: [`status`](Self::status), [`queued`](Self::queued), [`in_flight`](Self::in_flight).
+/// - *getters*: [`status`](Self::status), [`queued`](Self::queued), [`in_flight`](Self::in_flight),
+///   [`config`](Self::config).
 pub struct Dispatcher {
     pub(super) cfg: Config,
     pub(super) pools: Vec<Pool>,
@@ -337,6 +338,11 @@ impl Dispatcher {
     pub fn has_active_worker(&self, pool: &str) -> bool {
         let Some(&id) = self.pool_ids.get(pool) else { return false };
         self.workers.iter().any(|(_, w)| w.pool == id && w.state == WorkerState::Active)
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
     }
 
     /// Queued actions over all pools.
