@@ -1,11 +1,16 @@
 //! Hostile clients against a real worker (issue 11): the real rcc-scheduler, a real `rccd worker` running as
 //! root with real bubblewrap sandboxes, and a client speaking the protocol through rcc-link. Each attack is
 //! mounted for real against a real host file; the worker must neither write outside its trees nor upload
-//! anything but the regular files its sandboxed action wrote.
+//! anything but the regular files its sandboxed action wrote. And a hostile worker against real clients:
+//! one answering with wrong objects that pass every digest check is caught by the scheduler's audits.
 
-use crate::pool::{wait_for, worker};
+use crate::pool::{
+    change_every_unit, local_objects, objects, open_to_sandbox, pool_client, start_faulty_worker, status_json,
+    wait_for, worker, write_project,
+};
 use crate::pool_exec::{action, client, scheduler, start_worker, token_file, try_execute_when_registered};
-use crate::support::{bin_dir, TestEnv};
+use crate::remote::Scheduler;
+use crate::support::{bin_dir, run_ok, TestEnv};
 use rcc_pack::{Entry, Pack};
 use rcc_proto::remote::RemoteAction;
 use rcc_proto::Digest;
@@ -255,4 +260,99 @@ async fn a_workers_files_are_private_to_it_and_the_actions_user() {
         .output()
         .expect("setpriv (util-linux)");
     assert!(!other.status.success() && other.stdout.is_empty(), "another user read a client's source: {other:?}");
+}
+
+/// The scheduler's audit settings for [`a_worker_answering_with_one_fixed_wrong_object_is_outvoted_and_quarantined`]:
+/// a new worker's first two actions are audited, no sampling after.
+const AUDITS: [&str; 4] = ["--audit-first", "2", "--audit-share", "0"];
+
+/// The project's objects only (no link: a wrong object would fail it before the comparison).
+fn build_objects(env: &TestEnv, compiler: &str) {
+    let objs: Vec<String> = (0..6).map(|i| format!("part{i}.o")).chain(["main.o".to_owned()]).collect();
+    run_ok(env.command("make").args(["-B", "-j4", &format!("CC={compiler}")]).args(&objs));
+}
+
+/// A worker holding a real worker token answers every action with one fixed object, uploaded under that
+/// object's own digest, exit 0: every digest check passes. Two honest workers prove each other first; the
+/// liar joins and takes actions of a real `rcc gcc` build; audits outvote it on its first answer. Every
+/// object the build got is plain gcc's, the liar is quarantined for the audit in `status`, and no
+/// action-cache entry names its object (a second machine's build from the shared cache alone is plain gcc's
+/// too). Without audits (`--audit-first 0 --audit-share 0`) the liar's object reaches the build.
+#[test]
+fn a_worker_answering_with_one_fixed_wrong_object_is_outvoted_and_quarantined() {
+    let mut env = TestEnv::new();
+    open_to_sandbox(&env);
+    let mut args = vec!["--heartbeat-ms", "300"];
+    args.extend(AUDITS);
+    let scheduler = Scheduler::start_with(&env.root, &args);
+    let _honest = [
+        start_faulty_worker(&scheduler, &env, "honest-1", 2, &[]),
+        start_faulty_worker(&scheduler, &env, "honest-2", 2, &[]),
+    ];
+    wait_for(&scheduler, "two workers", |s| s["workers"].as_array().is_some_and(|w| w.len() == 2));
+    pool_client(&scheduler, &mut env);
+    write_project(&env.proj);
+    let rcc_gcc = format!("{} gcc", env.rcc_bin().display());
+    build_objects(&env, &rcc_gcc);
+    let status = status_json(&scheduler);
+    for name in ["honest-1", "honest-2"] {
+        assert_eq!(worker(&status, name).unwrap()["proven"], true, "{name} proven by agreeing: {status:#}");
+    }
+
+    let _liar = start_faulty_worker(&scheduler, &env, "liar", 2, &[("RCC_WORKER_TEST_WRONG", "1")]);
+    wait_for(&scheduler, "the liar registered", |s| worker(s, "liar").is_some());
+    change_every_unit(&env.proj);
+    env.zero_stats();
+    build_objects(&env, &rcc_gcc);
+    let stats = env.stats()["counters"].clone();
+    let built = objects(&env.proj);
+    assert_eq!(built, local_objects(&env), "every object is plain gcc's: {stats:#}");
+    assert_eq!(stats["remote_compiles"], 6, "the six changed units compiled on the pool: {stats:#}\n{}", env.log());
+
+    let status = status_json(&scheduler);
+    let liar = worker(&status, "liar").unwrap();
+    assert_eq!(liar["state"], "quarantined", "{status:#}");
+    assert_eq!(liar["quarantine_reason"]["kind"], "audit-mismatch", "{status:#}");
+    assert!(liar["audit_mismatches"].as_u64() >= Some(1), "{status:#}");
+    assert_eq!(liar["proven"], false);
+    assert!(status["counters"]["audits_mismatched"].as_u64() >= Some(1), "{status:#}");
+    assert!(status["counters"]["audits_passed"].as_u64() >= Some(2), "{status:#}");
+    assert_eq!(worker(&status, "honest-1").unwrap()["state"], "active");
+
+    // The action cache under every key this client stored a result under names no object but plain gcc's.
+    let gcc: std::collections::HashSet<Digest> = built.iter().map(|(_, o)| Digest::of(o)).collect();
+    let keys = stored_result_keys(&env);
+    assert!(keys.len() >= 7, "{keys:?}");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let reader = client(&scheduler, "read").await;
+        for key in keys {
+            if let Some(entry) = reader.get_action_result(key).await.unwrap() {
+                let foreign: Vec<_> = entry.outputs.iter().filter(|o| !gcc.contains(&o.digest)).collect();
+                assert!(foreign.is_empty(), "the action cache names {foreign:?}");
+            }
+        }
+    });
+
+    // As another machine would, from an empty local cache: what the scheduler keeps (action cache, the
+    // pool's memo of recent results) answers every unit, and with plain gcc's objects.
+    env.rcc_ok(&["cache", "clear"]);
+    env.zero_stats();
+    build_objects(&env, &rcc_gcc);
+    let stats = env.stats()["counters"].clone();
+    assert_eq!(objects(&env.proj), built, "the scheduler keeps plain gcc's objects: {stats:#}");
+    assert_eq!(worker(&status_json(&scheduler), "liar").unwrap()["running"], 0, "the liar gets nothing more");
+}
+
+/// The keys of the results in `env`'s local store (`<RCC_DIR>/store/r/xx/…`): what its daemon looks up in
+/// and uploads to the shared action cache.
+fn stored_result_keys(env: &TestEnv) -> Vec<Digest> {
+    let mut keys = Vec::new();
+    for shard in fs::read_dir(env.cache.join("store").join("r")).unwrap().flatten() {
+        for entry in fs::read_dir(shard.path()).unwrap().flatten() {
+            let hex = format!("{}{}", shard.file_name().to_string_lossy(), entry.file_name().to_string_lossy());
+            keys.extend(Digest::from_hex(&hex));
+        }
+    }
+    keys
 }

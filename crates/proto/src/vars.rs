@@ -75,6 +75,9 @@ pub const RCC_WORKER_TEST_DELAY_MS: &str = "RCC_WORKER_TEST_DELAY_MS";
 /// Test knob of `rccd worker` (never set in production): `1` uploads altered outputs under their true
 /// digests and reports them as stored.
 pub const RCC_WORKER_TEST_CORRUPT: &str = "RCC_WORKER_TEST_CORRUPT";
+/// Test knob of `rccd worker` (never set in production): `1` answers every action with one fixed wrong
+/// object, uploaded under its own true digest (a self-consistent lie only an audit catches).
+pub const RCC_WORKER_TEST_WRONG: &str = "RCC_WORKER_TEST_WRONG";
 /// Where the integration tests find the built binaries (default: beside the test executable).
 pub const RCC_TEST_BIN_DIR: &str = "RCC_TEST_BIN_DIR";
 
@@ -234,6 +237,13 @@ pub const ALL: &[Var] = &[
     var(RCC_LOG_LEVEL, None, "debug (daemon), info", "what gets logged (a tracing filter)", Group::Diagnostics),
     var(RCC_WORKER_TEST_DELAY_MS, None, "none", "worker sleeps this long in each action's sandbox first", Group::Tests),
     var(RCC_WORKER_TEST_CORRUPT, None, "none", "1: worker uploads altered outputs under true digests", Group::Tests),
+    var(
+        RCC_WORKER_TEST_WRONG,
+        None,
+        "none",
+        "1: worker answers every action with one fixed wrong object",
+        Group::Tests,
+    ),
     var(RCC_TEST_BIN_DIR, None, "beside the tests", "where the integration tests find the binaries", Group::Tests),
 ];
 

@@ -251,6 +251,7 @@ async fn run_in(
     let mut outputs = Vec::new();
     for name in &action.outputs {
         let Some((data, executable)) = read_output(&tree, name) else { continue };
+        let data = if faults.wrong { faults::WRONG_OBJECT.to_vec() } else { data };
         let digest = if faults.corrupt { lie_about(client, &data).await } else { client.put_blob(&data).await? };
         outputs.push(OutputFile { name: name.clone(), digest, size: data.len() as u64, executable });
     }

@@ -5,6 +5,9 @@
 //!   real sandbox to tear down.
 //! - `RCC_WORKER_TEST_CORRUPT=1`: a lying worker. It uploads altered bytes under each output's true digest
 //!   (the scheduler's upload check must refuse them) and reports the result as if they were stored.
+//! - `RCC_WORKER_TEST_WRONG=1`: a worker lying consistently. Every output it reports is [`WRONG_OBJECT`],
+//!   uploaded under that object's own true digest, with exit code 0: every digest check passes, and only
+//!   comparing its answers with another worker's (the scheduler's audits) can catch it.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,7 +19,12 @@ pub struct Faults {
     pub stall: Option<Duration>,
     /// Outputs are uploaded altered, under their true digests.
     pub corrupt: bool,
+    /// Every output is replaced by [`WRONG_OBJECT`], uploaded under its own digest.
+    pub wrong: bool,
 }
+
+/// What the consistently lying worker answers every action with.
+pub const WRONG_OBJECT: &[u8] = b"rcc test fault: one fixed object in place of every output\n";
 
 impl Faults {
     /// The faults the environment asks for.
@@ -27,6 +35,7 @@ impl Faults {
                 .and_then(|v| v.parse().ok())
                 .map(Duration::from_millis),
             corrupt: std::env::var(rcc_proto::vars::RCC_WORKER_TEST_CORRUPT).is_ok_and(|v| v == "1"),
+            wrong: std::env::var(rcc_proto::vars::RCC_WORKER_TEST_WRONG).is_ok_and(|v| v == "1"),
         }
     }
 }
