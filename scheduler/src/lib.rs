@@ -8,7 +8,8 @@
 //! - [`tokens`]: bearer tokens with scopes and expiry, stored hashed; revocable.
 //! - [`state`]: setting the state directory up once, under a lock (`init`), and reading it without creating.
 //! - [`server`]: the QUIC service: one connection per peer, one request per stream.
-//! - [`pool`]: the dispatch core (`rcc-dispatch`) as the service holds it: clock, worker ids, periodic checks.
+//! - [`pool`]: the dispatch core (`rcc-dispatch`) as the service holds it: clock, worker ids, periodic checks,
+//!   and undoing a convicted worker's results (audits).
 //!
 //! Start reading at [`server::serve`]. The wire protocol lives in `rcc_proto::remote`, its transport in
 //! `rcc-link`, the dispatch rules in `rcc-dispatch`.

@@ -184,7 +184,11 @@ impl Dispatcher {
             if let Some(audit) = self.actions.get_mut(&action).and_then(|a| a.audit.as_mut()) {
                 audit.pending = true;
             }
-            self.audit_pending.push_back(action);
+            let pool = self.actions.get(&action).map_or(0, |a| a.pool as usize);
+            if self.audit_pending.len() <= pool {
+                self.audit_pending.resize_with(pool + 1, Default::default);
+            }
+            self.audit_pending[pool].push_back(action);
         } else {
             self.give_up(action, false, now, out);
         }
@@ -273,10 +277,23 @@ impl Dispatcher {
     }
 
     /// Places one pending audit copy on a free worker other than those that ran or run the action,
-    /// preferring a proven one. `None` when no pending copy can be placed now.
+    /// preferring a proven one. `None` when no pending copy can be placed now. Only pools with a free
+    /// worker are looked at, so a saturated pool's pending copies cost nothing per decision.
     pub(super) fn place_audit_copy(&mut self, now: Millis) -> Option<Command> {
-        for _ in 0..self.audit_pending.len() {
-            let digest = self.audit_pending.pop_front()?;
+        for pool in 0..self.audit_pending.len() {
+            if self.audit_pending[pool].is_empty() || !self.workers.has_free(pool as u32) {
+                continue;
+            }
+            if let Some(assign) = self.place_audit_copy_in(pool, now) {
+                return Some(assign);
+            }
+        }
+        None
+    }
+
+    fn place_audit_copy_in(&mut self, pool: usize, now: Millis) -> Option<Command> {
+        for _ in 0..self.audit_pending[pool].len() {
+            let digest = self.audit_pending[pool].pop_front()?;
             let Some(a) = self.actions.get(&digest) else { continue };
             let Some(audit) = a.audit.as_ref() else { continue };
             if !audit.pending || a.queued.is_some() {
@@ -300,7 +317,7 @@ impl Dispatcher {
                     self.start_copy(digest, idx, false, true, now);
                     return Some(Command::Assign { action: digest, worker: self.workers.worker(idx).id, twin: false });
                 }
-                None => self.audit_pending.push_back(digest),
+                None => self.audit_pending[pool].push_back(digest),
             }
         }
         None

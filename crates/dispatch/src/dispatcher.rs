@@ -35,8 +35,8 @@ pub struct Dispatcher {
     history: History,
     /// Due times of speculative twins, (when, action).
     twins: BTreeSet<(Millis, Digest)>,
-    /// Audited actions waiting for a free worker to run their next copy (see `audit`).
-    pub(super) audit_pending: VecDeque<Digest>,
+    /// Per pool, audited actions waiting for a free worker to run their next copy (see `audit`).
+    pub(super) audit_pending: Vec<VecDeque<Digest>>,
     /// When audits waiting for an answer are given up, (when, action).
     pub(super) audit_deadlines: BTreeSet<(Millis, Digest)>,
     seq: u64,
@@ -94,7 +94,7 @@ impl Dispatcher {
             actions: HashMap::new(),
             history,
             twins: BTreeSet::new(),
-            audit_pending: VecDeque::new(),
+            audit_pending: Vec::new(),
             audit_deadlines: BTreeSet::new(),
             seq: 0,
             cursor: 0,
