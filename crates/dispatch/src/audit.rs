@@ -595,6 +595,48 @@ mod tests {
     }
 
     #[test]
+    fn a_convicted_workers_other_waiting_answers_are_struck_and_their_actions_rerun() {
+        let mut d = Dispatcher::new(audited(1));
+        d.handle_register(worker(1, 1), 0).unwrap();
+        d.handle_register(worker(2, 1), 0).unwrap();
+        agree(&mut d, 1, 0);
+        d.handle_register(worker(3, 2), 0).unwrap();
+        // The proven workers are busy; the new one takes two actions and lies on both.
+        for n in [10, 11, 2, 3] {
+            submit(&mut d, n, 0);
+        }
+        let placed = assigns(&d.dispatch(0));
+        assert_eq!(placed[..2], [(dg(10), WorkerId(1)), (dg(11), WorkerId(2))]);
+        assert_eq!(placed[2..].iter().map(|p| p.1).collect::<Vec<_>>(), [WorkerId(3), WorkerId(3)]);
+        let mut out = Vec::new();
+        for n in [2, 3] {
+            out.extend(d.handle_result(WorkerId(3), dg(n), answer(666), 10).unwrap());
+        }
+        // w1 frees up: it audits one of them, and the liar is convicted.
+        out.extend(d.handle_result(WorkerId(1), dg(10), answer(10), 20).unwrap());
+        out.extend(d.handle_result(WorkerId(2), dg(11), answer(11), 20).unwrap());
+        let mut now = 20;
+        while d.in_flight() > 0 && now < 1_000 {
+            let placed = assigns(&d.dispatch(now));
+            for (action, w) in placed {
+                let mut n = [0u8; 8];
+                n.copy_from_slice(&action.0[..8]);
+                out.extend(d.handle_result(w, action, answer(u64::from_le_bytes(n)), now).unwrap());
+            }
+            now += 10;
+        }
+        let lie = Delivery::Ran { exit_code: 0, result: dg(666) };
+        let delivered = deliveries(&out);
+        assert!(delivered.iter().all(|(_, got)| *got != lie), "a lie was delivered: {delivered:?}");
+        for n in [2, 3] {
+            let truth = Delivery::Ran { exit_code: 0, result: dg(n) };
+            assert!(delivered.contains(&(dg(n), truth)), "{n} ran again elsewhere: {delivered:?}");
+        }
+        assert_eq!(quarantined(&out).len(), 1);
+        assert_eq!(worker_status(&d, 3).state, WorkerState::Quarantined);
+    }
+
+    #[test]
     fn sampling_draws_about_its_share_and_depends_on_the_secret() {
         let cfg = |share, seed| Config { audit_share: share, audit_seed: seed, ..Config::default() };
         let count = |c: &Config| (0..10_000).filter(|n| sampled(c, &dg(*n))).count();

@@ -214,7 +214,9 @@ impl Dispatcher {
             self.start_copy(digest, idx, false, false, now);
             // No command comes of this: with the copy just started running, an audit only marks a further
             // copy pending (placed by a later call) or is skipped.
-            self.open_audit(digest, idx, now, &mut Vec::new());
+            let mut none = Vec::new();
+            self.open_audit(digest, idx, now, &mut none);
+            debug_assert!(none.is_empty(), "opening an audit with a copy running issues no command");
             return Some(Command::Assign { action: digest, worker: self.workers.worker(idx).id, twin: false });
         }
         None
