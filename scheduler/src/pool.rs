@@ -680,7 +680,7 @@ mod tests {
         pool.finished(liar, first.digest(), Some(wrong.clone()), None, &storage);
         assert_eq!(waiting.await.unwrap().unwrap(), wrong, "a pool of one delivers unaudited");
         let key = Digest::of(b"the client's key for the first unit");
-        storage.update_action_result(&key, &wrong).unwrap();
+        storage.update_action_result("default", &key, &wrong, "ci", false).unwrap();
         assert!(pool.reuse(&first, &storage).is_some());
 
         let (one, mut to_one) = pool.register("one".into(), "p".into(), 1, 1 << 30).unwrap();
@@ -704,7 +704,11 @@ mod tests {
         pool.finished(other, second.digest(), Some(right.clone()), None, &storage);
         assert_eq!(waiting.await.unwrap().unwrap(), right, "the majority's answer");
 
-        assert_eq!(storage.get_action_result(&key).unwrap(), None, "the liar's result left the action cache");
+        assert_eq!(
+            storage.get_action_result("default", &key).unwrap(),
+            None,
+            "the liar's result left the action cache"
+        );
         assert!(pool.reuse(&first, &storage).is_none(), "and the reuse memo");
         let status: serde_json::Value = serde_json::from_str(&pool.status_json()).unwrap();
         let liar_status = status["workers"].as_array().unwrap().iter().find(|w| w["name"] == "liar").unwrap();
