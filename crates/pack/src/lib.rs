@@ -416,3 +416,22 @@ mod tests {
         assert!(Path::new("/usr/include/stdio.h").is_file(), "the host has the header, so only the sandbox hides it");
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::Pack;
+    use proptest::collection::vec;
+    use proptest::num::u8::ANY;
+
+    proptest::proptest! {
+        /// An uploaded pack's bytes never panic the decoder, and a pack that decodes re-encodes to bytes that
+        /// decode to the same pack (the fuzz target `pack_decode` runs the same for longer).
+        #[test]
+        fn arbitrary_bytes_never_panic_and_decoded_packs_round_trip(bytes in vec(ANY, 0..4096)) {
+            if let Ok(pack) = Pack::decode(&bytes) {
+                let again = Pack::decode(&pack.encode()).expect("a decoded pack re-encodes");
+                proptest::prop_assert_eq!(again.encode(), pack.encode());
+            }
+        }
+    }
+}

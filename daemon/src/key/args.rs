@@ -1132,3 +1132,56 @@ mod tests {
         assert_eq!(p.system_probe_args, os(&["--sysroot=/sr", "-target", "x86_64-linux-gnu", "-m32", "-nostdinc"]));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::{parse, Family};
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+    use std::path::Path;
+
+    /// Command lines made of real flags, their arguments and arbitrary bytes.
+    fn command_line() -> impl Strategy<Value = Vec<OsString>> {
+        let arg = prop_oneof![
+            Just("-c"),
+            Just("-o"),
+            Just("-E"),
+            Just("-S"),
+            Just("-MD"),
+            Just("-MF"),
+            Just("-MT"),
+            Just("-I"),
+            Just("-include"),
+            Just("-x"),
+            Just("c++"),
+            Just("-Xclang"),
+            Just("-g"),
+            Just("-gsplit-dwarf"),
+            Just("--coverage"),
+            Just("-march=native"),
+            Just("@resp"),
+            Just("a.c"),
+            Just("a.o"),
+            Just("-"),
+            Just(""),
+        ]
+        .prop_map(|s| OsString::from(s.to_owned()))
+        .boxed();
+        let bytes = proptest::collection::vec(proptest::num::u8::ANY, 0..16).prop_map(OsString::from_vec).boxed();
+        vec(prop_oneof![3 => arg, 1 => bytes], 0..24)
+    }
+
+    proptest! {
+        /// No command line panics the gcc/clang or the rustc parser (the fuzz target `compiler_args` runs the
+        /// same for longer).
+        #[test]
+        fn command_lines_never_panic_the_parsers(args in command_line()) {
+            let cwd = Path::new("/nonexistent/rcc-proptest");
+            let _ = parse(&args, cwd, Family::Gcc);
+            let _ = parse(&args, cwd, Family::Clang);
+            let _ = crate::rust::args::parse(&args, cwd);
+        }
+    }
+}

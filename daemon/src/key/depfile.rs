@@ -97,3 +97,42 @@ mod tests {
         assert!(retarget(b"a.ox: a.c\n", b"a.o", b"b.o").is_none());
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::{dependencies, retarget};
+    use proptest::collection::vec;
+    use proptest::num::u8::ANY;
+    use proptest::prelude::*;
+
+    /// Depfile-ish text: paths, escapes, continuations and colons in any order.
+    fn depfile_text() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            Just(b"a.o: ".to_vec()),
+            Just(b" \\\n ".to_vec()),
+            Just(b"\\ ".to_vec()),
+            Just(b"$$".to_vec()),
+            Just(b"\\#".to_vec()),
+            Just(b":".to_vec()),
+            Just(b"\n".to_vec()),
+            Just(b"\r\n".to_vec()),
+            "[a-z/._-]{1,12}".prop_map(String::into_bytes),
+            vec(ANY, 0..8),
+        ];
+        vec(piece, 0..40).prop_map(|pieces| pieces.concat())
+    }
+
+    proptest! {
+        /// No text panics the parser or the retargeting (the fuzz target `depfile` runs the same for longer),
+        /// and retargeting keeps the dependencies.
+        #[test]
+        fn depfiles_never_panic_and_retargeting_keeps_the_inputs(text in depfile_text()) {
+            let deps = dependencies(&text);
+            if let Some(moved) = retarget(&text, b"a.o", b"dir with space/b.o") {
+                if deps.is_some() {
+                    prop_assert_eq!(dependencies(&moved), deps);
+                }
+            }
+        }
+    }
+}
