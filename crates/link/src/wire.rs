@@ -98,9 +98,75 @@ pub async fn read_body(recv: &mut quinn::RecvStream, size: u64) -> Result<Vec<u8
         return Err(WireError::Body(format!("{size} bytes exceeds the {MAX_BLOB}-byte limit")));
     }
     let compressed = recv.read_to_end(compressed_bound(size)).await.map_err(|e| WireError::Body(e.to_string()))?;
-    let data = zstd::bulk::decompress(&compressed, size as usize).map_err(|e| WireError::Body(e.to_string()))?;
+    decompress_body(&compressed, size)
+}
+
+/// The largest zstd window a body may use (as a power of two): 4 MiB of decoder memory, as the scheduler
+/// allows in what it stores.
+pub const MAX_WINDOW_LOG: u32 = 22;
+
+/// Decompresses a body announced as `size` bytes. Memory grows with the bytes the frame actually yields, never
+/// reserved up front from the announcement (a peer announcing a gigabyte and sending a few bytes costs a few
+/// bytes), output past `size` stops the decoder at once, and a frame asking for a window above
+/// [`MAX_WINDOW_LOG`] is refused.
+pub fn decompress_body(compressed: &[u8], size: u64) -> Result<Vec<u8>, WireError> {
+    use std::io::Read;
+    let body = |e: std::io::Error| WireError::Body(e.to_string());
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(compressed).map_err(body)?;
+    decoder.window_log_max(MAX_WINDOW_LOG).map_err(body)?;
+    let mut data = Vec::with_capacity(size.min(1 << 20) as usize);
+    decoder.take(size.saturating_add(1)).read_to_end(&mut data).map_err(body)?;
     if data.len() as u64 != size {
-        return Err(WireError::Body(format!("{} bytes where {size} were announced", data.len())));
+        return Err(WireError::Body(format!(
+            "{}{} bytes where {size} were announced",
+            data.len(),
+            if data.len() as u64 > size { "+" } else { "" }
+        )));
     }
     Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_round_trip_and_lies_about_their_size_are_refused() {
+        let data = b"object bytes ".repeat(1000);
+        let frame = zstd::bulk::compress(&data, 1).unwrap();
+        assert_eq!(decompress_body(&frame, data.len() as u64).unwrap(), data);
+        assert!(decompress_body(&frame, data.len() as u64 - 1).is_err(), "more than announced");
+        assert!(decompress_body(&frame, data.len() as u64 + 1).is_err(), "less than announced");
+        assert!(decompress_body(b"not zstd", 8).is_err());
+    }
+
+    /// A hostile scheduler announces the largest blob and sends a few bytes: the client reserves nothing
+    /// for the announcement. (`zstd::bulk::decompress`, used before, reserved the announced gigabyte: the
+    /// process's virtual peak rose by it, and under an address-space limit the allocation aborts the daemon.)
+    #[test]
+    fn an_announced_gigabyte_costs_only_what_arrives() {
+        let tiny = zstd::bulk::compress(b"tiny", 1).unwrap();
+        let before = vm_peak();
+        assert!(decompress_body(&tiny, MAX_BLOB).is_err());
+        let grew = vm_peak() - before;
+        assert!(grew < 64 << 20, "the virtual peak grew by {grew} bytes for a 4-byte body");
+    }
+
+    #[test]
+    fn frames_asking_for_huge_windows_are_refused() {
+        let data = vec![7u8; 1 << 20];
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+        encoder.window_log(MAX_WINDOW_LOG + 2).unwrap();
+        encoder.include_contentsize(false).unwrap();
+        std::io::Write::write_all(&mut encoder, &data).unwrap();
+        let wide = encoder.finish().unwrap();
+        assert!(decompress_body(&wide, data.len() as u64).is_err());
+    }
+
+    /// The process's peak virtual memory (VmPeak), in bytes.
+    fn vm_peak() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmPeak:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+    }
 }
