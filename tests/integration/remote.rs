@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 /// A running rcc-scheduler with its address, fingerprint and state directory.
 pub(crate) struct Scheduler {
     child: Child,
+    /// Its log lines (stderr) after the listening line, the last 20 000.
+    log: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<String>>>,
     pub(crate) addr: String,
     pub(crate) fingerprint: String,
     pub(crate) state: PathBuf,
@@ -40,8 +42,8 @@ impl Scheduler {
         let mut child = Command::new(bin_dir().join("rcc-scheduler"))
             .args(["--state", state.to_str().unwrap(), "serve", "--listen", listen])
             .args(extra)
-            .envs(env.iter().copied())
             .env("RCC_LOG_LEVEL", "info")
+            .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .spawn()
             .expect("starting rcc-scheduler");
@@ -62,9 +64,24 @@ impl Scheduler {
             }
         }
         assert!(!addr.is_empty(), "scheduler printed its address");
-        // Keep draining its log so it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Scheduler { child, addr, fingerprint, state }
+        // Keep draining its log so it never blocks on a full pipe; the last lines are kept for tests.
+        let log = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let mut kept = kept.lock().unwrap();
+                if kept.len() == 20_000 {
+                    kept.pop_front();
+                }
+                kept.push_back(line);
+            }
+        });
+        Scheduler { child, log, addr, fingerprint, state }
+    }
+
+    /// What the scheduler has logged since it listened (the last 20 000 lines).
+    pub(crate) fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().iter().cloned().collect()
     }
 
     /// The scheduler process's id.

@@ -73,3 +73,46 @@ async fn a_revoked_or_expired_token_is_refused_and_its_open_connections_closed_a
     assert!(cli(&scheduler, &["token", "list"]).contains("(expired)"));
     other.find_missing(vec![Digest::of(b"x")]).await.expect("the other connection still works");
 }
+
+/// The scheduler's log names each connection's own peer on every line made while serving it (the
+/// connection's span is attached to its tasks, never entered across an `.await`, where another
+/// connection's work would run inside it): twelve clients from twelve ports authenticate at once, and
+/// each one's line carries its own address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_log_line_names_the_peer_it_is_about() {
+    let env = TestEnv::new();
+    let scheduler = Scheduler::start_with_env(&env.root, &[], &[("RCC_LOG_LEVEL", "debug,quinn=info,rustls=info")]);
+    let labels: Vec<String> = (0..12).map(|i| format!("client-{i}")).collect();
+    let tokens: Vec<String> = labels
+        .iter()
+        .map(|label| cli(&scheduler, &["token", "create", "--scope", "read", "--label", label]).trim().to_owned())
+        .collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (label, token) in labels.iter().cloned().zip(tokens) {
+        let (addr, fingerprint) = (scheduler.addr.clone(), scheduler.fingerprint.clone());
+        tasks.spawn(async move {
+            let trust = Trust::Fingerprint(Digest::from_hex(&fingerprint).unwrap());
+            let client = Client::connect(addr.parse().unwrap(), &trust, &token).await.expect("connecting");
+            for _ in 0..5 {
+                client.find_missing(vec![Digest::of(label.as_bytes())]).await.expect("served");
+            }
+            (label, client.local_addr().expect("a local address").port(), client)
+        });
+    }
+    let mut clients = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        clients.push(joined.unwrap());
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for (label, port, _client) in &clients {
+        let needle = format!("label={label} ");
+        let line = loop {
+            if let Some(line) = scheduler.log().into_iter().find(|l| l.contains(&needle)) {
+                break line;
+            }
+            assert!(Instant::now() < deadline, "no line for {label}:\n{}", scheduler.log().join("\n"));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(line.contains(&format!("peer=127.0.0.1:{port}")), "{label} connected from port {port}: {line}");
+    }
+}

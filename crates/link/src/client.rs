@@ -49,6 +49,11 @@ pub struct Client {
 }
 
 impl Client {
+    /// The local address the connection is made from (what the scheduler sees as the peer).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self._endpoint.local_addr().ok()
+    }
+
     /// Connects, verifies the scheduler by `trust`, and authenticates with `token`.
     pub async fn connect(addr: SocketAddr, trust: &Trust, token: &str) -> Result<Client, ClientError> {
         let fail = |message: String| ClientError::Connect { addr, message };
