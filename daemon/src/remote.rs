@@ -19,7 +19,7 @@
 use crate::key::manifest::{Entry, Manifest};
 use crate::outputs::{CachedResult, Role, StoredFile};
 use crate::stats::StatsBook;
-use rcc_link::client::Client;
+use rcc_link::client::{Client, ClientError};
 use rcc_link::tls::Trust;
 use rcc_link::Hold;
 use rcc_proto::config::Config;
@@ -31,6 +31,9 @@ use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// The largest manifest entry fetched (an entry lists a unit's inputs: tens of kilobytes for big C++ units).
+const MAX_MANIFEST_ENTRY: u64 = 4 << 20;
 
 /// Bound on a background upload.
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(120);
@@ -207,14 +210,18 @@ impl Remote {
             let mut fetches = tokio::task::JoinSet::new();
             for (i, digest) in digests.into_iter().enumerate() {
                 let c = c.clone();
-                fetches.spawn(async move { c.get_blob(digest).await.map(|b| (i, b)) });
+                fetches.spawn(async move { c.get_blob_within(digest, MAX_MANIFEST_ENTRY).await.map(|b| (i, b)) });
             }
             let mut found = Vec::new();
             while let Some(joined) = fetches.join_next().await {
-                if let Ok(fetched) = joined {
-                    if let (i, Some(bytes)) = fetched? {
-                        found.push((i, bytes));
-                    }
+                match joined {
+                    Ok(Ok((i, Some(bytes)))) => found.push((i, bytes)),
+                    // Gone, oversized or damaged: that entry is skipped, the others still serve.
+                    Ok(Ok((_, None)))
+                    | Ok(Err(ClientError::Corrupt(_)))
+                    | Ok(Err(ClientError::Wire(rcc_link::wire::WireError::Body(_))))
+                    | Err(_) => {}
+                    Ok(Err(e)) => return Err(e),
                 }
             }
             found.sort_by_key(|(i, _)| *i);

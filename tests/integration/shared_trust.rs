@@ -135,6 +135,10 @@ async fn a_writer_can_neither_replace_ci_results_nor_redirect_its_manifests() {
         assert_eq!(mallory.get_manifest(*manifest).await.unwrap()[0], forged, "the forged entry is listed first");
     }
 
+    // 3. An entry far larger than any real one, listed first: readers skip it without fetching it.
+    let huge = mallory.put_blob(&vec![0u8; 5 << 20]).await.unwrap();
+    mallory.add_manifest_entry(keys[0].0, huge).await.unwrap();
+
     // A fresh machine reading the shared cache gets every unit's own object, from the cache.
     let reader = machine(&scheduler, &token(&scheduler, &["--scope", "read", "--label", "reader"]));
     units(&reader, 8);
@@ -146,9 +150,10 @@ async fn a_writer_can_neither_replace_ci_results_nor_redirect_its_manifests() {
     let table = cli(&scheduler, &["status"]);
     assert!(table.contains(&format!("action cache: {} different results kept out", keys.len())), "{table}");
 
-    // The admin drops what Mallory wrote (her manifest entries), then everything CI wrote.
+    // The admin drops what Mallory wrote (her manifest entries: the forged ones and the huge one), then
+    // everything CI wrote.
     let dropped = cli(&scheduler, &["invalidate", "--uploader", "mallory"]);
-    assert!(dropped.contains(&format!("0 action result(s) and {} manifest", keys.len())), "{dropped}");
+    assert!(dropped.contains(&format!("0 action result(s) and {} manifest", keys.len() + 1)), "{dropped}");
     let (manifest, result_key) = keys[0];
     let dropped = cli(&scheduler, &["invalidate", "--key", &result_key.to_hex()]);
     assert!(dropped.contains("1 action result(s) and 0 manifest"), "{dropped}");

@@ -125,10 +125,19 @@ impl Client {
 
     /// Downloads a blob, checked against its digest.
     pub async fn get_blob(&self, digest: Digest) -> Result<Option<Vec<u8>>, ClientError> {
+        self.get_blob_within(digest, rcc_proto::remote::MAX_BLOB).await
+    }
+
+    /// Downloads a blob of at most `max` bytes, checked against its digest; a larger one is refused before
+    /// its body is read (what the caller expects bounds what the scheduler may make it hold).
+    pub async fn get_blob_within(&self, digest: Digest, max: u64) -> Result<Option<Vec<u8>>, ClientError> {
         let (mut send, mut recv) = self.open().await?;
         write_frame(&mut send, &Request::GetBlob { digest }).await?;
         send.finish().map_err(|e| ClientError::Wire(WireError::Stream(e.to_string())))?;
         match read_frame(&mut recv).await? {
+            Response::Blob { size } if size > max => {
+                Err(ClientError::Wire(WireError::Body(format!("{size} bytes where at most {max} were expected"))))
+            }
             Response::Blob { size } => {
                 let data = read_body(&mut recv, size).await?;
                 if Digest::of(&data) != digest {
